@@ -1,0 +1,28 @@
+# The README's two commands: `make reproduce` (main job) and `make test`.
+PY ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+ARGS ?=
+
+.PHONY: setup reproduce test bench docs-config
+
+$(BIN)/vacnn: setup.cfg requirements.txt
+	$(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -r requirements.txt
+	$(BIN)/python -m pip install -q -e ".[test]"
+	touch $(BIN)/vacnn
+
+setup: $(BIN)/vacnn
+
+reproduce: setup
+	$(BIN)/python -m reproduce.table10 $(ARGS)
+
+test: setup
+	$(BIN)/python -m pytest $(ARGS)
+
+bench: setup
+	$(BIN)/vacnn bench $(ARGS)
+
+docs-config: setup
+	$(BIN)/python -m vacnn_tf.config > docs/configuration.md

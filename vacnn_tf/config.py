@@ -1,0 +1,296 @@
+"""One typed configuration object for a run, parsed once from YAML plus ``--set`` overrides.
+
+Defaults live only in the dataclass fields below; every stage receives the part it needs
+explicitly (``config.features``, ``config.bovw``, ...). There is no global configuration.
+The docs' configuration reference (docs/configuration.md) is generated from these fields by
+``python -m vacnn_tf.config`` and a test keeps it current.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import yaml
+
+
+@dataclass(frozen=True)
+class FeatureConfig:
+    """Log-mel image settings (section 3.1, 4.2). Fields marked "silent" are our choices."""
+
+    sample_rate: int = 16000  # silent: one analysis rate for all corpora (EmoDB's native rate)
+    n_fft: int = 2048  # paper
+    hop_length: int = 512  # paper
+    n_mels: int = 128  # silent
+    fmin: float = 0.0  # silent
+    fmax: Optional[float] = None  # silent: None means sample_rate / 2
+    top_db: float = 80.0  # silent: dynamic range mapped onto 0-255
+    image_size: int = 224  # paper: 224x224x1
+    low_freq_at_bottom: bool = True  # silent: as a spectrogram is usually drawn
+    resize: str = "linear"  # silent: cv2 interpolation for the 224x224 resize: linear|area|cubic|nearest
+    min_duration: float = 0.1  # shorter files are rejected as bad input (seconds)
+    trim_db: Optional[float] = None  # silent: None keeps leading/trailing silence; a number trims at that dB
+
+    def key(self) -> str:
+        """A short stable hash of these settings, used to key feature caches."""
+        return config_hash(self)
+
+
+@dataclass(frozen=True)
+class BovwConfig:
+    """Bag-of-visual-words over KAZE descriptors (section 3.2)."""
+
+    k: int = 128  # paper: 128 visual words
+    kaze_threshold: float = 0.001  # OpenCV default detector response threshold
+    kaze_extended: bool = False  # False: 64-dim descriptors
+    kaze_upright: bool = False
+    kaze_octaves: int = 4
+    kaze_octave_layers: int = 4
+    normalization: str = "l1"  # silent: none|l1|l2 (l1: word frequencies summing to 1)
+    kmeans: str = "minibatch"  # minibatch|full
+    max_fit_descriptors: int = 100000  # descriptors sampled from the training fold for K-means
+    kmeans_batch_size: int = 4096
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Network settings (sections 3.1, 3.2; Figure 2 and 3)."""
+
+    architecture: str = "vacnn"  # vacnn|vacnn-cbam|vacnn-noatt|resnet|inception|mobilenet
+    groups: int = 8  # GroupNormalization groups, paper G = 8
+    reduction: int = 4  # channel-attention MLP reduction r, paper r = 4
+    spatial_kernel: int = 7  # spatial-attention conv kernel, paper 7x7
+    dense_units: int = 256  # FC 256 before the classifier
+    l2: float = 1e-4  # paper: L2 weight decay 1e-4
+    use_bovw: bool = True  # fine-tuned model fuses the BOVW histogram through Luong attention
+    freeze_through: str = "va_block1"  # fine-tuning freezes every layer up to and including this block
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation recipe (section 4.2). Fields marked "silent" are our choices."""
+
+    learning_rate: float = 1e-3  # paper
+    decay_every: int = 10  # paper: step decay every 10 epochs
+    decay_factor: float = 0.5  # silent
+    batch_size: int = 8  # paper
+    epochs: int = 50  # silent
+    patience: int = 10  # silent: early stopping on validation loss
+    val_fraction: float = 0.1  # silent: validation carved from the training folds
+    jit_compile: bool = True  # XLA-compiled train step
+    pretrain_epochs: Optional[int] = None  # None: same as epochs
+    verbose: int = 1  # Keras progress bar (0 silent, 1 bar, 2 one line per epoch)
+
+
+@dataclass(frozen=True)
+class ProtocolConfig:
+    """How folds are made (section 4.2 and METHOD.md's leakage notes)."""
+
+    name: str = "paper"  # paper: stratified random k-fold; speaker: speaker-independent folds
+    folds: int = 5  # paper: 5-fold cross-validation
+    max_folds: Optional[int] = None  # run only the first N folds (quick profiles)
+    ravdess_actor_groups: int = 5  # speaker protocol: RAVDESS actors held out in this many groups
+    subsample: Optional[int] = None  # keep at most this many utterances per corpus (quick profiles)
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where corpora and caches live."""
+
+    data_root: Optional[str] = None  # folder with ravdess/ emodb/ tess/ savee/; None = synthetic corpus
+    cache_dir: str = "cache"
+    synth_per_class: int = 6  # synthetic corpus utterances per class and speaker group
+    workers: int = 0  # feature-extraction processes; 0 = all cores
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything one run needs. The seed comes first: it drives folds, weights and shuffling."""
+
+    seed: int = 42
+    profile: str = "paper"  # paper|quick|demo
+    out: str = "runs"
+    data: DataConfig = field(default_factory=DataConfig)
+    features: FeatureConfig = field(default_factory=FeatureConfig)
+    bovw: BovwConfig = field(default_factory=BovwConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    protocol: ProtocolConfig = field(default_factory=ProtocolConfig)
+
+
+class ConfigError(ValueError):
+    """A configuration key or value that does not fit the schema."""
+
+
+def _field_types(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _coerce(value: Any, annotation: Any, key: str) -> Any:
+    """Check (and gently coerce) one value against its dataclass annotation."""
+    origin = typing.get_origin(annotation)
+    if origin is typing.Union:
+        args = [a for a in typing.get_args(annotation) if a is not type(None)]
+        if value is None:
+            return None
+        return _coerce(value, args[0], key)
+    if dataclasses.is_dataclass(annotation):
+        if not isinstance(value, dict):
+            raise ConfigError(f"Config key {key!r} expects a mapping. Received: {key}={value!r}")
+        return _build(annotation, value, key + ".")
+    if annotation is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"Config key {key!r} expects true or false. Received: {key}={value!r}")
+    if annotation is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise ConfigError(f"Config key {key!r} expects an integer. Received: {key}={value!r}")
+    if annotation is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        raise ConfigError(f"Config key {key!r} expects a number. Received: {key}={value!r}")
+    if annotation is str:
+        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+            return str(value)
+        raise ConfigError(f"Config key {key!r} expects a string. Received: {key}={value!r}")
+    return value
+
+
+def _build(cls: type, values: dict[str, Any], prefix: str = "") -> Any:
+    types = _field_types(cls)
+    unknown = sorted(set(values) - set(types))
+    if unknown:
+        raise ConfigError(
+            f"Unknown config key(s) {[prefix + u for u in unknown]}. "
+            f"Allowed under {prefix or 'top level'}: {sorted(types)}"
+        )
+    kwargs = {name: _coerce(val, types[name], prefix + name) for name, val in values.items()}
+    return cls(**kwargs)
+
+
+def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
+    parts = dotted.split(".")
+    node = tree
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"Cannot set {dotted!r}: {part!r} is not a section.")
+    node[parts[-1]] = value
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """Parse one ``key=value`` override; the value is read as YAML (so 0.5, true, null work)."""
+    if "=" not in text:
+        raise ConfigError(f"An override must look like section.key=value. Received: {text!r}")
+    key, raw = text.split("=", 1)
+    return key.strip(), yaml.safe_load(raw) if raw.strip() else ""
+
+
+def load_config(
+    path: str | Path | None = None,
+    overrides: list[str] | None = None,
+    base: dict[str, Any] | None = None,
+) -> RunConfig:
+    """Build a RunConfig from defaults, then ``base``, then a YAML file, then ``--set`` overrides."""
+    tree: dict[str, Any] = {}
+    for key, value in _flatten(base or {}):
+        _set_dotted(tree, key, value)
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"Config file not found: {path}")
+        loaded = yaml.safe_load(path.read_text()) or {}
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"Config file {path} must hold a mapping at the top level.")
+        for key, value in _flatten(loaded):
+            _set_dotted(tree, key, value)
+    for text in overrides or []:
+        key, value = parse_override(text)
+        _set_dotted(tree, key, value)
+    return _build(RunConfig, tree)
+
+
+def _flatten(tree: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
+    items: list[tuple[str, Any]] = []
+    for key, value in tree.items():
+        if isinstance(value, dict) and value:
+            items.extend(_flatten(value, f"{prefix}{key}."))
+        else:
+            items.append((f"{prefix}{key}", value))
+    return items
+
+
+def replace(config: Any, **changes: Any) -> Any:
+    """``dataclasses.replace`` that also accepts dotted keys: replace(cfg, **{"train.epochs": 3})."""
+    nested: dict[str, dict[str, Any]] = {}
+    flat: dict[str, Any] = {}
+    for key, value in changes.items():
+        head, _, rest = key.partition(".")
+        if rest:
+            nested.setdefault(head, {})[rest] = value
+        else:
+            flat[key] = value
+    for head, sub in nested.items():
+        flat[head] = replace(getattr(config, head), **sub)
+    return dataclasses.replace(config, **flat)
+
+
+def to_dict(config: Any) -> dict[str, Any]:
+    return dataclasses.asdict(config)
+
+
+def to_yaml(config: Any) -> str:
+    return yaml.safe_dump(to_dict(config), sort_keys=False)
+
+
+def config_hash(config: Any) -> str:
+    text = json.dumps(to_dict(config), sort_keys=True)
+    return hashlib.sha1(text.encode()).hexdigest()[:12]
+
+
+def reference_markdown() -> str:
+    """The configuration reference table, generated from the dataclass fields."""
+    import inspect
+
+    lines = [
+        "# Configuration reference",
+        "",
+        "Generated by `python -m vacnn_tf.config` from `vacnn_tf/config.py`; a test fails when it is stale.",
+        "Set any key in a YAML file (`--config`) or on the command line (`--set section.key=value`).",
+        "",
+        "| key | default | note |",
+        "|---|---|---|",
+    ]
+
+    def comments(cls: type) -> dict[str, str]:
+        notes: dict[str, str] = {}
+        for line in inspect.getsource(cls).splitlines():
+            stripped = line.strip()
+            if ":" in stripped and "#" in stripped and not stripped.startswith("#"):
+                name = stripped.split(":", 1)[0].strip()
+                notes[name] = stripped.split("#", 1)[1].strip()
+        return notes
+
+    def walk(cls: type, prefix: str) -> None:
+        notes = comments(cls)
+        for f in dataclasses.fields(cls):
+            hint = _field_types(cls)[f.name]
+            if dataclasses.is_dataclass(hint):
+                walk(hint, f"{prefix}{f.name}.")
+                continue
+            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+            note = notes.get(f.name, "").replace("|", "\\|")
+            lines.append(f"| `{prefix}{f.name}` | `{json.dumps(default)}` | {note} |")
+
+    walk(RunConfig, "")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    print(reference_markdown(), end="")
