@@ -48,13 +48,13 @@ class BovwConfig:
     k: int = 128  # paper: 128 visual words
     kaze_threshold: float = 0.001  # OpenCV default detector response threshold
     kaze_extended: bool = False  # False: 64-dim descriptors
-    kaze_upright: bool = False
-    kaze_octaves: int = 4
-    kaze_octave_layers: int = 4
+    kaze_upright: bool = False  # True: no orientation (faster, not rotation-invariant); OpenCV default False
+    kaze_octaves: int = 4  # OpenCV default: maximum octave evolution
+    kaze_octave_layers: int = 4  # OpenCV default: sublevels per octave
     normalization: str = "l1"  # silent: none|l1|l2 (l1: word frequencies summing to 1)
-    kmeans: str = "minibatch"  # minibatch|full
+    kmeans: str = "full"  # full|minibatch: full (Lloyd) K-means measured tighter and cheap enough; see vacnn_tf/bovw.py
     max_fit_descriptors: int = 100000  # descriptors sampled from the training fold for K-means
-    kmeans_batch_size: int = 4096
+    kmeans_batch_size: int = 4096  # MiniBatchKMeans batch size (only for kmeans=minibatch)
 
 
 @dataclass(frozen=True)
@@ -104,7 +104,7 @@ class DataConfig:
 
     data_root: Optional[str] = None  # folder with ravdess/ emodb/ tess/ savee/; None = synthetic corpus
     cache_dir: str = "cache"
-    synth_per_class: int = 6  # synthetic corpus utterances per class and speaker group
+    synth_per_class: int = 6  # synthetic corpus utterances per class per corpus, spread over its speakers
     workers: int = 0  # feature-extraction processes; 0 = all cores
 
 

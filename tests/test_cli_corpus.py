@@ -1,0 +1,72 @@
+"""`vacnn synth`, `vacnn corpus-stats` and `vacnn features` end to end on a tiny synthetic corpus."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from vacnn_tf.cli import main
+
+
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("data")
+    assert main(["synth", "--out", str(root), "--per-class", "2", "--seed", "3",
+                 "--corpora", "emodb", "savee"]) == 0
+    return root
+
+
+def test_synth_prints_what_it_wrote(data_root, capsys):
+    assert main(["synth", "--out", str(data_root), "--per-class", "2", "--seed", "3",
+                 "--corpora", "emodb", "savee"]) == 0  # already there: skipped
+    out = capsys.readouterr().out
+    assert "emodb" in out and "14 files" in out and "savee" in out
+
+
+def test_corpus_stats_json_from_a_data_root(data_root, capsys):
+    assert main(["corpus-stats", "--corpus", "emodb", "--root", str(data_root), "--json"]) == 0
+    stats = json.loads(capsys.readouterr().out)
+    assert list(stats) == ["corpus", "files", "classes", "speakers", "sample_rates",
+                           "total_seconds", "unmatched"]
+    assert stats["files"] == 14 and set(stats["classes"].values()) == {2}
+    assert stats["sample_rates"] == {"16000": 14} and stats["unmatched"] == []
+
+
+def test_corpus_stats_text_from_the_corpus_folder(data_root, capsys):
+    stray = data_root / "savee" / "AudioData" / "DC" / "x99.wav"
+    stray.write_bytes(next((data_root / "savee" / "AudioData" / "DC").glob("*.wav")).read_bytes())
+    try:
+        assert main(["corpus-stats", "--corpus", "savee", "--root", str(data_root / "savee")]) == 0
+    finally:
+        stray.unlink()
+    out = capsys.readouterr().out
+    assert "files: 14" in out and "speakers: 4" in out and "44100 Hz (14)" in out
+    assert "unmatched: 1" in out and "x99.wav: name is not SAVEE" in out
+    assert "surprise" in out
+
+
+def test_corpus_stats_errors(tmp_path, capsys):
+    assert main(["corpus-stats", "--corpus", "tess", "--root", str(tmp_path / "nowhere")]) == 2
+    assert "not found" in capsys.readouterr().err
+    assert main(["corpus-stats", "--corpus", "tess", "--root", str(tmp_path)]) == 1
+    assert "no TESS files" in capsys.readouterr().err
+
+
+def test_features_fills_cache_and_reports_failures(data_root, tmp_path, capsys):
+    broken = data_root / "emodb" / "wav" / "03a01Wz.wav"
+    broken.write_bytes(b"")
+    cache = tmp_path / "cache"
+    args = ["features", "--corpus", "emodb", "--root", str(data_root), "--cache", str(cache),
+            "--workers", "1", "--set", "features.n_mels=64"]
+    try:
+        assert main(args) == 0
+        out = capsys.readouterr().out
+        assert "15 files, 14 images (0 from cache, 14 computed), 1 failed" in out
+        assert f"{broken}: empty file (0 bytes)" in out
+        assert main(args) == 0
+        assert "14 images (14 from cache, 0 computed)" in capsys.readouterr().out
+    finally:
+        broken.unlink()
+    assert len(list(cache.rglob("*.npz"))) == 14
+    assert main(["features", "--corpus", "emodb", "--root", str(data_root), "--set", "features.nmels=3"]) == 2
+    assert "Unknown config key" in capsys.readouterr().err

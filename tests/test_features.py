@@ -1,0 +1,145 @@
+"""Audio loading, bad-input errors, the log-mel image and the feature cache."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from vacnn_tf import features
+from vacnn_tf.config import FeatureConfig, replace
+from vacnn_tf.features import AudioError, cache_path, extract_images, file_sha1, load_audio, logmel_image
+
+RATE = 16000
+
+
+def tone(freq: float = 220.0, seconds: float = 0.5, rate: int = RATE) -> np.ndarray:
+    t = np.arange(int(seconds * rate)) / rate
+    return (0.3 * np.sin(2 * np.pi * freq * t) * (1 + 0.5 * np.sin(2 * np.pi * 3 * t))).astype(np.float32)
+
+
+def write(path: Path, data: np.ndarray, rate: int = RATE, subtype: str = "PCM_16") -> Path:
+    sf.write(path, data, rate, subtype=subtype)
+    return path
+
+
+@pytest.fixture
+def bad_files(tmp_path: Path) -> dict[str, Path]:
+    good = write(tmp_path / "good.wav", tone())
+    truncated = tmp_path / "truncated.wav"
+    truncated.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    cut_to_header = tmp_path / "cut.wav"
+    cut_to_header.write_bytes(good.read_bytes()[:44])
+    nan = tone()
+    nan[100] = np.nan
+    (tmp_path / "empty.wav").write_bytes(b"")
+    (tmp_path / "text.wav").write_text("hello, I am not audio at all")
+    return {
+        "empty": tmp_path / "empty.wav",
+        "truncated": truncated,
+        "cut-to-header": cut_to_header,
+        "no-frames": write(tmp_path / "no_frames.wav", np.zeros(0, np.float32)),
+        "non-audio": tmp_path / "text.wav",
+        "silent": write(tmp_path / "silent.wav", np.zeros(RATE, np.float32)),
+        "nan": write(tmp_path / "nan.wav", nan, subtype="FLOAT"),
+        "short": write(tmp_path / "short.wav", tone(seconds=0.05)),
+        "missing": tmp_path / "missing.wav",
+    }
+
+
+EXPECTED = {
+    "empty": "empty file", "truncated": "truncated", "cut-to-header": "truncated",
+    "no-frames": "no audio frames",
+    "non-audio": "not a readable audio file", "silent": "all silent", "nan": "NaN",
+    "short": "too short", "missing": "not found",
+}
+
+
+@pytest.mark.parametrize("case", sorted(EXPECTED))
+def test_bad_input_is_named(bad_files, case):
+    with pytest.raises(AudioError, match=EXPECTED[case]) as info:
+        load_audio(bad_files[case], RATE)
+    assert info.value.path == str(bad_files[case]) and str(bad_files[case]) in str(info.value)
+    assert isinstance(info.value, ValueError)
+
+
+def test_load_audio_mixes_and_resamples(tmp_path: Path):
+    stereo = np.stack([tone(rate=44100), np.zeros(22050, np.float32)], axis=1)
+    wave = load_audio(write(tmp_path / "s.wav", stereo, rate=44100), RATE)
+    assert wave.dtype == np.float32 and wave.ndim == 1 and len(wave) == RATE // 2
+    assert 0.1 < np.abs(wave).max() < 0.3  # the silent channel halves the level
+
+
+def test_logmel_image_shape_range_and_orientation():
+    config = FeatureConfig()
+    image = logmel_image(tone(150.0), RATE, config)
+    assert image.shape == (224, 224) and image.dtype == np.uint8
+    assert image.max() >= 245 and image.min() == 0  # the dB range spans the pixel range
+    rows = image.mean(axis=1)
+    assert rows[-60:].mean() > rows[:60].mean()  # a low tone is at the bottom
+    flipped = logmel_image(tone(150.0), RATE, replace(config, low_freq_at_bottom=False))
+    np.testing.assert_array_equal(flipped, logmel_image(tone(150.0), RATE, config)[::-1])
+    resampled = logmel_image(tone(150.0, rate=22050), 22050, config)
+    assert np.abs(resampled.astype(int) - image.astype(int)).mean() < 8
+    small = logmel_image(tone(), RATE, replace(config, image_size=64, resize="area", n_mels=64))
+    assert small.shape == (64, 64)
+
+
+def test_logmel_image_rejects_bad_input():
+    with pytest.raises(ValueError, match="Received: features.resize='bilinear'"):
+        logmel_image(tone(), RATE, replace(FeatureConfig(), resize="bilinear"))
+    with pytest.raises(ValueError, match="silent"):
+        logmel_image(np.zeros(RATE, np.float32), RATE, FeatureConfig())
+    with pytest.raises(ValueError, match="1-D"):
+        logmel_image(np.zeros((2, 100), np.float32), RATE, FeatureConfig())
+
+
+def test_extract_reports_failures_and_reuses_cache(tmp_path: Path, bad_files, monkeypatch):
+    goods = [write(tmp_path / f"g{i}.wav", tone(180.0 + 40 * i)) for i in range(3)]
+    paths = [goods[0], bad_files["nan"], goods[1], bad_files["empty"], goods[2], bad_files["missing"]]
+    config = FeatureConfig()
+    cache = tmp_path / "cache"
+    first = extract_images(paths, config, cache, workers=1, progress=False)
+    assert first.images.shape == (3, 224, 224) and first.cached == 0
+    assert first.ok.tolist() == [True, False, True, False, True, False]
+    assert first.paths == [str(p) for p in goods]
+    assert [Path(p).name for p, _ in first.failures] == ["nan.wav", "empty.wav", "missing.wav"]
+    assert "NaN" in first.failures[0][1] and "empty" in first.failures[1][1]
+    assert cache_path(cache, file_sha1(goods[0]), config).is_file()
+    assert (cache / "logmel" / config.key() / "config.json").is_file()
+
+    def no_compute(*args, **kwargs):
+        raise AssertionError("a cached image was recomputed")
+
+    monkeypatch.setattr(features, "file_image", no_compute)
+    second = extract_images(paths[::2], config, cache, workers=1, progress=False)
+    assert second.cached == 3 and second.failures == []
+    np.testing.assert_array_equal(second.images, first.images)
+
+
+def test_cache_is_keyed_by_content_and_settings(tmp_path: Path):
+    a = write(tmp_path / "a.wav", tone())
+    b = tmp_path / "copy_of_a.wav"
+    b.write_bytes(a.read_bytes())
+    config = FeatureConfig()
+    extract_images([a], config, tmp_path / "c", workers=1, progress=False)
+    assert extract_images([b], config, tmp_path / "c", workers=1, progress=False).cached == 1
+    other = replace(config, n_mels=64)
+    assert extract_images([b], other, tmp_path / "c", workers=1, progress=False).cached == 0
+    write(a, tone(300.0))  # new content under the old name
+    assert extract_images([a], config, tmp_path / "c", workers=1, progress=False).cached == 0
+
+
+@pytest.mark.parametrize("start", ["fork", "spawn"])  # spawn is what runs once TensorFlow is loaded
+def test_parallel_matches_in_process(tmp_path: Path, bad_files, monkeypatch, start):
+    import multiprocessing
+
+    monkeypatch.setattr(features, "_pool_context", lambda: multiprocessing.get_context(start))
+    paths = [write(tmp_path / f"p{i}.wav", tone(150.0 + 30 * i)) for i in range(4)] + [bad_files["silent"]]
+    serial = extract_images(paths, FeatureConfig(), None, workers=1, progress=False)
+    parallel = extract_images(paths, FeatureConfig(), None, workers=2, progress=False)
+    np.testing.assert_array_equal(serial.images, parallel.images)
+    assert parallel.ok.tolist() == [True] * 4 + [False]
+    assert "all silent" in parallel.failures[0][1]
+    empty = extract_images([], FeatureConfig(), None, progress=False)
+    assert empty.images.shape == (0, 224, 224) and empty.failures == []

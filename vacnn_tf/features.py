@@ -1,0 +1,345 @@
+"""Log-mel images (sections 3.1, 4.2): any audio file -> one 224x224 uint8 grayscale image.
+
+The paper fixes the FFT window (2048) and hop (512), a log amplitude and a 224x224x1 image with
+pixel values 0-255. The rest is ours and lives in :class:`vacnn_tf.config.FeatureConfig`:
+one analysis rate for every corpus, 128 mel bands, dB relative to the loudest bin clipped at
+``top_db`` and mapped linearly onto 0-255, the whole utterance resized onto 224 columns, low
+frequencies at the bottom.
+
+Images are cached on disk, one npz per file, keyed by the file's content (sha1) and the
+feature settings (``FeatureConfig.key()``), so renaming or moving a corpus costs nothing and
+changing a setting never serves a stale image.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import struct
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional, Sequence
+
+import numpy as np
+
+from vacnn_tf.config import FeatureConfig, to_dict
+from vacnn_tf.storage import load_npz, save_npz, write_json
+
+# A file whose loudest sample is below this (-80 dBFS, under 4 LSB of 16-bit audio) holds no signal.
+SILENCE_PEAK = 1e-4
+RESIZE_MODES: tuple[str, ...] = ("linear", "area", "cubic", "nearest")
+
+
+class AudioError(ValueError):
+    """An audio file that cannot become a feature image.
+
+    Attributes:
+        path: The file.
+        reason: Why, in words (e.g. "empty file (0 bytes)").
+    """
+
+    def __init__(self, path: str | Path, reason: str) -> None:
+        self.path = str(path)
+        self.reason = reason
+        super().__init__(f"{self.path}: {reason}")
+
+    def __reduce__(self):  # keeps (path, reason) intact across process boundaries
+        return (type(self), (self.path, self.reason))
+
+
+def _wav_truncation(path: Path, size: int) -> Optional[str]:
+    """For RIFF/WAVE files: the reason if the data chunk promises more bytes than the file holds.
+
+    libsndfile quietly reads what is there, so a cut-off download would otherwise pass as a
+    shorter utterance.
+    """
+    with open(path, "rb") as fh:
+        head = fh.read(12)
+        if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+            return None
+        offset = 12
+        while offset + 8 <= size:
+            fh.seek(offset)
+            chunk_id, chunk_size = struct.unpack("<4sI", fh.read(8))
+            if chunk_id == b"data":
+                available = size - offset - 8
+                # 0 and 0xFFFFFFFF are "length unknown" markers written by streaming recorders.
+                if chunk_size not in (0, 0xFFFFFFFF) and chunk_size > available:
+                    return (
+                        f"truncated: the WAV header declares {chunk_size} bytes of audio "
+                        f"but the file holds {available}"
+                    )
+                return None
+            offset += 8 + chunk_size + (chunk_size & 1)  # chunks are padded to even sizes
+    return None
+
+
+def load_audio(path: str | Path, sample_rate: int, min_duration: float = 0.1) -> np.ndarray:
+    """Read an audio file as float32 mono at ``sample_rate``.
+
+    Channels are averaged; other rates are resampled with soxr (librosa.resample, ``soxr_hq``).
+
+    Args:
+        path: Any file libsndfile reads (wav, flac, ogg, ...).
+        sample_rate: The analysis rate (``FeatureConfig.sample_rate``).
+        min_duration: Shorter files are rejected (seconds, default 0.1).
+
+    Returns:
+        float32 waveform, shape ``(samples,)``.
+
+    Raises:
+        AudioError: missing, empty, truncated, unreadable, NaN-containing, all-silent or too
+            short files, naming the file and the reason.
+    """
+    import soundfile as sf
+
+    path = Path(path)
+    if not path.is_file():
+        raise AudioError(path, "file not found")
+    size = path.stat().st_size
+    if size == 0:
+        raise AudioError(path, "empty file (0 bytes)")
+    truncated = _wav_truncation(path, size)
+    if truncated:
+        raise AudioError(path, truncated)
+    try:
+        data, rate = sf.read(str(path), dtype="float32", always_2d=True)
+    except Exception as err:  # libsndfile's errors differ by format and version
+        raise AudioError(path, f"not a readable audio file ({err})") from None
+    if data.shape[0] == 0:
+        raise AudioError(path, "no audio frames (header only)")
+    if not np.isfinite(data).all():
+        raise AudioError(path, f"contains {int((~np.isfinite(data)).sum())} NaN or infinite samples")
+    duration = data.shape[0] / rate
+    if duration < min_duration:
+        raise AudioError(path, f"too short: {duration:.3f} s < {min_duration} s")
+    mono = data.mean(axis=1)
+    peak = float(np.abs(mono).max())
+    if peak < SILENCE_PEAK:
+        level = "-inf" if peak == 0 else f"{20 * np.log10(peak):.0f}"
+        raise AudioError(path, f"all silent (peak {level} dBFS)")
+    if rate != sample_rate:
+        import librosa
+
+        mono = librosa.resample(mono, orig_sr=rate, target_sr=sample_rate, res_type="soxr_hq")
+    return np.ascontiguousarray(mono, dtype=np.float32)
+
+
+def _interpolation(name: str) -> int:
+    import cv2
+
+    modes = {"linear": cv2.INTER_LINEAR, "area": cv2.INTER_AREA, "cubic": cv2.INTER_CUBIC,
+             "nearest": cv2.INTER_NEAREST}
+    if name not in modes:
+        raise ValueError(f"features.resize must be one of {list(modes)}. Received: features.resize={name!r}")
+    return modes[name]
+
+
+def logmel_image(waveform: np.ndarray, sample_rate: int, config: FeatureConfig) -> np.ndarray:
+    """The paper's log-mel image of one utterance (sections 3.1, 4.2).
+
+    Steps: resample to ``config.sample_rate`` if needed; optional silence trim (``trim_db``);
+    mel power spectrogram (``n_fft``, ``hop_length``, ``n_mels``, ``fmin``, ``fmax``); dB relative
+    to the loudest bin, clipped at ``-top_db``; linear map of ``[-top_db, 0]`` onto ``[0, 255]``;
+    flipped so low frequencies are at the bottom (``low_freq_at_bottom``); resized with OpenCV
+    (``resize``) to ``(image_size, image_size)``: every utterance fills the width whatever its
+    duration.
+
+    Args:
+        waveform: Mono samples, shape ``(samples,)``.
+        sample_rate: Rate of ``waveform`` in Hz.
+        config: Feature settings.
+
+    Returns:
+        uint8 image, shape ``(image_size, image_size)`` (224x224 by default).
+
+    Raises:
+        ValueError: empty, non-finite or silent waveform, or an unknown ``resize`` mode.
+    """
+    import cv2
+    import librosa
+
+    y = np.asarray(waveform, dtype=np.float32)
+    if y.ndim != 1 or y.size == 0:
+        raise ValueError(f"waveform must be a non-empty 1-D array. Received: shape={y.shape}")
+    if not np.isfinite(y).all():
+        raise ValueError("waveform contains NaN or infinite samples")
+    if sample_rate != config.sample_rate:
+        y = librosa.resample(y, orig_sr=sample_rate, target_sr=config.sample_rate, res_type="soxr_hq")
+    if config.trim_db is not None:
+        y, _ = librosa.effects.trim(y, top_db=config.trim_db, frame_length=config.n_fft,
+                                    hop_length=config.hop_length)
+    mel = librosa.feature.melspectrogram(
+        y=y, sr=config.sample_rate, n_fft=config.n_fft, hop_length=config.hop_length,
+        n_mels=config.n_mels, fmin=config.fmin, fmax=config.fmax, power=2.0,
+    )
+    if not mel.max() > 0:
+        raise ValueError("waveform is silent: its mel spectrogram is all zeros")
+    db = librosa.power_to_db(mel, ref=np.max, top_db=config.top_db)  # in [-top_db, 0]
+    pixels = (db + config.top_db) * (255.0 / config.top_db)
+    if config.low_freq_at_bottom:
+        pixels = pixels[::-1]  # mel bin 0 (lowest band) becomes the bottom row
+    size = config.image_size
+    resized = cv2.resize(np.ascontiguousarray(pixels, dtype=np.float32), (size, size),
+                         interpolation=_interpolation(config.resize))
+    return np.clip(np.rint(resized), 0, 255).astype(np.uint8)
+
+
+def file_image(path: str | Path, config: FeatureConfig) -> np.ndarray:
+    """Load one file and render its image (bad audio raises :class:`AudioError`)."""
+    wave = load_audio(path, config.sample_rate, min_duration=config.min_duration)
+    try:
+        return logmel_image(wave, config.sample_rate, config)
+    except ValueError as err:  # e.g. silent after trimming: still the file's fault
+        raise AudioError(path, str(err)) from None
+
+
+@dataclass
+class ImageBatch:
+    """Images of a list of files, failures set aside.
+
+    Attributes:
+        images: uint8, shape ``(n_ok, 224, 224)``, in input order.
+        paths: The files behind ``images``, in input order.
+        ok: bool mask over the input list.
+        failures: ``(path, reason)`` for each file that could not be read.
+        cached: How many images came from the cache.
+    """
+
+    images: np.ndarray
+    paths: list[str]
+    ok: np.ndarray
+    failures: list[tuple[str, str]] = field(default_factory=list)
+    cached: int = 0
+
+
+def file_sha1(path: str | Path) -> str:
+    digest = hashlib.sha1()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def cache_path(cache_dir: str | Path, sha1: str, config: FeatureConfig) -> Path:
+    """Where the image of a file with content hash ``sha1`` is cached for these settings."""
+    return Path(cache_dir) / "logmel" / config.key() / sha1[:2] / f"{sha1}.npz"
+
+
+def _compute(path: str, config: FeatureConfig, target: Optional[str]) -> tuple[Optional[np.ndarray], str]:
+    """Worker: (image, "") or (None, reason). Never raises, so one bad file cannot stop a batch."""
+    try:
+        image = file_image(path, config)
+    except AudioError as err:
+        return None, err.reason
+    except Exception as err:  # an unexpected library error is still reported per file
+        return None, f"unexpected {type(err).__name__}: {err}"
+    if target is not None:
+        save_npz(target, image=image)
+    return image, ""
+
+
+def _load_cached(target: Path, size: int) -> Optional[np.ndarray]:
+    try:
+        image = load_npz(target)["image"]
+    except Exception:  # unreadable cache entry: recompute rather than fail
+        return None
+    return image if image.shape == (size, size) and image.dtype == np.uint8 else None
+
+
+def _pool_context():
+    """Fork while no deep-learning runtime is loaded (fast start, no ``__main__`` guard needed in
+    user scripts); spawn once one is, because forking its live thread pools can deadlock."""
+    import multiprocessing
+    import sys
+
+    loaded = any(name in sys.modules for name in ("tensorflow", "torch", "jax"))
+    if not loaded and "fork" in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("fork")
+    return multiprocessing.get_context("spawn")
+
+
+def extract_images(
+    paths: Sequence[str | Path],
+    config: FeatureConfig,
+    cache_dir: str | Path | None,
+    workers: int = 0,
+    progress: bool = True,
+) -> ImageBatch:
+    """Log-mel images of many files, from the cache where possible, in parallel otherwise.
+
+    Args:
+        paths: Audio files.
+        config: Feature settings.
+        cache_dir: Cache folder (``None``: no caching). Entries are written atomically.
+        workers: Processes for the files not cached yet; 0 = ``os.cpu_count()``, 1 = in this
+            process. Workers are forked, or spawned once TensorFlow is loaded (then scripts need
+            the usual ``if __name__ == "__main__":`` guard).
+        progress: Show a tqdm progress bar.
+
+    Returns:
+        An :class:`ImageBatch`; files that fail are listed in ``failures`` and the rest goes on.
+    """
+    from tqdm.auto import tqdm
+
+    names = [str(p) for p in paths]
+    size = config.image_size
+    images: list[Optional[np.ndarray]] = [None] * len(names)
+    reasons: dict[int, str] = {}
+    todo: list[tuple[int, Optional[str]]] = []
+    if cache_dir is not None:
+        meta = Path(cache_dir) / "logmel" / config.key() / "config.json"
+        if not meta.is_file():  # tells a human which settings a cache folder holds
+            write_json(meta, to_dict(config))
+    bar = tqdm(total=len(names), desc="log-mel images", unit="file", disable=not progress)
+    for index, name in enumerate(names):
+        target = None
+        if cache_dir is not None:
+            try:
+                target = cache_path(cache_dir, file_sha1(name), config)
+            except FileNotFoundError:
+                reasons[index] = "file not found"
+                bar.update()
+                continue
+            except OSError as err:
+                reasons[index] = f"cannot read file ({err.strerror or err})"
+                bar.update()
+                continue
+            if target.is_file():
+                images[index] = _load_cached(target, size)
+        if images[index] is None:
+            todo.append((index, None if target is None else str(target)))
+        else:
+            bar.update()
+    cached = len(names) - len(todo) - len(reasons)
+    n_workers = min((os.cpu_count() or 1) if workers <= 0 else workers, len(todo))
+    if n_workers <= 1:
+        for index, target in todo:
+            images[index], reason = _compute(names[index], config, target)
+            if reason:
+                reasons[index] = reason
+            bar.update()
+    else:
+        context = _pool_context()
+        with ProcessPoolExecutor(max_workers=n_workers, mp_context=context) as pool:
+            futures = {pool.submit(_compute, names[i], config, t): i for i, t in todo}
+            for future in as_completed(futures):
+                index = futures[future]
+                try:
+                    images[index], reason = future.result()
+                except Exception as err:  # a crashed worker (BrokenProcessPool, ...)
+                    reason = f"worker failed: {type(err).__name__}: {err}"
+                if reason:
+                    reasons[index] = reason
+                bar.update()
+    bar.close()
+    ok = np.array([img is not None for img in images], dtype=bool)
+    stack = [img for img in images if img is not None]
+    return ImageBatch(
+        images=np.stack(stack) if stack else np.zeros((0, size, size), np.uint8),
+        paths=[n for n, good in zip(names, ok) if good],
+        ok=ok,
+        failures=[(names[i], reasons[i]) for i in sorted(reasons)],
+        cached=cached,
+    )
