@@ -1,0 +1,161 @@
+"""The attention layers against NumPy references of the paper's equations (1), (2), (4)-(8)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from layer_testing import random_inputs, randomize_weights, run_layer_test
+from vacnn_tf.layers import CBAM, ChannelAttention, LuongContextAttention, SpatialAttention, VisualAttention
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+def np_channel_weights(v: np.ndarray, w0: np.ndarray, b0: np.ndarray, w1: np.ndarray, b1: np.ndarray) -> np.ndarray:
+    """Eq. (1): F_c = sigmoid(W1(W0(GAP(V))) + W1(W0(GMP(V)))), with CBAM's hidden ReLU; (B, C)."""
+
+    def mlp(d: np.ndarray) -> np.ndarray:
+        return np.maximum(d @ w0 + b0, 0.0) @ w1 + b1
+
+    return _sigmoid(mlp(v.mean(axis=(1, 2))) + mlp(v.max(axis=(1, 2))))
+
+
+def np_spatial_weights(v: np.ndarray, kernel: np.ndarray) -> np.ndarray:
+    """Eq. (2): F_s = sigmoid(conv7x7([AvgPool_c(V); MaxPool_c(V)])), zero "same" padding; (B, H, W)."""
+    pooled = np.stack([v.mean(axis=-1), v.max(axis=-1)], axis=-1)  # (B, H, W, 2)
+    k = kernel.shape[0]
+    pad = k // 2
+    padded = np.pad(pooled, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
+    batch, height, width, _ = pooled.shape
+    out = np.zeros((batch, height, width))
+    for i in range(height):
+        for j in range(width):
+            window = padded[:, i : i + k, j : j + k, :]  # (B, k, k, 2)
+            out[:, i, j] = np.einsum("bxyc,xyc->b", window, kernel[..., 0])
+    return _sigmoid(out)
+
+
+def np_luong(o: np.ndarray, h_s: np.ndarray, w: np.ndarray, w_c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Eqs. (4)-(8), one sample and one state at a time; returns (avf, alpha)."""
+    batch, n, _ = h_s.shape
+    avf = np.zeros_like(o, dtype=np.float64)
+    alphas = np.zeros((batch, n))
+    for b in range(batch):
+        h_t = h_s[b, -1]
+        scores = np.array([h_t @ w @ h_s[b, s] for s in range(n)])  # (4)
+        alpha = np.exp(scores - scores.max()) / np.exp(scores - scores.max()).sum()  # (5)
+        context = sum(alpha[s] * h_s[b, s] for s in range(n))  # (6)
+        av_t = np.tanh(np.concatenate([context, h_t]) @ w_c)  # (7)
+        for s in range(n):
+            avf[b, s] = np.tanh(o[b, s] * av_t) + h_s[b, s]  # (8)
+        alphas[b] = alpha
+    return avf, alphas
+
+
+@pytest.mark.parametrize(
+    "layer_cls, kwargs, input_shape, output_shape, num_weights",
+    [
+        (ChannelAttention, {"reduction": 4}, (2, 6, 5, 8), (2, 6, 5, 8), 4),
+        (SpatialAttention, {"kernel_size": 7}, (2, 6, 5, 8), (2, 6, 5, 8), 1),
+        (VisualAttention, {"reduction": 2, "kernel_size": 3, "kernel_regularizer": "l2"}, (2, 6, 5, 8), (2, 6, 5, 8), 5),
+        (CBAM, {"reduction": 4, "kernel_size": 5}, (2, 6, 5, 8), (2, 6, 5, 8), 5),
+        (LuongContextAttention, {"kernel_regularizer": "l2"}, [(2, 9, 6), (2, 9, 6)], (2, 9, 6), 2),
+    ],
+    ids=lambda v: v.__name__ if isinstance(v, type) else None,
+)
+def test_layer_contract(layer_cls, kwargs, input_shape, output_shape, num_weights, tmp_path):
+    run_layer_test(layer_cls, kwargs, input_shape, output_shape, num_weights, tmp_path)
+
+
+def test_channel_attention_matches_eq1():
+    x = random_inputs((3, 5, 4, 8))
+    layer = ChannelAttention(reduction=4)
+    layer.build(x.shape)
+    randomize_weights(layer)
+    w0, b0, w1, b1 = layer.get_weights()
+    expected = np_channel_weights(x, w0, b0, w1, b1)
+    np.testing.assert_allclose(np.asarray(layer.attention(x))[:, 0, 0, :], expected, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(np.asarray(layer(x)), x * expected[:, None, None, :], rtol=1e-5, atol=1e-6)
+
+
+def test_spatial_attention_matches_eq2():
+    x = random_inputs((2, 9, 8, 5))
+    layer = SpatialAttention(kernel_size=7)
+    layer.build(x.shape)
+    randomize_weights(layer)
+    (kernel,) = layer.get_weights()
+    expected = np_spatial_weights(x, kernel)
+    np.testing.assert_allclose(np.asarray(layer.attention(x))[..., 0], expected, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(np.asarray(layer(x)), x * expected[..., None], rtol=1e-5, atol=1e-6)
+
+
+def test_visual_attention_sums_the_two_refined_maps():
+    x = random_inputs((2, 7, 6, 8))
+    layer = VisualAttention(reduction=4, kernel_size=7)
+    layer.build(x.shape)
+    randomize_weights(layer)
+    w0, b0, w1, b1, kernel = layer.get_weights()
+    expected = x * np_channel_weights(x, w0, b0, w1, b1)[:, None, None, :] + x * np_spatial_weights(x, kernel)[..., None]
+    np.testing.assert_allclose(np.asarray(layer(x)), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_cbam_is_sequential():
+    x = random_inputs((2, 7, 6, 8))
+    layer = CBAM(reduction=4, kernel_size=7)
+    layer.build(x.shape)
+    randomize_weights(layer)
+    w0, b0, w1, b1, kernel = layer.get_weights()
+    refined = x * np_channel_weights(x, w0, b0, w1, b1)[:, None, None, :]
+    expected = refined * np_spatial_weights(refined, kernel)[..., None]
+    np.testing.assert_allclose(np.asarray(layer(x)), expected, rtol=1e-5, atol=1e-5)
+    parallel = VisualAttention(reduction=4, kernel_size=7)
+    parallel.build(x.shape)
+    parallel.set_weights(layer.get_weights())
+    assert not np.allclose(np.asarray(parallel(x)), expected)
+
+
+def test_luong_attention_matches_eqs_4_to_8():
+    o, h_s = random_inputs([(3, 6, 5), (3, 6, 5)], seed=3)
+    layer = LuongContextAttention()
+    layer.build([o.shape, h_s.shape])
+    randomize_weights(layer, scale=0.5)
+    w, w_c = layer.get_weights()
+    assert w.shape == (5, 5) and w_c.shape == (10, 5)
+    expected, alpha = np_luong(o, h_s, w, w_c)
+    np.testing.assert_allclose(np.asarray(layer.scores(h_s)), alpha, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(np.asarray(layer([o, h_s])), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_luong_attention_paper_shape():
+    o, h_s = random_inputs([(2, 49, 288), (2, 49, 288)])
+    layer = LuongContextAttention()
+    assert tuple(layer([o, h_s]).shape) == (2, 49, 288)
+    assert layer.count_params() == 288 * 288 + 2 * 288 * 288  # W (eq. 4) and W_c (eq. 7), unbiased
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda: ChannelAttention(reduction=0), "Received: reduction=0"),
+        (lambda: ChannelAttention(reduction=True), "Received: reduction=True"),
+        (lambda: SpatialAttention(kernel_size=4), "Received: kernel_size=4"),
+        (lambda: VisualAttention(kernel_size=-1), "Received: kernel_size=-1"),
+        (lambda: CBAM(reduction=2.5), "Received: reduction=2.5"),
+    ],
+)
+def test_bad_arguments_are_named(make, message):
+    with pytest.raises(ValueError, match=message):
+        make()
+
+
+def test_bad_input_shapes_are_named():
+    with pytest.raises(ValueError, match="Received: input_shape"):
+        ChannelAttention()(np.zeros((2, 5, 8), "float32"))
+    with pytest.raises(ValueError, match="Received: channels=2, reduction=4"):
+        VisualAttention(reduction=4)(np.zeros((1, 3, 3, 2), "float32"))
+    with pytest.raises(ValueError, match="same \\(n, d\\) shape"):
+        LuongContextAttention()([np.zeros((1, 4, 3), "float32"), np.zeros((1, 4, 5), "float32")])
+    with pytest.raises(ValueError, match="list of two inputs"):
+        LuongContextAttention()(np.zeros((1, 4, 3), "float32"))

@@ -1,0 +1,271 @@
+"""Model builders: stage shapes (METHOD.md), parameter counts, freezing, save/load, a train step."""
+
+from __future__ import annotations
+
+import functools
+
+import keras
+import numpy as np
+import pytest
+
+from vacnn_tf import models
+from vacnn_tf.cli import main
+from vacnn_tf.cli.model import MODEL_CHOICES
+from vacnn_tf.config import ModelConfig, TrainConfig, replace
+from vacnn_tf.layers import CBAM
+
+TORCH_ANCHOR_PARAMS = 1_250_133  # /work/shared/anchors/torch_vacnn_speed.py, 7 classes
+
+
+def _images(batch: int = 2, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).uniform(0, 255, (batch, 224, 224, 1)).astype("float32")
+
+
+def _bovw(batch: int = 2, seed: int = 0) -> np.ndarray:
+    hist = np.random.default_rng(seed).random((batch, 128)).astype("float32")
+    return hist / hist.sum(axis=1, keepdims=True)
+
+
+@pytest.fixture(scope="module")
+def vacnn() -> keras.Model:
+    return models.build_vacnn(7)
+
+
+@pytest.fixture(scope="module")
+def finetuned(vacnn: keras.Model) -> keras.Model:
+    return models.build_finetuned(vacnn, 8, ModelConfig())
+
+
+def _shape(model: keras.Model, layer: str) -> tuple:
+    return tuple(model.get_layer(layer).output.shape[1:])
+
+
+def test_vacnn_matches_the_torch_anchor_parameter_count(vacnn):
+    counts = models.count_params(vacnn)
+    print(f"vacnn: {counts}")
+    assert counts == {"total": TORCH_ANCHOR_PARAMS, "trainable": TORCH_ANCHOR_PARAMS, "non_trainable": 0}
+    assert vacnn.name == "vacnn" and vacnn.input.name == "logmel"
+
+
+def test_vacnn_stage_shapes_follow_method(vacnn):
+    expected = {
+        "stem_conv": (112, 112, 32), "stem_pool": (56, 56, 32),
+        "va_block1_relu2": (56, 56, 32), "va_block1_attention": (56, 56, 32),
+        "va_block2_conv1": (28, 28, 96), "va_block2_attention": (28, 28, 96),
+        "va_block3_conv1": (14, 14, 288), "va_block3_attention": (14, 14, 288),
+        "head_relu": (14, 14, 288), "head_gap": (288,), "head_fc": (256,), "head_classifier": (7,),
+    }
+    for layer, shape in expected.items():
+        assert _shape(vacnn, layer) == shape, layer
+    assert models.MODELS["vacnn"].feature_layer == "head_relu"
+
+
+def test_vacnn_variants_share_the_backbone():
+    cbam = models.build_model("vacnn-cbam", 7)
+    plain = models.build_model("vacnn-noatt", 7)
+    assert cbam.count_params() == TORCH_ANCHOR_PARAMS  # same weights, different wiring
+    assert isinstance(cbam.get_layer("va_block2_attention"), CBAM)
+    attention = sum(c * c // 4 + c // 4 + c * c // 4 + c + 2 * 49 for c in (32, 96, 288))
+    assert plain.count_params() == TORCH_ANCHOR_PARAMS - attention
+    assert not any("attention" in layer.name for layer in plain.layers)
+
+
+@pytest.mark.filterwarnings("ignore:The structure of `inputs`")  # Keras notes the dict -> tensor match
+def test_vacnn_runs_on_pixel_values_and_dict_inputs(vacnn):
+    x = _images()
+    probs = np.asarray(vacnn.predict_on_batch(x))
+    assert probs.shape == (2, 7)
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-5)
+    np.testing.assert_allclose(np.asarray(vacnn.predict_on_batch({"logmel": x})), probs, rtol=1e-6)
+
+
+def test_finetuned_shapes_and_frozen_split(vacnn, finetuned):
+    assert finetuned.name == "vacnn_bovw"
+    assert sorted(finetuned.input) == ["bovw", "logmel"]
+    for layer, shape in {
+        "head_relu": (14, 14, 288), "finetune_pool": (7, 7, 288), "finetune_reshape": (49, 288),
+        "bovw_squeeze": (49,), "bovw_expand": (49, 1), "bovw_hidden": (49, 288),
+        "context_attention": (49, 288), "finetune_gap": (288,), "finetune_classifier": (8,),
+    }.items():
+        assert _shape(finetuned, layer) == shape, layer
+    frozen = models.frozen_layer_names(finetuned)
+    assert frozen == ["stem_conv", "stem_gn", "va_block1_conv1", "va_block1_gn1",
+                      "va_block1_conv2", "va_block1_gn2", "va_block1_attention"]
+    counts = models.count_params(finetuned)
+    print(f"vacnn_bovw: {counts}")
+    frozen_params = 288 + 64 + 2 * (9216 + 64) + (32 * 8 + 8 + 8 * 32 + 32 + 98)
+    assert counts["non_trainable"] == frozen_params == 19_562
+    head = 288 * 256 + 256 + 256 * 7 + 7
+    new = (128 * 49 + 49) + (288 + 288) + 3 * 288 * 288 + (288 * 256 + 256) + (256 * 8 + 8)
+    assert counts["total"] == TORCH_ANCHOR_PARAMS - head + new == 1_506_119
+    assert finetuned.get_layer("va_block2_conv1").trainable and finetuned.get_layer("head_gn").trainable
+
+
+def test_finetuned_copies_the_pretrained_model(vacnn, finetuned):
+    assert all(layer.trainable for layer in vacnn.layers)
+    kernel = finetuned.get_layer("va_block2_conv1").kernel
+    np.testing.assert_array_equal(np.asarray(kernel), np.asarray(vacnn.get_layer("va_block2_conv1").kernel))
+    assert kernel is not vacnn.get_layer("va_block2_conv1").kernel
+
+
+def test_finetuned_without_bovw(vacnn):
+    model = models.build_finetuned(vacnn, 5, ModelConfig(), use_bovw=False)
+    assert model.name == "vacnn_finetuned" and list(model.input) == ["logmel"]
+    names = {layer.name for layer in model.layers}
+    assert "context_attention" not in names and "bovw_squeeze" not in names
+    assert np.asarray(model.predict_on_batch({"logmel": _images()})).shape == (2, 5)
+    # config.use_bovw is the default when use_bovw is not given
+    assert models.build_finetuned(vacnn, 5, replace(ModelConfig(), use_bovw=False)).name == "vacnn_finetuned"
+
+
+@pytest.mark.parametrize(
+    "freeze_through, last_frozen",
+    [("none", None), ("stem", "stem_gn"), ("va_block2", "va_block2_attention"), ("va_block3_gn1", "va_block3_gn1")],
+)
+def test_freeze_through_is_a_name_rule(vacnn, freeze_through, last_frozen):
+    config = replace(ModelConfig(), freeze_through=freeze_through)
+    model = models.build_finetuned(vacnn, 4, config, use_bovw=False)
+    frozen = models.frozen_layer_names(model)
+    if last_frozen is None:
+        assert frozen == []
+        return
+    with_weights = [layer.name for layer in model.layers if layer.weights]
+    assert frozen == with_weights[: with_weights.index(last_frozen) + 1]
+
+
+def test_bad_arguments_are_named(vacnn):
+    with pytest.raises(ValueError, match="Received: num_classes=1"):
+        models.build_vacnn(1)
+    with pytest.raises(ValueError, match="Received: attention='se'"):
+        models.build_vacnn(7, attention="se")
+    with pytest.raises(ValueError, match="Received: model.groups=7"):
+        models.build_vacnn(7, config=replace(ModelConfig(), groups=7))
+    with pytest.raises(ValueError, match="Received: architecture='vgg'"):
+        models.build_model("vgg", 7)
+    with pytest.raises(ValueError, match="Received: model.freeze_through='va_block9'"):
+        models.build_finetuned(vacnn, 4, replace(ModelConfig(), freeze_through="va_block9"))
+    with pytest.raises(ValueError, match="Received: steps_per_epoch=0"):
+        models.compile_model(vacnn, TrainConfig(), 0)
+
+
+def test_registry_and_cli_agree():
+    assert set(MODEL_CHOICES) == set(models.MODELS) | {"finetuned"}
+    for key, spec in models.MODELS.items():
+        assert spec.key == key
+
+
+def test_step_decay_schedule(vacnn):
+    schedule = models.learning_rate_schedule(TrainConfig(decay_every=10, decay_factor=0.5), steps_per_epoch=4)
+    values = [float(schedule(step)) for step in (0, 39, 40, 79, 80)]
+    np.testing.assert_allclose(values, [1e-3, 1e-3, 5e-4, 5e-4, 2.5e-4], rtol=1e-6)
+    restored = keras.optimizers.schedules.deserialize(keras.optimizers.schedules.serialize(schedule))
+    assert float(restored(80)) == pytest.approx(2.5e-4)
+    model = models.compile_model(models.build_vacnn(3), TrainConfig(), steps_per_epoch=4)
+    assert isinstance(model.optimizer, keras.optimizers.Adam)
+
+
+@functools.lru_cache(maxsize=None)
+def _built(key: str) -> keras.Model:
+    """One 4-class model per registry key for the whole module (baseline builds take seconds)."""
+    return models.build_model(key, 4)
+
+
+def _model_for(key: str, pretrained: keras.Model) -> keras.Model:
+    if key == "finetuned":
+        return models.build_finetuned(pretrained, 4, ModelConfig())
+    if key == "finetuned-nobovw":
+        return models.build_finetuned(pretrained, 4, ModelConfig(), use_bovw=False)
+    if key == "mobilenet-finetuned":
+        return models.build_finetuned(_built("mobilenet"), 4, ModelConfig(), use_bovw=True)
+    return _built(key)
+
+
+def _inputs(model: keras.Model) -> np.ndarray | dict[str, np.ndarray]:
+    if not isinstance(model.input, dict):
+        return _images()  # pretraining models and baselines: the plain image batch
+    data = {"logmel": _images()}
+    if "bovw" in {t.name for t in model.inputs}:
+        data["bovw"] = _bovw()
+    return data
+
+
+SAVE_LOAD = [*models.MODELS, "finetuned", "finetuned-nobovw", "mobilenet-finetuned"]
+
+
+@pytest.mark.parametrize("key", SAVE_LOAD)
+def test_keras_save_and_safe_load_give_identical_predictions(key, vacnn, tmp_path):
+    model = _model_for(key, vacnn)
+    counts = models.count_params(model)
+    print(f"{key} ({model.name}): {counts}")
+    data = _inputs(model)
+    before = np.asarray(model.predict_on_batch(data))
+    path = tmp_path / "model.keras"
+    model.save(path)
+    loaded = keras.models.load_model(path, safe_mode=True)
+    np.testing.assert_allclose(np.asarray(loaded.predict_on_batch(data)), before, rtol=0, atol=1e-6)
+    assert models.count_params(loaded) == counts
+    assert models.frozen_layer_names(loaded) == models.frozen_layer_names(model)
+    assert len(loaded.losses) == len(model.losses) > 0  # the L2 terms survive the reload
+    if key in models.MODELS:
+        assert models.spec_for_model(loaded) is models.MODELS[key]
+        kernels = [w for w in model.trainable_weights if w.path.endswith("kernel")]
+        assert len(model.losses) == len(kernels)  # every conv/dense kernel carries the L2, nothing else
+    if key == "vacnn":  # the pipeline fine-tunes a pretrained model loaded from disk
+        tuned = models.build_finetuned(loaded, 3, ModelConfig())
+        assert np.asarray(tuned.predict_on_batch(_inputs(tuned))).shape == (2, 3)
+
+
+def test_baseline_freeze_points():
+    model = models.build_finetuned(_built("resnet"), 4, ModelConfig(), use_bovw=False)
+    frozen = models.frozen_layer_names(model)
+    assert frozen[0] == "conv1_conv" and frozen[-1].startswith("conv2_block3")
+    assert not any(name.startswith("conv3") for name in frozen)
+    assert _shape(model, "finetune_reshape") == (49, 2048)
+    inception = models.build_finetuned(_built("inception"), 4, ModelConfig(), use_bovw=False)
+    assert _shape(inception, "finetune_reshape") == (25, 2048)
+    names = [layer.name for layer in inception.layers]
+    frozen = set(models.frozen_layer_names(inception))
+    assert inception.get_layer("mixed2").weights == [] and "mixed2" in names
+    assert not frozen & set(names[names.index("mixed2") + 1 :])  # nothing after the first module group
+    assert len(frozen) > 20
+
+
+@pytest.mark.parametrize("key", [*models.MODELS, "finetuned", "finetuned-nobovw"])
+def test_one_train_step(key, vacnn):
+    """One optimizer step moves every trainable weight and no frozen one.
+
+    Eager (``run_eagerly``), which on 2 CPU cores is 5-10x quicker for a single step than
+    tracing the train function; the traced path is checked once, in the next test.
+    """
+    model = models.build_finetuned(vacnn, 4, ModelConfig(), use_bovw=(key == "finetuned")) if key.startswith(
+        "finetuned") else models.build_model(key, 4)
+    models.compile_model(model, TrainConfig(jit_compile=False), steps_per_epoch=1)
+    model.run_eagerly = True
+    _check_train_step(model)
+
+
+def test_one_traced_train_step_of_the_finetuned_model(vacnn):
+    model = models.build_finetuned(vacnn, 4, ModelConfig())
+    models.compile_model(model, TrainConfig(jit_compile=False), steps_per_epoch=1)
+    _check_train_step(model)
+
+
+def _check_train_step(model: keras.Model) -> None:
+    frozen = {w.path: np.asarray(w).copy() for w in model.non_trainable_weights}
+    trainable = {w.path: np.asarray(w).copy() for w in model.trainable_weights}
+    loss, accuracy = model.train_on_batch(_inputs(model), np.array([0, 1]))
+    assert np.isfinite(loss) and 0.0 <= accuracy <= 1.0
+    changed = [w.path for w in model.trainable_weights if not np.array_equal(np.asarray(w), trainable[w.path])]
+    assert len(changed) > 0.9 * len(trainable)
+    for w in model.non_trainable_weights:
+        if "moving" not in w.path:  # BN statistics are non-trainable but update in training
+            np.testing.assert_array_equal(np.asarray(w), frozen[w.path])
+    if any(not layer.trainable for layer in model.layers):
+        assert frozen, "a fine-tuned model has frozen weights"
+
+
+def test_model_summary_command(capsys):
+    assert main(["model-summary", "--model", "vacnn", "--classes", "7"]) == 0
+    out = capsys.readouterr().out
+    assert "va_block3_attention" in out
+    assert "vacnn: total=1,250,133 trainable=1,250,133 non_trainable=0" in out

@@ -1,0 +1,448 @@
+"""Keras builders: the VACNN (Figure 2), the fine-tuned VACNN + BOVW (Figure 3), baselines.
+
+Every model takes the input ``logmel``: float32 `(batch, 224, 224, 1)` with pixel values
+0-255, rescaled inside the model, so saved models accept the feature cache's images as they are.
+Any model also accepts a dict keyed by input name (``{"logmel": x}``), the fine-tuned one
+requires it (``{"logmel": x, "bovw": h}``).
+
+Layer names say the stage they belong to, ``stem_conv``, ``va_block2_gn1``, ``head_fc``
+(Keras 3 forbids ``/`` in layer names, so ``_`` separates stage and op), which makes
+"freeze through VA block 1" a name rule (:func:`build_finetuned`), not a layer index.
+
+The registry :data:`MODELS` maps each architecture name of ``ModelConfig.architecture`` to a
+:class:`ModelSpec`; :func:`build_model` builds from it. Nothing is registered at import time
+beyond the literal dict.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Optional
+
+import keras
+from keras import layers
+
+from vacnn_tf import layers as vlayers
+from vacnn_tf.config import ModelConfig, TrainConfig
+
+__all__ = [
+    "INPUT_SHAPE", "MODELS", "ModelSpec", "build_baseline", "build_finetuned", "build_model",
+    "build_vacnn", "compile_model", "count_params", "frozen_layer_names", "learning_rate_schedule",
+    "spec_for_model",
+]
+
+INPUT_SHAPE: tuple[int, int, int] = (224, 224, 1)
+# VA blocks of Figure 2: (filters, stride of the first conv block) -> 56x56x32, 28x28x96, 14x14x288.
+VA_BLOCKS: tuple[tuple[int, int], ...] = ((32, 1), (96, 2), (288, 2))
+ATTENTIONS: tuple[str, ...] = ("va", "cbam", "none")
+BASELINES: tuple[str, ...] = ("resnet", "inception", "mobilenet")
+# Silent in the paper (section 3.2): activations of the two BOVW MLP layers. ReLU squeezes the
+# histogram to 49 values; tanh makes h_s bounded like the RNN hidden states Luong attention was
+# designed for, and puts both addends of eq. (8), tanh(O av_t) and h_s, on the same scale.
+BOVW_SQUEEZE_ACTIVATION = "relu"
+BOVW_HIDDEN_ACTIVATION = "tanh"
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One registered architecture.
+
+    Attributes:
+        key: Registry name, as in ``ModelConfig.architecture``.
+        model_name: Name of the built ``keras.Model``; :func:`spec_for_model` finds a loaded
+            model's spec by it.
+        description: One line for summaries and docs.
+        feature_layer: Layer whose output is the final feature map that fine-tuning builds on.
+        finetune_pool: Average-pool size applied to that map before it becomes a sequence
+            (VACNN: 2, 14x14 -> 7x7 = 49 states; baselines already end at 7x7 or 5x5).
+        attention: VACNN attention module ("va", "cbam", "none"); None for baselines.
+        freeze_points: Names of ``ModelConfig.freeze_through`` translated to this model's layer
+            names; for baselines "va_block1" means "the stem and the first stage of blocks",
+            the part the paper freezes in the VACNN.
+    """
+
+    key: str
+    model_name: str
+    description: str
+    feature_layer: str
+    finetune_pool: int
+    attention: Optional[str] = None
+    freeze_points: Mapping[str, str] = field(default_factory=dict)
+
+
+MODELS: dict[str, ModelSpec] = {
+    "vacnn": ModelSpec("vacnn", "vacnn", "VACNN with the paper's VA module (Figure 2)", "head_relu", 2, "va"),
+    "vacnn-cbam": ModelSpec("vacnn-cbam", "vacnn_cbam", "VACNN with CBAM instead of VA (Table 3)", "head_relu", 2, "cbam"),
+    "vacnn-noatt": ModelSpec("vacnn-noatt", "vacnn_noatt", "VACNN without attention modules", "head_relu", 2, "none"),
+    "resnet": ModelSpec(
+        "resnet", "resnet", "ResNet50V2 backbone (Table 10)", "post_relu", 1,
+        freeze_points={"stem": "pool1_pool", "va_block1": "conv2_block3_out",
+                       "va_block2": "conv3_block4_out", "va_block3": "conv4_block6_out"},
+    ),
+    "inception": ModelSpec(
+        "inception", "inception", "InceptionV3 backbone (Table 10)", "mixed10", 1,
+        # Inception's stem layers have auto-generated names, so only the module groups are named:
+        # mixed0-2 (first grid size), mixed3-7 (second), mixed8-10 (third).
+        freeze_points={"va_block1": "mixed2", "va_block2": "mixed7", "va_block3": "mixed10"},
+    ),
+    "mobilenet": ModelSpec(
+        "mobilenet", "mobilenet", "MobileNet (v1) backbone (Table 10)", "conv_pw_13_relu", 1,
+        freeze_points={"stem": "conv_pw_1_relu", "va_block1": "conv_pw_3_relu",
+                       "va_block2": "conv_pw_5_relu", "va_block3": "conv_pw_11_relu"},
+    ),
+}
+
+
+def _check_num_classes(num_classes: Any) -> int:
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
+        raise ValueError(f"`num_classes` must be an integer >= 2. Received: num_classes={num_classes!r}")
+    return num_classes
+
+
+def _regularizer(config: ModelConfig) -> Optional[keras.regularizers.Regularizer]:
+    """The paper's L2 weight decay (section 4.2), on kernels only (not biases or GN)."""
+    if config.l2 < 0:
+        raise ValueError(f"Config key 'model.l2' must be >= 0. Received: model.l2={config.l2}")
+    return keras.regularizers.L2(config.l2) if config.l2 > 0 else None
+
+
+def _conv_block(x: Any, filters: int, strides: int, prefix: str, suffix: str, config: ModelConfig) -> Any:
+    """Conv 3x3 (unbiased: GN follows) -> GroupNormalization(G) -> ReLU (section 3.1)."""
+    x = layers.Conv2D(
+        filters, 3, strides=strides, padding="same", use_bias=False,
+        kernel_regularizer=_regularizer(config), name=f"{prefix}_conv{suffix}",
+    )(x)
+    # epsilon 1e-5: PyTorch's GroupNorm default, as in the reference anchor (Keras' is 1e-3).
+    x = layers.GroupNormalization(groups=config.groups, epsilon=1e-5, name=f"{prefix}_gn{suffix}")(x)
+    return layers.ReLU(name=f"{prefix}_relu{suffix}")(x)
+
+
+def _classifier_head(x: Any, num_classes: int, prefix: str, config: ModelConfig) -> Any:
+    """FC ``dense_units`` + ReLU -> softmax classifier (section 3.1: "FC 256 -> softmax")."""
+    x = layers.Dense(config.dense_units, activation="relu", kernel_regularizer=_regularizer(config), name=f"{prefix}_fc")(x)
+    return layers.Dense(
+        num_classes, activation="softmax", kernel_regularizer=_regularizer(config), name=f"{prefix}_classifier"
+    )(x)
+
+
+def build_vacnn(
+    num_classes: int,
+    attention: str = "va",
+    config: ModelConfig = ModelConfig(),
+    name: Optional[str] = None,
+) -> keras.Model:
+    """The VACNN of section 3.1 / Figure 2.
+
+    Shapes (batch omitted): logmel (224, 224, 1) -> ``stem_conv`` stride 2 (112, 112, 32) ->
+    ``stem_pool`` 3x3/2 (56, 56, 32) -> ``va_block1_*`` (56, 56, 32) -> ``va_block2_*``
+    (28, 28, 96) -> ``va_block3_*`` (14, 14, 288) -> ``head_gn``, ``head_relu`` (14, 14, 288,
+    the feature map fine-tuning uses) -> ``head_gap`` (288,) -> ``head_fc`` (256,) ->
+    ``head_classifier`` (num_classes,). Each VA block is two conv blocks (the first strided in
+    blocks 2 and 3) followed by ``va_blockN_attention``.
+
+    Args:
+        num_classes: Number of output classes (pretraining: 7).
+        attention: "va" (the paper's VA module), "cbam" (Table 3 ablation) or "none".
+        config: Groups, reduction, spatial kernel, FC width and L2 factor.
+        name: Model name; defaults to the registry's ("vacnn", "vacnn_cbam", "vacnn_noatt").
+
+    Returns:
+        A ``keras.Model`` mapping `(batch, 224, 224, 1)` pixel values 0-255 to softmax
+        probabilities `(batch, num_classes)`. With 7 classes and "va" it has 1,250,133
+        parameters, the PyTorch anchor's count.
+    """
+    _check_num_classes(num_classes)
+    if attention not in ATTENTIONS:
+        raise ValueError(f"`attention` must be one of {ATTENTIONS}. Received: attention={attention!r}")
+    for filters, _ in VA_BLOCKS:
+        if filters % config.groups:
+            raise ValueError(
+                f"Config key 'model.groups' must divide every block width {[f for f, _ in VA_BLOCKS]}. "
+                f"Received: model.groups={config.groups}"
+            )
+    if name is None:
+        name = {"va": "vacnn", "cbam": "vacnn_cbam", "none": "vacnn_noatt"}[attention]
+
+    inputs = keras.Input(INPUT_SHAPE, dtype="float32", name="logmel")
+    x = layers.Rescaling(1.0 / 255.0, name="stem_rescale")(inputs)
+    x = _conv_block(x, VA_BLOCKS[0][0], 2, "stem", "", config)
+    # "same": 112 -> 56 as in the paper (PyTorch pads 1 on both sides, Keras 0 before, 1 after).
+    x = layers.MaxPooling2D(3, strides=2, padding="same", name="stem_pool")(x)
+    for index, (filters, stride) in enumerate(VA_BLOCKS, start=1):
+        prefix = f"va_block{index}"
+        x = _conv_block(x, filters, stride, prefix, "1", config)
+        x = _conv_block(x, filters, 1, prefix, "2", config)
+        if attention != "none":
+            module = vlayers.VisualAttention if attention == "va" else vlayers.CBAM
+            x = module(
+                reduction=config.reduction, kernel_size=config.spatial_kernel,
+                kernel_regularizer=_regularizer(config), name=f"{prefix}_attention",
+            )(x)
+    x = layers.GroupNormalization(groups=config.groups, epsilon=1e-5, name="head_gn")(x)
+    x = layers.ReLU(name="head_relu")(x)
+    x = layers.GlobalAveragePooling2D(name="head_gap")(x)
+    outputs = _classifier_head(x, num_classes, "head", config)
+    return keras.Model(inputs, outputs, name=name)
+
+
+def _apply_l2(model: keras.Model, config: ModelConfig) -> None:
+    """Give every conv/dense kernel of a keras.applications backbone the paper's L2.
+
+    The applications take no regularizer argument; setting both the layer attribute (so
+    ``get_config`` and a saved model carry it) and the variable's regularizer (so this
+    instance's ``model.losses`` include it) is equivalent to having passed it.
+    """
+    regularizer = _regularizer(config)
+    if regularizer is None:
+        return
+    for layer in model.layers:
+        if getattr(layer, "kernel", None) is None:
+            continue
+        # Depthwise convolutions keep their kernel in `kernel` but name its regularizer differently.
+        argument = "depthwise_regularizer" if hasattr(layer, "depthwise_regularizer") else "kernel_regularizer"
+        if hasattr(layer, argument):
+            setattr(layer, argument, regularizer)
+            layer.kernel.regularizer = regularizer
+
+
+def build_baseline(name: str, num_classes: int, config: ModelConfig = ModelConfig()) -> keras.Model:
+    """A Table 10 baseline: a keras.applications backbone (weights=None) + the VACNN's head.
+
+    - "resnet": ResNet50V2. keras.applications has no ResNet18/34, so the smallest ResNet is 50
+      layers deep; V2 (pre-activation, He et al. 2016b) is chosen because, trained from scratch
+      as here, identity mappings train more stably than v1, and its ``post_bn``/``post_relu``
+      end mirrors the VACNN's ``head_gn``/``head_relu``.
+    - "inception": InceptionV3 (224x224 input is above its 75x75 minimum; 5x5x2048 at the end).
+    - "mobilenet": MobileNet v1 (alpha 1.0), the paper's "MobileNet".
+
+    Input pixel values 0-255 are rescaled to [-1, 1] (``stem_rescale``), the range these
+    applications' own ``preprocess_input`` produces. The backbone's layers are inlined (not a
+    nested model) so freezing by layer name works. Head: ``head_gap`` -> ``head_fc``
+    (``dense_units``, ReLU) -> ``head_classifier`` softmax, the VACNN's head without its GN.
+
+    Args:
+        name: "resnet", "inception" or "mobilenet".
+        num_classes: Number of output classes.
+        config: FC width and L2 factor (applied to every backbone kernel).
+
+    Returns:
+        A ``keras.Model`` named after ``name``, `(batch, 224, 224, 1)` -> `(batch, num_classes)`.
+    """
+    if name not in BASELINES:
+        raise ValueError(f"`name` must be one of {BASELINES}. Received: name={name!r}")
+    _check_num_classes(num_classes)
+    inputs = keras.Input(INPUT_SHAPE, dtype="float32", name="logmel")
+    x = layers.Rescaling(1.0 / 127.5, offset=-1.0, name="stem_rescale")(inputs)
+    application = {
+        "resnet": keras.applications.ResNet50V2,
+        "inception": keras.applications.InceptionV3,
+        "mobilenet": keras.applications.MobileNet,
+    }[name]
+    backbone = application(include_top=False, weights=None, input_tensor=x, input_shape=INPUT_SHAPE)
+    x = layers.GlobalAveragePooling2D(name="head_gap")(backbone.output)
+    outputs = _classifier_head(x, num_classes, "head", config)
+    model = keras.Model(inputs, outputs, name=MODELS[name].model_name)
+    _apply_l2(model, config)
+    return model
+
+
+def build_model(architecture: str, num_classes: int, config: ModelConfig = ModelConfig()) -> keras.Model:
+    """Build a registered architecture (see :data:`MODELS`) from scratch.
+
+    Args:
+        architecture: A key of :data:`MODELS`, e.g. ``config.architecture``.
+        num_classes: Number of output classes.
+        config: Model settings.
+
+    Returns:
+        The freshly initialised ``keras.Model``.
+    """
+    if architecture not in MODELS:
+        raise ValueError(
+            f"Config key 'model.architecture' must be one of {sorted(MODELS)}. "
+            f"Received: architecture={architecture!r}"
+        )
+    spec = MODELS[architecture]
+    if spec.attention is not None:
+        return build_vacnn(num_classes, attention=spec.attention, config=config, name=spec.model_name)
+    return build_baseline(architecture, num_classes, config)
+
+
+def spec_for_model(model: keras.Model) -> ModelSpec:
+    """The :class:`ModelSpec` a built or loaded model came from (by model name, else by layers)."""
+    for spec in MODELS.values():
+        if spec.model_name == model.name:
+            return spec
+    names = {layer.name for layer in model.layers}
+    if "head_relu" in names and any(n.startswith("va_block") for n in names):
+        return MODELS["vacnn"]  # a VACNN under a custom name
+    raise ValueError(
+        f"Cannot tell which registered architecture model {model.name!r} is; expected one of the "
+        f"model names {[s.model_name for s in MODELS.values()]}. Received: model.name={model.name!r}"
+    )
+
+
+def _freeze_boundary(model: keras.Model, spec: ModelSpec, freeze_through: str) -> Optional[str]:
+    """The last layer to freeze: a spec alias, an exact layer name, or the last ``PREFIX_*`` layer."""
+    if freeze_through == "none":
+        return None
+    if freeze_through in spec.freeze_points:
+        return spec.freeze_points[freeze_through]
+    names = [layer.name for layer in model.layers]
+    if freeze_through in names:
+        return freeze_through
+    prefixed = [n for n in names if n.startswith(freeze_through + "_")]
+    if prefixed:
+        return prefixed[-1]
+    raise ValueError(
+        f"Config key 'model.freeze_through' names no layer or stage of {model.name!r}: use 'none', "
+        f"one of {sorted(spec.freeze_points) or ['stem', 'va_block1', 'va_block2', 'va_block3', 'head']}, "
+        f"a layer name or a layer-name prefix. Received: model.freeze_through={freeze_through!r}"
+    )
+
+
+def build_finetuned(
+    pretrained: keras.Model,
+    num_classes: int,
+    config: ModelConfig = ModelConfig(),
+    use_bovw: Optional[bool] = None,
+    bovw_size: int = 128,
+) -> keras.Model:
+    """The fine-tuned model of section 3.2 / Figure 3, on a copy of ``pretrained``.
+
+    Shapes (VACNN, batch omitted): the pretrained ``head_relu`` map (14, 14, 288) ->
+    ``finetune_pool`` 2x2 average (7, 7, 288) -> ``finetune_reshape`` O (49, 288). With BOVW:
+    ``bovw`` (128,) -> ``bovw_squeeze`` Dense 49 -> ``bovw_expand`` (49, 1) -> ``bovw_hidden``
+    Dense 288, h_s (49, 288) -> ``context_attention`` (eqs. 4-8) (49, 288) -> ``context_relu``.
+    Then the classifier, "a fully connected layer and softmax" (section 3): ``finetune_gap``
+    averages the 49 states (288,) -> ``finetune_fc`` (dense_units,) -> ``finetune_classifier``
+    softmax. Averaging rather than flattening keeps the FC at 74k instead of 3.6M weights for
+    corpora of a few hundred utterances. Without BOVW the attention and its ReLU are skipped:
+    the fine-tuned VACNN, a new classifier on the pretrained features.
+
+    Layers up to and including ``config.freeze_through`` (default "va_block1") and all their
+    ancestors are frozen; the rest of the pretrained feature extractor is retrained ("retrain
+    layers up to the last average pooling operation", section 4.2). Baselines: the feature
+    layer of their :class:`ModelSpec` and its ``finetune_pool`` (1) are used, "va_block1"
+    freezes their stem and first stage (``ModelSpec.freeze_points``). Table 3's "pure" model
+    (no pretraining) is this on a freshly built VACNN with ``freeze_through="none"``.
+
+    Args:
+        pretrained: A model from :func:`build_model` (or loaded from its ``.keras`` file). It is
+            copied (config + weights), never modified, so one pretrained model can seed every fold.
+        num_classes: Number of target classes.
+        config: ``freeze_through``, ``use_bovw``, ``dense_units``, ``l2``.
+        use_bovw: Fuse the BOVW histogram (Figure 3); None takes ``config.use_bovw``.
+        bovw_size: Length of the BOVW histogram (``BovwConfig.k``, paper: 128).
+
+    Returns:
+        A ``keras.Model`` named ``<pretrained>_bovw`` or ``<pretrained>_finetuned`` with dict
+        inputs ``{"logmel": (batch, 224, 224, 1)[, "bovw": (batch, bovw_size)]}`` and softmax
+        output `(batch, num_classes)`.
+    """
+    _check_num_classes(num_classes)
+    if isinstance(bovw_size, bool) or not isinstance(bovw_size, int) or bovw_size < 1:
+        raise ValueError(f"`bovw_size` must be a positive integer. Received: bovw_size={bovw_size!r}")
+    use_bovw = config.use_bovw if use_bovw is None else bool(use_bovw)
+    spec = spec_for_model(pretrained)
+    # A copy: fine-tuning must not change the pretrained weights another fold starts from.
+    base = keras.Model.from_config(pretrained.get_config())
+    base.set_weights(pretrained.get_weights())
+    boundary = _freeze_boundary(base, spec, config.freeze_through)
+    if boundary is not None:
+        frozen = keras.Model(base.inputs, base.get_layer(boundary).output)
+        for layer in frozen.layers:
+            layer.trainable = False
+
+    features = base.get_layer(spec.feature_layer).output
+    x = features
+    if spec.finetune_pool > 1:
+        x = layers.AveragePooling2D(spec.finetune_pool, name="finetune_pool")(x)
+    _, height, width, depth = x.shape
+    states = height * width
+    x = layers.Reshape((states, depth), name="finetune_reshape")(x)  # O: (batch, 49, 288)
+    inputs = {"logmel": base.inputs[0]}
+    if use_bovw:
+        bovw = keras.Input((bovw_size,), dtype="float32", name="bovw")
+        inputs["bovw"] = bovw
+        h = layers.Dense(
+            states, activation=BOVW_SQUEEZE_ACTIVATION, kernel_regularizer=_regularizer(config), name="bovw_squeeze"
+        )(bovw)
+        h = layers.Reshape((states, 1), name="bovw_expand")(h)
+        h = layers.Dense(
+            depth, activation=BOVW_HIDDEN_ACTIVATION, kernel_regularizer=_regularizer(config), name="bovw_hidden"
+        )(h)  # h_s: (batch, 49, 288)
+        x = vlayers.LuongContextAttention(kernel_regularizer=_regularizer(config), name="context_attention")([x, h])
+        x = layers.ReLU(name="context_relu")(x)
+    x = layers.GlobalAveragePooling1D(name="finetune_gap")(x)
+    outputs = _classifier_head(x, num_classes, "finetune", config)
+    suffix = "bovw" if use_bovw else "finetuned"
+    return keras.Model(inputs, outputs, name=f"{pretrained.name}_{suffix}")
+
+
+def frozen_layer_names(model: keras.Model) -> list[str]:
+    """Names of the layers with weights that are frozen (``trainable=False``), in order."""
+    return [layer.name for layer in model.layers if layer.weights and not layer.trainable]
+
+
+def count_params(model: keras.Model) -> dict[str, int]:
+    """Total, trainable and non-trainable parameter counts (BN moving statistics are non-trainable)."""
+    trainable = sum(_size(w.shape) for w in model.trainable_weights)
+    non_trainable = sum(_size(w.shape) for w in model.non_trainable_weights)
+    return {"total": trainable + non_trainable, "trainable": trainable, "non_trainable": non_trainable}
+
+
+def _size(shape: tuple) -> int:
+    size = 1
+    for dim in shape:
+        size *= int(dim)
+    return size
+
+
+def learning_rate_schedule(train_config: TrainConfig, steps_per_epoch: int) -> keras.optimizers.schedules.LearningRateSchedule:
+    """Step decay of section 4.2: ``learning_rate * decay_factor ** floor(epoch / decay_every)``.
+
+    ``ExponentialDecay`` with ``staircase=True`` is exactly that step decay, counted in
+    optimizer steps, and it is serializable with the model.
+
+    Args:
+        train_config: ``learning_rate``, ``decay_every`` (epochs), ``decay_factor``.
+        steps_per_epoch: Optimizer steps per epoch, to turn epochs into steps.
+
+    Returns:
+        The schedule (callable on the optimizer step).
+    """
+    if isinstance(steps_per_epoch, bool) or not isinstance(steps_per_epoch, int) or steps_per_epoch < 1:
+        raise ValueError(f"`steps_per_epoch` must be a positive integer. Received: steps_per_epoch={steps_per_epoch!r}")
+    if train_config.decay_every < 1:
+        raise ValueError(f"Config key 'train.decay_every' must be >= 1. Received: train.decay_every={train_config.decay_every}")
+    return keras.optimizers.schedules.ExponentialDecay(
+        initial_learning_rate=train_config.learning_rate,
+        decay_steps=train_config.decay_every * steps_per_epoch,
+        decay_rate=train_config.decay_factor,
+        staircase=True,
+    )
+
+
+def compile_model(model: keras.Model, train_config: TrainConfig, steps_per_epoch: int) -> keras.Model:
+    """Compile with the recipe of section 4.2.
+
+    Adam on :func:`learning_rate_schedule` (step decay), sparse categorical cross-entropy on
+    integer labels, accuracy. The L2 weight decay lives in the layers' kernel regularizers
+    (``ModelConfig.l2``), so it is part of the loss Keras minimises.
+
+    Args:
+        model: Any model of this module (softmax outputs).
+        train_config: Learning rate, decay, ``jit_compile`` (XLA-compiled train step).
+        steps_per_epoch: Optimizer steps per epoch.
+
+    Returns:
+        The same model, compiled.
+    """
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate=learning_rate_schedule(train_config, steps_per_epoch)),
+        loss=keras.losses.SparseCategoricalCrossentropy(),
+        metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+        jit_compile=train_config.jit_compile,
+    )
+    return model
