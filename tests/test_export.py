@@ -1,0 +1,154 @@
+"""SavedModel export, `vacnn predict`, and the TF Serving REST client, on a briefly trained model."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from vacnn_tf.config import load_config
+
+ENV_QUIET = {"TF_CPP_MIN_LOG_LEVEL": "2"}
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory) -> Path:
+    """A fine-tuning run (fine-tuned architecture from scratch, BOVW) trained for 2 epochs."""
+    from vacnn_tf import training
+
+    root = tmp_path_factory.mktemp("export")
+    config = load_config(overrides=[
+        f"out={root / 'runs'}", f"data.cache_dir={root / 'cache'}", "data.synth_per_class=4",
+        "protocol.folds=2", "protocol.max_folds=1", "train.epochs=2", "train.verbose=0",
+    ])
+    summary = training.finetune(config, "emodb", out_dir=root / "run", variant="pure")
+    return Path(summary.run_dir)
+
+
+@pytest.fixture(scope="module")
+def exported(run_dir: Path, tmp_path_factory) -> Path:
+    from vacnn_tf.export import export_savedmodel
+
+    return export_savedmodel(run_dir, tmp_path_factory.mktemp("models"), model_name="vacnn")
+
+
+def _wavs(run_dir: Path, n: int) -> list[str]:
+    from vacnn_tf.storage import read_json
+
+    return read_json(run_dir / "folds.json")["folds"][0]["test"][:n]
+
+
+def test_layout_assets_and_signature(exported: Path, run_dir: Path):
+    assert exported.name == "1" and exported.parent.name == "vacnn"
+    assets = exported / "assets"
+    assert json.loads((assets / "labels.json").read_text())["classes"] == json.loads(
+        (run_dir / "labels.json").read_text())["classes"]
+    spec = json.loads((assets / "feature_config.json").read_text())
+    assert spec["features"]["n_fft"] == 2048 and spec["features"]["hop_length"] == 512
+    assert "kaze_threshold" in spec["bovw"] and spec["bovw"]["k"] == 128
+    assert (assets / "vocabulary.npz").is_file()
+    cli = Path(sys.executable).with_name("saved_model_cli")
+    out = subprocess.run([str(cli), "show", "--dir", str(exported), "--tag_set", "serve",
+                          "--signature_def", "serving_default"], capture_output=True, text=True,
+                         env={**os.environ, **ENV_QUIET}, check=True).stdout
+    assert "inputs['logmel']" in out and "(-1, 224, 224, 1)" in out
+    assert "inputs['bovw']" in out and "(-1, 128)" in out
+    assert "outputs['probabilities']" in out and "outputs['label']" in out and "DT_STRING" in out
+
+
+def test_savedmodel_matches_keras_checkpoint_in_a_fresh_process(exported: Path, run_dir: Path, tmp_path: Path):
+    import keras
+
+    rng = np.random.default_rng(0)
+    logmel = rng.uniform(0, 255, size=(3, 224, 224, 1)).astype(np.float32)
+    bovw = rng.dirichlet(np.ones(128), size=3).astype(np.float32)
+    np.savez(tmp_path / "inputs.npz", logmel=logmel, bovw=bovw)
+    fold = max(run_dir.glob("fold_*"))
+    expected = keras.models.load_model(fold / "model.keras", safe_mode=True)(
+        {"logmel": logmel, "bovw": bovw}, training=False)
+    script = (
+        "import sys, numpy as np, tensorflow as tf\n"
+        "d = np.load(sys.argv[2], allow_pickle=False)\n"
+        "sig = tf.saved_model.load(sys.argv[1]).signatures['serving_default']\n"
+        "out = sig(logmel=tf.constant(d['logmel']), bovw=tf.constant(d['bovw']))\n"
+        "np.save(sys.argv[3], out['probabilities'].numpy())\n"
+        "print(','.join(x.decode() for x in out['label'].numpy()))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script, str(exported), str(tmp_path / "inputs.npz"),
+                             str(tmp_path / "probs.npy")], capture_output=True, text=True,
+                            env={**os.environ, **ENV_QUIET}, check=True)
+    probs = np.load(tmp_path / "probs.npy")
+    assert np.max(np.abs(probs - np.asarray(expected))) <= 1e-5
+    classes = json.loads((run_dir / "labels.json").read_text())["classes"]
+    assert result.stdout.strip().split(",") == [classes[i] for i in probs.argmax(1)]
+
+
+def test_predict_cli_labels_files_and_reports_bad_ones(exported: Path, run_dir: Path, tmp_path: Path):
+    good = _wavs(run_dir, 2)
+    bad = tmp_path / "broken.wav"
+    bad.write_bytes(b"RIFF but not really a wav")
+    cmd = [sys.executable, "-m", "vacnn_tf", "predict", "--json", "--model", str(exported), good[0], str(bad), good[1]]
+    result = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, **ENV_QUIET})
+    assert result.returncode == 1
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [line["path"] for line in lines] == [good[0], str(bad), good[1]]
+    classes = json.loads((run_dir / "labels.json").read_text())["classes"]
+    for line in (lines[0], lines[2]):
+        assert line["label"] in classes
+        assert abs(sum(line["probabilities"].values()) - 1) < 1e-4
+    assert "broken.wav" in lines[1]["error"]
+
+
+def test_export_refuses_a_folder_that_is_not_a_run(tmp_path: Path):
+    from vacnn_tf.export import ExportError, export_savedmodel
+
+    with pytest.raises(ExportError, match="config.yaml missing"):
+        export_savedmodel(tmp_path, tmp_path / "models")
+
+
+class _FakeServing(BaseHTTPRequestHandler):
+    """Answers like TF Serving's REST API, from a fixed rule, for the client test."""
+
+    def do_POST(self):  # noqa: N802 - http.server's naming
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        if not self.path.endswith("/v1/models/vacnn:predict"):
+            self.send_response(404)
+            self.end_headers()
+            self.wfile.write(b'{"error": "Servable not found"}')
+            return
+        rows = body["instances"]
+        preds = [{"probabilities": [0.25, 0.75], "label": "b"} for _ in rows]
+        payload = json.dumps({"predictions": preds}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def log_message(self, *args):
+        pass
+
+
+def test_rest_client_against_a_local_server():
+    from vacnn_tf.serving import ServingClient, ServingError
+
+    server = HTTPServer(("127.0.0.1", 0), _FakeServing)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_port}"
+        inputs = {"logmel": np.zeros((2, 224, 224, 1), np.float32), "bovw": np.zeros((2, 128), np.float32)}
+        out = ServingClient(url, "vacnn", timeout=5).predict(inputs)
+        assert [o["label"] for o in out] == ["b", "b"]
+        with pytest.raises(ServingError, match="HTTP 404"):
+            ServingClient(url, "other", timeout=5).predict(inputs)
+    finally:
+        server.shutdown()
+    with pytest.raises(ServingError, match="refused|no answer"):
+        ServingClient(url, "vacnn", timeout=2).predict(inputs)

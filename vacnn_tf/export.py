@@ -1,0 +1,204 @@
+"""Export a trained fold as a TF Serving-ready SavedModel, with everything a client needs inside.
+
+Layout written (TF Serving looks for numbered version folders under a model folder)::
+
+    OUT/<model_name>/<version>/saved_model.pb
+    OUT/<model_name>/<version>/variables/...
+    OUT/<model_name>/<version>/assets/labels.json          {"classes": [...]}
+    OUT/<model_name>/<version>/assets/feature_config.json  features + BOVW/KAZE settings
+    OUT/<model_name>/<version>/assets/vocabulary.npz       BOVW visual words (models with BOVW)
+
+Signature ``serving_default``: inputs ``logmel`` float32 [batch, 224, 224, 1] (pixel values
+0-255, as the training images) and, for models with BOVW, ``bovw`` float32 [batch, 128];
+outputs ``probabilities`` float32 [batch, classes] and ``label`` string [batch].
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from vacnn_tf.config import RunConfig, load_config
+from vacnn_tf.storage import read_json
+
+ASSET_LABELS = "labels.json"
+ASSET_FEATURES = "feature_config.json"
+ASSET_VOCABULARY = "vocabulary.npz"
+
+
+class ExportError(ValueError):
+    """A run directory that cannot be exported, with the reason."""
+
+
+def fold_dirs(run_dir: Path) -> list[Path]:
+    """Finished fold directories of a run, in fold order."""
+    folds = [p for p in run_dir.glob("fold_*") if p.is_dir() and (p / "model.keras").is_file()]
+    return sorted(folds, key=lambda p: int(p.name.split("_", 1)[1]))
+
+
+def choose_fold(run_dir: Path, fold: int | None) -> Path:
+    """The fold to export: the one asked for, else the best by *validation* accuracy.
+
+    Choosing by test accuracy would leak the test folds into model selection.
+    """
+    folds = fold_dirs(run_dir)
+    if not folds:
+        raise ExportError(f"{run_dir}: no fold_K/model.keras found; is this a finished fine-tuning run?")
+    if fold is not None:
+        for path in folds:
+            if int(path.name.split("_", 1)[1]) == fold:
+                return path
+        raise ExportError(
+            f"{run_dir}: fold {fold} has no model. Available folds: "
+            f"{[int(p.name.split('_', 1)[1]) for p in folds]}. Received: fold={fold}"
+        )
+
+    def val_score(path: Path) -> float:
+        metrics = path / "metrics.json"
+        if metrics.is_file():
+            return float(read_json(metrics).get("val_accuracy", float("-inf")))
+        return float("-inf")
+
+    return max(folds, key=val_score)
+
+
+def _feature_assets(config: RunConfig, classes: list[str]) -> dict[str, Any]:
+    return {
+        "features": dataclasses.asdict(config.features),
+        "bovw": dataclasses.asdict(config.bovw),
+        "classes": classes,
+        "input_contract": {
+            "logmel": "float32 [batch, 224, 224, 1], pixel values 0-255 (vacnn_tf.features.logmel_image)",
+            "bovw": "float32 [batch, 128] (vacnn_tf.bovw vocabulary histograms)",
+        },
+    }
+
+
+def export_savedmodel(
+    run_dir: str | Path,
+    out_dir: str | Path,
+    fold: int | None = None,
+    model_name: str = "vacnn",
+    version: int | None = None,
+) -> Path:
+    """Write one fold of a fine-tuning run as ``out_dir/model_name/version``.
+
+    Args:
+        run_dir: A run directory written by ``vacnn finetune`` (config.yaml, labels.json, fold_K/).
+        out_dir: The TF Serving model base folder.
+        fold: The fold to export; default: the best by validation accuracy.
+        model_name: Folder name under ``out_dir`` (TF Serving's ``--model_name``).
+        version: Version number; default: one more than the highest present.
+
+    Returns:
+        The version directory written.
+    """
+    import keras
+
+    import vacnn_tf.layers  # noqa: F401  registers the custom layers for loading
+
+    run_dir = Path(run_dir)
+    if not (run_dir / "config.yaml").is_file():
+        raise ExportError(f"{run_dir}: config.yaml missing; not a vacnn run directory.")
+    config = load_config(run_dir / "config.yaml")
+    labels_path = run_dir / "labels.json"
+    if not labels_path.is_file():
+        raise ExportError(f"{run_dir}: labels.json missing; cannot name the classes.")
+    classes = [str(c) for c in read_json(labels_path)["classes"]]
+    fold_dir = choose_fold(run_dir, fold)
+    model = keras.models.load_model(fold_dir / "model.keras", safe_mode=True)
+    input_names = [t.name.split(":")[0] for t in model.inputs]
+    uses_bovw = "bovw" in input_names
+    if uses_bovw and not (fold_dir / ASSET_VOCABULARY).is_file():
+        raise ExportError(f"{fold_dir}: the model takes BOVW input but {ASSET_VOCABULARY} is missing.")
+    if model.outputs[0].shape[-1] != len(classes):
+        raise ExportError(
+            f"{fold_dir}: the model has {model.outputs[0].shape[-1]} outputs but labels.json names "
+            f"{len(classes)} classes."
+        )
+
+    base = Path(out_dir) / model_name
+    if version is None:
+        present = [int(p.name) for p in base.glob("*") if p.name.isdigit()] if base.is_dir() else []
+        version = max(present, default=0) + 1
+    target = base / str(version)
+    if target.exists():
+        raise ExportError(f"{target} exists; choose another --version or remove it.")
+
+    vocabulary = fold_dir / ASSET_VOCABULARY if uses_bovw else None
+    return write_savedmodel(model, target, classes, config, vocabulary)
+
+
+def write_savedmodel(model: Any, target: str | Path, classes: list[str], config: RunConfig,
+                     vocabulary: str | Path | None = None) -> Path:
+    """Write a Keras model as a SavedModel at ``target`` with the serving signature and assets.
+
+    Args:
+        model: A VACNN-family Keras model taking ``logmel`` (and ``bovw`` when ``vocabulary`` is given).
+        target: The version directory to create (it must not exist).
+        classes: Class names, in output order.
+        config: The run's configuration (its feature and BOVW settings become assets).
+        vocabulary: The fold's ``vocabulary.npz`` for models with BOVW input.
+
+    Returns:
+        ``target``.
+    """
+    import keras
+    import tensorflow as tf
+
+    target = Path(target)
+    base = target.parent
+    version = target.name
+    uses_bovw = vocabulary is not None
+    staging = Path(tempfile.mkdtemp(prefix="vacnn-export-"))
+    try:
+        (staging / ASSET_LABELS).write_text(json.dumps({"classes": classes}, indent=2))
+        (staging / ASSET_FEATURES).write_text(json.dumps(_feature_assets(config, classes), indent=2))
+        asset_files = [ASSET_LABELS, ASSET_FEATURES]
+        if uses_bovw:
+            shutil.copyfile(vocabulary, staging / ASSET_VOCABULARY)
+            asset_files.append(ASSET_VOCABULARY)
+
+        # Assets are tracked by the SavedModel itself, so they travel with it and TF Serving
+        # or tf.saved_model.load see them as part of the model, not loose files.
+        holder = tf.Module()
+        holder.assets = {name: tf.saved_model.Asset(str(staging / name)) for name in asset_files}
+        label_table = tf.constant(classes)
+
+        archive = keras.export.ExportArchive()
+        archive.track(model)
+        logmel_spec = tf.TensorSpec([None, 224, 224, 1], tf.float32, name="logmel")
+        if uses_bovw:
+            bovw_spec = tf.TensorSpec([None, config.bovw.k], tf.float32, name="bovw")
+
+            def serve(logmel: tf.Tensor, bovw: tf.Tensor) -> dict[str, tf.Tensor]:
+                probs = model({"logmel": logmel, "bovw": bovw}, training=False)
+                return {"probabilities": probs, "label": tf.gather(label_table, tf.argmax(probs, -1))}
+
+            signature = [logmel_spec, bovw_spec]
+        else:
+
+            def serve(logmel: tf.Tensor) -> dict[str, tf.Tensor]:  # type: ignore[misc]
+                probs = model({"logmel": logmel}, training=False)
+                return {"probabilities": probs, "label": tf.gather(label_table, tf.argmax(probs, -1))}
+
+            signature = [logmel_spec]
+        archive.add_endpoint(name="serving_default", fn=serve, input_signature=signature)
+        # The archive saves only what hangs off its root object; hanging the assets there makes
+        # tf.saved_model copy them into assets/ and record them in the object graph.
+        archive._tf_trackable.vacnn_assets = holder  # noqa: SLF001 - no public hook for plain assets
+        # Write beside the target then rename, so a killed export leaves no half version
+        # that TF Serving would try to load.
+        partial = base / f".{version}.partial"
+        if partial.exists():
+            shutil.rmtree(partial)
+        base.mkdir(parents=True, exist_ok=True)
+        archive.write_out(str(partial), verbose=False)
+        partial.rename(target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target
