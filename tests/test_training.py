@@ -1,0 +1,165 @@
+"""Training stages on the synthetic corpus: end to end, resume after a crash, determinism, run-dir rules."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from vacnn_tf.config import RunConfig, replace
+from vacnn_tf.runs import RunExistsError
+
+
+class Crash(RuntimeError):
+    pass
+
+
+def _crash_at(epoch: int):
+    import keras
+
+    class CrashAt(keras.callbacks.Callback):
+        def on_epoch_begin(self, e, logs=None):
+            if e == epoch:
+                raise Crash(f"simulated kill at epoch {e}")
+
+    return CrashAt()
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory) -> Path:
+    """One synthetic corpus and feature cache for the whole module."""
+    return tmp_path_factory.mktemp("cache")
+
+
+def tiny(cache: Path, out: Path, **changes) -> RunConfig:
+    base = {
+        "out": str(out), "data.cache_dir": str(cache), "data.workers": 1, "train.verbose": 0,
+        "train.epochs": 2, "train.patience": 5, "protocol.max_folds": 1, "protocol.subsample": None,
+        "data.synth_per_class": 6, "model.use_bovw": True, "bovw.k": 16,
+    }
+    return replace(RunConfig(), **{**base, **changes})
+
+
+def test_resume_after_a_crash_redoes_no_finished_fold(cache, tmp_path):
+    cfg = tiny(cache, tmp_path, **{"protocol.max_folds": 2})
+    run = tmp_path / "run"
+    from vacnn_tf.training import finetune
+
+    # Fold 0 finishes; fold 1 is killed at the start of its second epoch.
+    crash = _crash_at(1)
+    with pytest.raises(Crash):
+        finetune(cfg, "emodb", run, variant="pure", callbacks=[_OnlyFold(run / "fold_1", crash)])
+    assert (run / "fold_0" / "DONE").is_file() and not (run / "fold_1" / "DONE").is_file()
+    assert len(json.loads((run / "fold_1" / "selection.json").read_text())["history"]) == 1
+    done_0 = (run / "fold_0" / "DONE").read_text()
+    with pytest.raises(RunExistsError, match="unfinished run"):
+        finetune(cfg, "emodb", run, variant="pure")
+    summary = finetune(cfg, "emodb", run, variant="pure", resume=True)
+    assert (run / "fold_0" / "DONE").read_text() == done_0  # not redone
+    history = pd.read_csv(run / "fold_1" / "history.csv")
+    assert history["epoch"].tolist() == [0, 1]  # epoch 0 before the crash, only epoch 1 after it
+    assert len(summary.folds) == 2 and (run / "DONE").is_file()
+    with pytest.raises(RunExistsError, match="finished run"):
+        finetune(cfg, "emodb", run, variant="pure")
+    assert finetune(cfg, "emodb", run, variant="pure", resume=True).accuracy_mean == summary.accuracy_mean
+    with pytest.raises(RunExistsError, match="another configuration"):
+        finetune(replace(cfg, seed=1), "emodb", run, variant="pure", resume=True)
+
+
+class _OnlyFold:
+    """Wrap a callback so it acts only inside one fold's directory (the fold being fitted)."""
+
+    def __new__(cls, fold_dir: Path, inner):
+        import keras
+
+        class Only(keras.callbacks.Callback):
+            def on_epoch_begin(self, e, logs=None):
+                if fold_dir.is_dir() and not (fold_dir / "DONE").is_file():
+                    inner.on_epoch_begin(e, logs)
+
+        return Only()
+
+
+def test_same_seed_same_metrics(cache, tmp_path):
+    from vacnn_tf.training import finetune
+
+    from vacnn_tf.cli import main
+    from vacnn_tf.training import RunSummary
+
+    cfg = tiny(cache, tmp_path, **{"train.epochs": 1})
+    a = finetune(cfg, "savee", tmp_path / "a", variant="pure")
+    # The second run goes through the CLI with the same settings: same split, same weights.
+    sets = [f"{k}={v}" for k, v in {
+        "out": tmp_path, "data.cache_dir": cache, "data.workers": 1, "train.verbose": 0, "train.epochs": 1,
+        "train.patience": 5, "protocol.max_folds": 1, "data.synth_per_class": 6, "bovw.k": 16}.items()]
+    argv = ["finetune", "--target", "savee", "--variant", "pure", "--out", str(tmp_path / "b"), "--protocol", "paper"]
+    assert main(argv + [x for s in sets for x in ("--set", s)]) == 0
+    assert main(argv + [x for s in sets for x in ("--set", s)]) == 2  # finished: refuses without --resume/--force
+    assert main(["evaluate", "--run", str(tmp_path / "b")]) == 0
+    b = RunSummary.load(tmp_path / "b")
+    pa = pd.read_csv(tmp_path / "a" / "fold_0" / "predictions.csv")
+    pb = pd.read_csv(tmp_path / "b" / "fold_0" / "predictions.csv")
+    probs = [c for c in pa.columns if c.startswith("prob_")]
+    np.testing.assert_allclose(pa[probs].to_numpy(), pb[probs].to_numpy(), rtol=1e-5, atol=1e-6)
+    assert a.folds[0]["accuracy"] == b.folds[0]["accuracy"]
+    assert json.loads((tmp_path / "a" / "folds.json").read_text())["folds"] == json.loads(
+        (tmp_path / "b" / "folds.json").read_text())["folds"]
+
+
+def test_pretraining_is_keyed_by_what_it_excludes(cache, tmp_path):
+    from vacnn_tf.training import finetune_dir, pretrain_dir
+
+    cfg = tiny(cache, tmp_path)
+    assert pretrain_dir(cfg) != pretrain_dir(cfg, {"ravdess": ["01", "02"]})
+    # The protocol alone does not change a pretraining (EmoDB/SAVEE targets share it).
+    assert pretrain_dir(cfg) == pretrain_dir(replace(cfg, **{"protocol.name": "speaker"}))
+    assert pretrain_dir(cfg) == pretrain_dir(replace(cfg, **{"train.verbose": 2}))
+    assert finetune_dir(cfg, "emodb", "pure") != finetune_dir(replace(cfg, **{"model.architecture": "vacnn-cbam"}), "emodb", "pure")
+
+
+@pytest.mark.parametrize("bad, message", [({"target": "tess"}, "target"), ({"variant": "frozen"}, "variant")])
+def test_bad_arguments_are_named(cache, tmp_path, bad, message):
+    from vacnn_tf.training import finetune
+
+    args = {"target": "emodb", "variant": "pure", **bad}
+    with pytest.raises(ValueError, match=message):
+        finetune(tiny(cache, tmp_path), args["target"], tmp_path / "x", variant=args["variant"])
+
+
+def test_end_to_end_pretrain_then_finetune_writes_the_run_layout(cache, tmp_path):
+    """Pretrain on synthetic TESS + RAVDESS, fine-tune on synthetic EmoDB (2 folds): every file appears."""
+    from vacnn_tf.training import evaluate, finetune, pretrain
+
+    cfg = tiny(cache, tmp_path, **{"protocol.max_folds": 2, "train.pretrain_epochs": 1})
+    pre = pretrain(cfg)
+    for name in ("config.yaml", "manifest.json", "labels.json", "folds.json", "DONE", "pretrain/model.keras",
+                 "pretrain/predictions.csv", "metrics/summary.csv", "metrics/confusion.png"):
+        assert (pre / name).is_file(), name
+    summary = finetune(cfg, "emodb")
+    run = Path(summary.run_dir)
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert manifest["protocol"] == "paper" and "leakage_caveat" in manifest and summary.caveat
+    assert {"tensorflow", "keras", "numpy", "opencv", "librosa", "scikit-learn"} <= set(manifest["packages"])
+    assert {"load", "descriptors", "fold_0", "fold_1", "evaluate"} <= set(manifest["stages_seconds"])
+    assert manifest["pretrained"]["0"].startswith(str(pre))  # the shared pretraining was reused
+    for k in range(2):
+        for name in ("model.keras", "vocabulary.npz", "metrics.json", "predictions.csv", "DONE"):
+            assert (run / f"fold_{k}" / name).is_file(), (k, name)
+    assert len(summary.folds) == 2 and 0.0 <= summary.accuracy_mean <= 1.0
+    assert evaluate(run)["summary"].loc["mean", "accuracy"] == pytest.approx(summary.accuracy_mean)
+
+
+@pytest.mark.slow
+def test_end_to_end_learns_well_above_chance(tmp_path):
+    """Pretrain + fine-tune on a larger synthetic corpus: mean accuracy at least twice chance (7 classes)."""
+    from vacnn_tf.training import finetune
+
+    cfg = tiny(tmp_path / "cache", tmp_path, **{
+        "data.synth_per_class": 20, "protocol.max_folds": 2, "train.epochs": 20, "train.pretrain_epochs": 15,
+        "train.patience": 20, "train.val_fraction": 0.15, "bovw.k": 32,
+    })
+    summary = finetune(cfg, "emodb")
+    assert summary.accuracy_mean >= 2 / 7, summary

@@ -1,0 +1,117 @@
+"""``vacnn pretrain | finetune | evaluate``: the training stages from the command line.
+
+Examples::
+
+    vacnn pretrain --config configs/default.yaml --data-root /data/corpora
+    vacnn finetune --target emodb --variant pure --data-root /data/corpora --protocol speaker
+    vacnn finetune --target savee --config configs/demo.yaml          # synthetic corpus, minutes
+    vacnn evaluate --run runs/emodb/paper/finetuned-vacnn-bovw-s42-1a2b3c4d
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", help="YAML config file (only what differs from the defaults)")
+    parser.add_argument("--data-root", help="folder with ravdess/ emodb/ tess/ savee/ (default: synthetic corpus)")
+    parser.add_argument("--out", help="run directory (default: derived from config and seed under the config's `out`)")
+    parser.add_argument("--protocol", choices=("paper", "speaker"), help="fold protocol (config key protocol.name)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="config override, repeatable, e.g. --set train.epochs=5")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue an unfinished run (finished folds are kept) or reuse a finished one")
+    parser.add_argument("--force", action="store_true", help="delete an existing run directory and start over")
+
+
+def _config(args: argparse.Namespace) -> Any:
+    from vacnn_tf.config import load_config
+
+    overrides = list(args.overrides)
+    if args.data_root:
+        overrides.append(f"data.data_root={args.data_root}")
+    if args.protocol:
+        overrides.append(f"protocol.name={args.protocol}")
+    return load_config(args.config, overrides)
+
+
+def _run(func: Any) -> Any:
+    """Turn expected failures (bad config, existing run, missing data) into a message and exit code 2."""
+
+    def wrapped(args: argparse.Namespace) -> int:
+        from vacnn_tf.config import ConfigError
+        from vacnn_tf.runs import RunExistsError
+
+        logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+        try:
+            return func(args)
+        except (ConfigError, RunExistsError, FileNotFoundError, ValueError) as err:
+            print(f"vacnn {args.command}: error: {err}")
+            return 2
+
+    return wrapped
+
+
+def cmd_pretrain(args: argparse.Namespace) -> int:
+    from vacnn_tf.training import pretrain
+
+    config = _config(args)
+    # Without --resume a pretraining that exists is an error (as for every run); --resume reuses it.
+    run_dir = pretrain(config, args.out, resume=args.resume, force=args.force)
+    print(f"pretrained model: {Path(run_dir) / 'pretrain' / 'model.keras'}")
+    summary = Path(run_dir) / "metrics" / "summary.md"
+    if summary.is_file():
+        print(summary.read_text())
+    return 0
+
+
+def cmd_finetune(args: argparse.Namespace) -> int:
+    from vacnn_tf.training import finetune
+
+    config = _config(args)
+    summary = finetune(config, args.target, args.out, variant=args.variant, pretrained=args.pretrained,
+                       resume=args.resume, force=args.force)
+    print(f"run: {summary.run_dir}")
+    for fold in summary.folds:
+        print(f"  fold {fold['fold']}: accuracy {fold['accuracy']:.4f}  UAR {fold['uar']:.4f}  (n={fold['test']})")
+    print(f"mean accuracy {summary.accuracy_mean:.4f} +- {summary.accuracy_std:.4f}; "
+          f"mean UAR {summary.uar_mean:.4f} +- {summary.uar_std:.4f}")
+    if summary.caveat:
+        print(f"NOTE: {summary.caveat}")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from vacnn_tf.training import evaluate
+
+    tables = evaluate(args.run)
+    print(tables["summary"].astype(object).to_markdown(floatfmt=".4f"))
+    print(f"\ntables and figures: {Path(args.run) / 'metrics'}")
+    if args.json:
+        print(json.dumps(tables["summary"].to_dict(), indent=2))
+    return 0
+
+
+def register(subparsers: Any) -> None:
+    """Add ``pretrain``, ``finetune`` and ``evaluate`` to the ``vacnn`` command."""
+    p = subparsers.add_parser("pretrain", help="pretrain on TESS + RAVDESS (7 labels, section 4.2)")
+    _common(p)
+    p.set_defaults(func=_run(cmd_pretrain))
+
+    p = subparsers.add_parser("finetune", help="cross-validate on a target corpus (fine-tuned or pure)")
+    _common(p)
+    p.add_argument("--target", required=True, choices=("ravdess", "emodb", "savee"), help="target corpus")
+    p.add_argument("--variant", default="finetuned", choices=("finetuned", "pure"),
+                   help="finetuned: from the pretrained VACNN; pure: same architecture, random init, nothing frozen")
+    p.add_argument("--pretrained", help="pretraining run dir or .keras file to use for every fold (default: pretrain as needed)")
+    p.set_defaults(func=_run(cmd_finetune))
+
+    p = subparsers.add_parser("evaluate", help="rebuild a run's tables and figures from its predictions")
+    p.add_argument("--run", required=True, help="run directory")
+    p.add_argument("--json", action="store_true", help="also print the summary as JSON")
+    p.set_defaults(func=_run(cmd_evaluate))

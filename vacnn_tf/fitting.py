@@ -1,0 +1,188 @@
+"""One resumable ``model.fit``: model selection on validation accuracy, early stopping, checkpoints.
+
+The paper (section 4.2) uses early stopping on validation and selects the model by validation
+accuracy. Keras's EarlyStopping keeps its best weights in memory only, so a killed process
+would lose them; :class:`SelectBest` does the same job but keeps its state on disk
+(``selection.json`` + ``best.weights.h5``), and Keras's BackupAndRestore restores weights,
+optimizer state (and so the learning-rate step) and the epoch counter. A killed fit therefore
+continues from its last finished epoch.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import shutil
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+
+from vacnn_tf.storage import atomic_write, read_json, write_json
+
+STATE_FILE = "selection.json"
+BEST_WEIGHTS = "best.weights.h5"
+BACKUP_DIR = "backup"
+
+log = logging.getLogger(__name__)
+
+
+def set_seed(seed: int, deterministic: bool = True) -> None:
+    """Seed Python, NumPy and TensorFlow (keras.utils.set_random_seed) and ask for deterministic ops.
+
+    ``tf.config.experimental.enable_op_determinism`` makes reductions order-stable, so the same
+    seed gives the same weights and metrics on the same machine and library versions.
+    """
+    import keras
+    import tensorflow as tf
+
+    keras.utils.set_random_seed(int(seed))
+    if deterministic:
+        tf.config.experimental.enable_op_determinism()
+
+
+def _callback_base() -> type:
+    import keras
+
+    return keras.callbacks.Callback
+
+
+class SelectBest(_callback_base()):  # type: ignore[misc]
+    """Model selection on validation accuracy (ties broken by lower validation loss) + early stopping.
+
+    State (per-epoch history, best epoch, epochs without improvement, stopped) is written to
+    ``fold_dir/selection.json`` after every epoch and the best weights to
+    ``fold_dir/best.weights.h5``, both atomically, so a resumed fit keeps counting patience
+    where it stopped.
+
+    Args:
+        fold_dir: Folder of the fold (or of the pretraining stage).
+        patience: Epochs without a better validation accuracy before stopping.
+        monitor: Metric selected on (``val_accuracy``); ``None`` keeps the last epoch's weights.
+    """
+
+    def __init__(self, fold_dir: str | Path, patience: int, monitor: Optional[str] = "val_accuracy") -> None:
+        super().__init__()
+        self.fold_dir = Path(fold_dir)
+        self.patience = int(patience)
+        self.monitor = monitor
+        self.state: dict[str, Any] = load_state(self.fold_dir)
+
+    def _better(self, acc: float, loss: float) -> bool:
+        best = self.state.get("best")
+        if best is None:
+            return True
+        return acc > best["acc"] or (acc == best["acc"] and loss < best["loss"])
+
+    def on_epoch_end(self, epoch: int, logs: Optional[dict[str, Any]] = None) -> None:
+        logs = {k: float(v) for k, v in (logs or {}).items()}
+        history = [h for h in self.state["history"] if h["epoch"] < epoch]  # a redone epoch replaces itself
+        history.append({"epoch": epoch, **logs})
+        self.state["history"] = history
+        if self.monitor is None:  # no validation set: the last epoch is the selected one
+            self.state["best"] = {"epoch": epoch, "acc": None, "loss": None}
+            atomic_write(self.fold_dir / BEST_WEIGHTS, self.model.save_weights, suffix=".weights.h5")
+        elif self.monitor in logs:
+            acc = logs[self.monitor]
+            loss = logs.get("val_loss", math.inf)
+            if self._better(acc, loss):
+                self.state["best"] = {"epoch": epoch, "acc": acc, "loss": loss}
+                self.state["wait"] = 0
+                atomic_write(self.fold_dir / BEST_WEIGHTS, self.model.save_weights, suffix=".weights.h5")
+            else:
+                self.state["wait"] = int(self.state.get("wait", 0)) + 1
+            if self.state["wait"] >= self.patience:
+                self.state["stopped"] = True
+                self.model.stop_training = True
+        write_json(self.fold_dir / STATE_FILE, self.state)
+
+
+def load_state(fold_dir: str | Path) -> dict[str, Any]:
+    """The selection state of a fold (an empty one when none was written)."""
+    path = Path(fold_dir) / STATE_FILE
+    if path.is_file():
+        return read_json(path)
+    return {"history": [], "best": None, "wait": 0, "stopped": False, "finished": False}
+
+
+def _tensorboard(log_dir: Path) -> list[Any]:
+    """A TensorBoard callback, or none (with a warning) where the tensorboard package is missing.
+
+    TensorFlow 2.21 no longer installs tensorboard; training must not fail for want of its logs.
+    """
+    import importlib.util
+
+    import keras
+
+    if importlib.util.find_spec("tensorboard") is None:
+        log.warning("tensorboard is not installed: no TensorBoard logs in %s (pip install tensorboard)", log_dir)
+        return []
+    return [keras.callbacks.TensorBoard(str(log_dir), write_graph=False, profile_batch=0)]
+
+
+def fit_resumable(
+    model: Any,
+    train_ds: Any,
+    val_ds: Optional[Any],
+    fold_dir: str | Path,
+    *,
+    epochs: int,
+    patience: int,
+    verbose: int = 1,
+    extra_callbacks: Optional[list[Any]] = None,
+) -> dict[str, Any]:
+    """Fit ``model`` with epoch-level resume, then load the selected (best-on-validation) weights.
+
+    Args:
+        model: A compiled Keras model.
+        train_ds: Training ``tf.data.Dataset`` (shuffled per seed).
+        val_ds: Validation dataset, or None (then the last epoch's weights are kept).
+        fold_dir: Where the fold's state, backup, TensorBoard logs and history.csv live.
+        epochs: Maximum epochs.
+        patience: Early-stopping patience in epochs.
+        verbose: Keras progress-bar mode (0, 1, 2).
+        extra_callbacks: More callbacks (tests use one to simulate a crash).
+
+    Returns:
+        The selection state: ``history`` (per-epoch logs), ``best`` (epoch, acc, loss), ``stopped``,
+        ``epochs_run``.
+    """
+    import keras
+
+    fold_dir = Path(fold_dir)
+    fold_dir.mkdir(parents=True, exist_ok=True)
+    state = load_state(fold_dir)
+    if not (state.get("stopped") or state.get("finished")):
+        select = SelectBest(fold_dir, patience, "val_accuracy" if val_ds is not None else None)
+        callbacks = [
+            # BackupAndRestore first: its epoch-end backup (weights, optimizer, epoch) is written
+            # before SelectBest's state, so a kill in between at worst forgets one epoch's record.
+            keras.callbacks.BackupAndRestore(str(fold_dir / BACKUP_DIR), delete_checkpoint=False),
+            select,
+            keras.callbacks.CSVLogger(str(fold_dir / "history.csv"), append=True),
+            *_tensorboard(fold_dir / "logs"),
+            *(extra_callbacks or []),
+        ]
+        model.fit(train_ds, validation_data=val_ds, epochs=epochs, callbacks=callbacks, verbose=verbose)
+        state = select.state
+        state["finished"] = True
+        write_json(fold_dir / STATE_FILE, state)
+    if state.get("best") is not None and (fold_dir / BEST_WEIGHTS).is_file():
+        model.load_weights(str(fold_dir / BEST_WEIGHTS))
+    state["epochs_run"] = len(state.get("history", []))
+    return state
+
+
+def cleanup_fold(fold_dir: str | Path) -> None:
+    """Drop resume-only files once a fold is finished (its model.keras holds the selected weights)."""
+    shutil.rmtree(Path(fold_dir) / BACKUP_DIR, ignore_errors=True)
+
+
+def history_arrays(state: dict[str, Any], key: str) -> np.ndarray:
+    """One metric over epochs from a selection state (NaN where an epoch lacks it)."""
+    return np.array([h.get(key, np.nan) for h in state.get("history", [])], dtype=float)
+
+
+def dumps_state(state: dict[str, Any]) -> str:
+    return json.dumps(state, indent=2)

@@ -1,0 +1,190 @@
+"""Run directories: creation rules (resume / force), the manifest, stage timing, DONE markers.
+
+A run directory is finished when it holds ``DONE``. A finished run is never overwritten unless
+``force=True``; an unfinished one is continued only with ``resume=True`` (and only when its
+config matches), so a typo cannot silently destroy hours of training.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Optional
+
+import yaml
+
+from vacnn_tf.config import RunConfig, config_hash, replace, to_dict, to_yaml
+from vacnn_tf.storage import read_json, write_json, write_text
+
+DONE = "DONE"
+# Settings that change nothing a run computes: ignored when deciding whether a run matches.
+_NEUTRAL_KEYS = {"train.verbose": 1, "data.workers": 0, "out": "runs", "data.cache_dir": "cache"}
+
+
+class RunExistsError(RuntimeError):
+    """The run directory already holds a finished or unfinished run and neither force nor resume was given."""
+
+
+def run_key(config: RunConfig) -> str:
+    """Hash of everything in ``config`` that changes results (verbosity, workers, paths excluded)."""
+    return config_hash(replace(config, **_NEUTRAL_KEYS))
+
+
+def is_done(path: str | Path) -> bool:
+    """True when ``path/DONE`` exists."""
+    return (Path(path) / DONE).is_file()
+
+
+def mark_done(path: str | Path, note: str = "") -> None:
+    """Write ``path/DONE`` (atomically; its content is a timestamp and an optional note)."""
+    write_text(Path(path) / DONE, time.strftime("%Y-%m-%dT%H:%M:%S%z") + (f" {note}" if note else "") + "\n")
+
+
+def prepare_run_dir(path: str | Path, config: RunConfig, *, resume: bool = False, force: bool = False) -> tuple[Path, bool]:
+    """Create (or reopen) a run directory and write its ``config.yaml``.
+
+    Args:
+        path: The run directory.
+        config: The run's configuration.
+        resume: Continue an unfinished run here (skipping finished folds); a finished run is
+            returned as it is.
+        force: Delete whatever is there and start over.
+
+    Returns:
+        ``(path, finished)``: ``finished`` is True when a finished run was found and kept
+        (``resume=True``), in which case nothing needs to be recomputed.
+
+    Raises:
+        RunExistsError: the directory holds a run and neither flag allows touching it, or
+            ``resume`` was asked for with a different configuration.
+    """
+    path = Path(path)
+    if path.exists() and any(path.iterdir()):
+        if force:
+            shutil.rmtree(path)
+        else:
+            stored = path / "config.yaml"
+            if not resume:
+                state = "a finished run" if is_done(path) else "an unfinished run"
+                raise RunExistsError(
+                    f"{path} already holds {state}. Pass --resume (resume=True) to "
+                    f"{'reuse it' if is_done(path) else 'continue it'} or --force (force=True) to delete it and start over."
+                )
+            if stored.is_file():
+                old = yaml.safe_load(stored.read_text()) or {}
+                from vacnn_tf.config import load_config
+
+                old_key = run_key(load_config(base=old))
+                if old_key != run_key(config):
+                    raise RunExistsError(
+                        f"{path} was made with another configuration (key {old_key}, now {run_key(config)}); "
+                        "resume needs the same settings. Compare its config.yaml, or pass --force."
+                    )
+            if is_done(path):
+                return path, True
+    path.mkdir(parents=True, exist_ok=True)
+    write_text(path / "config.yaml", to_yaml(config))
+    return path, False
+
+
+def git_revision(cwd: str | Path | None = None) -> Optional[str]:
+    """``git rev-parse HEAD`` of the source tree, or None where git or the repository is absent."""
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=cwd or Path(__file__).resolve().parent, capture_output=True,
+            text=True, timeout=10, check=True,
+        )
+        return out.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def package_versions() -> dict[str, Optional[str]]:
+    """Versions of the libraries that shape results (None where one is not installed)."""
+    import importlib
+
+    versions: dict[str, Optional[str]] = {"python": sys.version.split()[0]}
+    for name, module in [("tensorflow", "tensorflow"), ("keras", "keras"), ("numpy", "numpy"),
+                         ("opencv", "cv2"), ("librosa", "librosa"), ("scikit-learn", "sklearn"),
+                         ("pandas", "pandas")]:
+        try:
+            versions[name] = str(importlib.import_module(module).__version__)
+        except Exception:  # a missing or broken optional library must not stop a run
+            versions[name] = None
+    return versions
+
+
+def machine_info() -> dict[str, Any]:
+    """Platform, processor and core count of the machine the run used."""
+    return {
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "hostname": platform.node(),
+    }
+
+
+@dataclass
+class Manifest:
+    """``RUN/manifest.json``: what ran, where, with what, and how long each stage took.
+
+    Stage times accumulate over resumed sessions; ``sessions`` counts how often the run was
+    (re)started.
+    """
+
+    path: Path
+    data: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def open(cls, run_dir: Path, config: RunConfig, kind: str, extra: Optional[dict[str, Any]] = None) -> "Manifest":
+        """Load the manifest of ``run_dir`` (or start one) and record this session's environment."""
+        from vacnn_tf import __version__
+        from vacnn_tf.folds import LEAKAGE_CAVEAT
+
+        path = Path(run_dir) / "manifest.json"
+        data = read_json(path) if path.is_file() else {}
+        data.update({
+            "kind": kind,
+            "vacnn_tf": __version__,
+            "git_revision": git_revision(),
+            "seed": config.seed,
+            "profile": config.profile,
+            "protocol": config.protocol.name,
+            "config_key": run_key(config),
+            "packages": package_versions(),
+            "machine": machine_info(),
+        })
+        if config.protocol.name == "paper":
+            data["leakage_caveat"] = LEAKAGE_CAVEAT
+        data.update(extra or {})
+        data["sessions"] = int(data.get("sessions", 0)) + 1
+        data.setdefault("stages_seconds", {})
+        manifest = cls(path, data)
+        manifest.save()
+        return manifest
+
+    def save(self) -> None:
+        write_json(self.path, self.data)
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        """Time a stage; its wall time is added to ``stages_seconds[name]`` and saved."""
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            times = self.data.setdefault("stages_seconds", {})
+            times[name] = round(times.get(name, 0.0) + time.perf_counter() - start, 3)
+            self.save()
+
+
+def config_dict(config: RunConfig) -> dict[str, Any]:
+    """The config as a plain dict (for manifests and summaries)."""
+    return to_dict(config)

@@ -1,0 +1,424 @@
+"""The training stages: corpus tables -> feature cache -> folds -> pretraining -> fine-tuning -> metrics.
+
+Public entry points (``vacnn pretrain | finetune | evaluate`` call them; so do the
+``reproduce.tableN`` scripts):
+
+* :func:`pretrain` trains the VACNN (or a baseline) on TESS + RAVDESS with the 7 pretraining
+  labels (section 4.2). Its run directory is keyed by the settings that shape it
+  (:func:`pretrain_dir`), so every table and fold that needs the same pretraining reuses it.
+* :func:`finetune` runs the cross-validation on a target corpus for one variant:
+  ``finetuned`` (from the pretrained checkpoint, frozen through VA block 1, Figure 3) or
+  ``pure`` (the same architecture from random initialisation with nothing frozen, Table 3).
+* :func:`evaluate` rebuilds a run's tables from its per-fold predictions.
+* :func:`run_specs` runs a list of :class:`RunSpec` (what a table needs), sharing pretraining
+  and the feature cache.
+
+Run directory layout (export and reproduce rely on it)::
+
+    RUN/config.yaml  manifest.json  labels.json  folds.json  summary.json  DONE
+    RUN/fold_K/model.keras  vocabulary.npz  metrics.json  predictions.csv  history.csv
+    RUN/fold_K/selection.json  best.weights.h5  logs/  DONE
+    RUN/metrics/summary|per_class|per_class_pooled|confusion|confusion_normalized .csv/.md, confusion*.png
+    PRETRAIN/pretrain/model.keras  metrics.json  predictions.csv ...  (a pretraining run)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Optional, Sequence
+
+import numpy as np
+import pandas as pd
+
+from vacnn_tf.config import RunConfig, replace
+from vacnn_tf.corpus_data import CorpusData, describe, load_corpus
+from vacnn_tf.folds import (
+    LEAKAGE_CAVEAT,
+    Fold,
+    check_protocol,
+    folds_from_json,
+    folds_to_json,
+    holdout_split,
+    make_folds,
+    pretrain_exclusions,
+    pretrain_table,
+)
+from vacnn_tf.labels import PRETRAIN_CLASSES, classes_for
+from vacnn_tf.runs import DONE, Manifest, is_done, mark_done, prepare_run_dir, run_key
+from vacnn_tf.storage import atomic_write, read_json, write_json
+
+log = logging.getLogger(__name__)
+
+VARIANTS: tuple[str, ...] = ("finetuned", "pure")
+TARGETS: tuple[str, ...] = ("ravdess", "emodb", "savee")
+PRETRAIN_STAGE = "pretrain"
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One fine-tuning run a table needs: target, variant and config overrides (dotted keys)."""
+
+    target: str
+    variant: str = "finetuned"
+    overrides: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class RunSummary:
+    """What a finished fine-tuning run reports (also ``RUN/summary.json``)."""
+
+    run_dir: str
+    target: str
+    variant: str
+    protocol: str
+    architecture: str
+    use_bovw: bool
+    classes: list[str]
+    folds: list[dict[str, Any]]
+    accuracy_mean: float
+    accuracy_std: float
+    uar_mean: float
+    uar_std: float
+    caveat: str = ""
+
+    @classmethod
+    def load(cls, run_dir: str | Path) -> "RunSummary":
+        return cls(**read_json(Path(run_dir) / "summary.json"))
+
+
+def _check(value: str, allowed: Sequence[str], key: str) -> str:
+    if value not in allowed:
+        raise ValueError(f"`{key}` must be one of {list(allowed)}. Received: {key}={value!r}")
+    return value
+
+
+# --- run directories -------------------------------------------------------------------------
+
+def pretrain_key(config: RunConfig, exclude: Optional[Mapping[str, Sequence[str]]] = None) -> str:
+    """Hash of what shapes a pretraining: data, features, architecture, recipe, seed, exclusions.
+
+    The protocol name itself is not part of it: the paper protocol and the speaker protocol for
+    EmoDB / SAVEE targets pretrain on the same data and share one pretraining.
+    """
+    parts = {
+        "seed": config.seed,
+        "data_root": config.data.data_root,
+        "synth_per_class": config.data.synth_per_class if config.data.data_root is None else None,
+        "features": asdict(config.features),
+        "model": {k: v for k, v in asdict(config.model).items() if k not in ("use_bovw", "freeze_through")},
+        "train": {k: v for k, v in asdict(config.train).items() if k != "verbose"},
+        "folds": config.protocol.folds,
+        "subsample": config.protocol.subsample,
+        "exclude": {k: sorted(v) for k, v in sorted((exclude or {}).items()) if v},
+    }
+    return hashlib.sha1(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def pretrain_dir(config: RunConfig, exclude: Optional[Mapping[str, Sequence[str]]] = None) -> Path:
+    """Default pretraining directory: ``{out}/pretrain/{architecture}-s{seed}-{key}``."""
+    return Path(config.out) / "pretrain" / f"{config.model.architecture}-s{config.seed}-{pretrain_key(config, exclude)}"
+
+
+def finetune_dir(config: RunConfig, target: str, variant: str) -> Path:
+    """Default run directory: ``{out}/{target}/{protocol}/{variant}-{architecture}-{bovw}-s{seed}-{key}``."""
+    bovw = "bovw" if config.model.use_bovw else "nobovw"
+    name = f"{variant}-{config.model.architecture}-{bovw}-s{config.seed}-{run_key(config)[:8]}"
+    return Path(config.out) / target / config.protocol.name / name
+
+
+# --- one fold / one stage ---------------------------------------------------------------------
+
+def _datasets(config: RunConfig, data: CorpusData, fold: Fold, bovw: Optional[np.ndarray], seed: int) -> tuple[Any, Optional[Any], Any]:
+    from vacnn_tf.data import make_dataset
+
+    bs = config.train.batch_size
+
+    def part(idx: np.ndarray, shuffle: bool) -> Any:
+        return make_dataset(
+            data.images[idx], data.y[idx], bovw[idx] if bovw is not None else None,
+            batch_size=bs, shuffle=shuffle, seed=seed,
+        )
+
+    val = part(fold.val, False) if len(fold.val) else None
+    return part(fold.train, True), val, part(fold.test, False)
+
+
+def _train_and_test(
+    config: RunConfig, model: Any, data: CorpusData, fold: Fold, bovw: Optional[np.ndarray],
+    stage_dir: Path, epochs: int, callbacks: Optional[list[Any]] = None,
+) -> dict[str, Any]:
+    """Compile, fit with resume, save the selected model, predict the test part, write metrics."""
+    from vacnn_tf.evaluation import fold_metrics, predictions_frame
+    from vacnn_tf.fitting import cleanup_fold, fit_resumable
+    from vacnn_tf.models import compile_model
+
+    seed = config.seed + 1000 * (fold.index + 1)
+    train_ds, val_ds, test_ds = _datasets(config, data, fold, bovw, seed)
+    steps = int(np.ceil(len(fold.train) / config.train.batch_size))
+    compile_model(model, config.train, steps_per_epoch=steps)
+    state = fit_resumable(
+        model, train_ds, val_ds, stage_dir, epochs=epochs, patience=config.train.patience,
+        verbose=config.train.verbose, extra_callbacks=callbacks,
+    )
+    atomic_write(stage_dir / "model.keras", model.save, suffix=".keras")
+    probs = model.predict(test_ds, verbose=0)
+    classes = list(data.classes)
+    preds = predictions_frame(data.table["path"].to_numpy()[fold.test], data.y[fold.test], probs, classes)
+    atomic_write(stage_dir / "predictions.csv", lambda p: preds.to_csv(p, index=False))
+    metrics = fold_metrics(data.y[fold.test], probs.argmax(axis=1), classes)
+    metrics.update({
+        "fold": fold.index, "train": len(fold.train), "val": len(fold.val), "test": len(fold.test),
+        "test_speakers": list(fold.test_speakers), "val_speakers": list(fold.val_speakers),
+        "best_epoch": (state.get("best") or {}).get("epoch"), "best_val_accuracy": (state.get("best") or {}).get("acc"),
+        "epochs_run": state["epochs_run"], "stopped_early": bool(state.get("stopped")),
+    })
+    write_json(stage_dir / "metrics.json", metrics)
+    cleanup_fold(stage_dir)
+    mark_done(stage_dir, f"accuracy={metrics['accuracy']:.4f} uar={metrics['uar']:.4f}")
+    return metrics
+
+
+def _write_common(run_dir: Path, config: RunConfig, data: CorpusData, folds: list[Fold]) -> None:
+    write_json(run_dir / "labels.json", {"classes": list(data.classes), "corpus": data.name})
+    if not (run_dir / "folds.json").is_file():
+        write_json(run_dir / "folds.json", folds_to_json(folds, data.table, config.protocol.name, config.seed))
+
+
+# --- pretraining -----------------------------------------------------------------------------
+
+def pretrain(
+    config: RunConfig,
+    out_dir: str | Path | None = None,
+    *,
+    exclude_speakers: Optional[Mapping[str, Sequence[str]]] = None,
+    resume: bool = True,
+    force: bool = False,
+    callbacks: Optional[list[Any]] = None,
+) -> Path:
+    """Pretrain ``config.model.architecture`` on TESS + RAVDESS with the 7 pretraining labels.
+
+    A stratified hold-out (1 / ``protocol.folds`` of the data) is kept out of training and
+    evaluated for Table 2; the validation split for early stopping is carved from the rest.
+
+    Args:
+        config: Run configuration (data, features, model, train; ``train.pretrain_epochs``).
+        out_dir: Run directory; default :func:`pretrain_dir` (shared by every run that needs it).
+        exclude_speakers: Per corpus, speakers pretraining must not see (the speaker protocol's
+            RAVDESS test actors).
+        resume: Reuse a finished pretraining, continue an unfinished one.
+        force: Delete and redo.
+        callbacks: Extra Keras callbacks (tests).
+
+    Returns:
+        The pretraining run directory; the model is ``RUN/pretrain/model.keras``.
+    """
+    from vacnn_tf.fitting import set_seed
+    from vacnn_tf.models import build_model
+
+    run_dir = Path(out_dir) if out_dir is not None else pretrain_dir(config, exclude_speakers)
+    run_dir, finished = prepare_run_dir(run_dir, config, resume=resume, force=force)
+    if finished:
+        return run_dir
+    exclude = {k: sorted(map(str, v)) for k, v in (exclude_speakers or {}).items()}
+    manifest = Manifest.open(run_dir, config, "pretrain", {"exclude_speakers": exclude})
+    with manifest.stage("load"):
+        tables = {name: load_corpus(config, name).table for name in ("tess", "ravdess")}
+        table = pretrain_table(tables, exclude)
+        data = load_corpus(config, "pretrain", table=table, classes=PRETRAIN_CLASSES)
+    folds_path = run_dir / "folds.json"
+    if folds_path.is_file():
+        split = folds_from_json(read_json(folds_path), data.table)[0]
+    else:
+        split = holdout_split(data.table, 1.0 / config.protocol.folds, config.train.val_fraction, config.seed)
+    _write_common(run_dir, config, data, [split])
+    manifest.data["data"] = {**describe(data), "train": len(split.train), "val": len(split.val), "test": len(split.test)}
+    stage_dir = run_dir / PRETRAIN_STAGE
+    if not is_done(stage_dir):
+        with manifest.stage("pretrain"):
+            set_seed(config.seed)
+            model = build_model(config.model.architecture, len(PRETRAIN_CLASSES), config.model)
+            epochs = config.train.pretrain_epochs or config.train.epochs
+            _train_and_test(config, model, data, split, None, stage_dir, epochs, callbacks)
+    with manifest.stage("evaluate"):
+        evaluate(run_dir)
+    mark_done(run_dir)
+    return run_dir
+
+
+def _pretrained_model_path(pretrained: str | Path) -> Path:
+    path = Path(pretrained)
+    if path.is_dir():
+        path = path / PRETRAIN_STAGE / "model.keras"
+    if not path.is_file():
+        raise FileNotFoundError(f"No pretrained model at {path}; pass a pretraining run dir or a .keras file.")
+    return path
+
+
+# --- fine-tuning -----------------------------------------------------------------------------
+
+def _fold_bovw(config: RunConfig, descriptors: list[np.ndarray], fold: Fold, fold_dir: Path) -> np.ndarray:
+    """Fit (or reload) the fold's vocabulary on its training part only; histograms for every row."""
+    from vacnn_tf.bovw import BovwVocabulary, fit_fold_vocabulary
+
+    path = fold_dir / "vocabulary.npz"
+    if path.is_file():
+        vocab = BovwVocabulary.load(path, expected=config.bovw)
+    else:
+        vocab = fit_fold_vocabulary(descriptors, fold.train, config.bovw, seed=config.seed + fold.index)
+        vocab.save(path)
+    return vocab.histograms(descriptors)
+
+
+def finetune(
+    config: RunConfig,
+    target: str,
+    out_dir: str | Path | None = None,
+    variant: str = "finetuned",
+    pretrained: str | Path | None = None,
+    *,
+    resume: bool = False,
+    force: bool = False,
+    callbacks: Optional[list[Any]] = None,
+) -> RunSummary:
+    """Cross-validate one variant on a target corpus under ``config.protocol``.
+
+    Args:
+        config: Run configuration.
+        target: ``ravdess``, ``emodb`` or ``savee``.
+        out_dir: Run directory; default :func:`finetune_dir`.
+        variant: ``finetuned`` (from the pretrained checkpoint) or ``pure`` (random init, nothing frozen).
+        pretrained: A pretraining run dir or ``.keras`` file used for every fold; None pretrains as
+            needed (one shared pretraining, or one per fold for a RAVDESS target under ``speaker``).
+        resume: Continue an unfinished run (finished folds are skipped) or return a finished one.
+        force: Delete the run directory and start over.
+        callbacks: Extra Keras callbacks for every fit (tests simulate crashes with one).
+
+    Returns:
+        The run's :class:`RunSummary` (also in ``RUN/summary.json``).
+    """
+    import keras
+
+    from vacnn_tf.bovw import descriptors_for
+    from vacnn_tf.fitting import set_seed
+    from vacnn_tf.models import build_finetuned, build_model
+
+    _check(target, TARGETS, "target")
+    _check(variant, VARIANTS, "variant")
+    check_protocol(config.protocol.name)
+    if variant == "pure" and pretrained is not None:
+        raise ValueError(f"The 'pure' variant trains from random initialisation; it takes no pretrained model. Received: pretrained={pretrained!r}")
+    run_dir = Path(out_dir) if out_dir is not None else finetune_dir(config, target, variant)
+    run_dir, finished = prepare_run_dir(run_dir, config, resume=resume, force=force)
+    if finished:
+        return RunSummary.load(run_dir)
+    manifest = Manifest.open(run_dir, config, "finetune", {"target": target, "variant": variant})
+    with manifest.stage("load"):
+        data = load_corpus(config, target)
+    manifest.data["data"] = describe(data)
+    folds_path = run_dir / "folds.json"
+    if folds_path.is_file():  # a resumed run keeps its split, even if fold code changed since
+        folds = folds_from_json(read_json(folds_path), data.table)
+    else:
+        folds = make_folds(data.table, config.protocol, config.seed, config.train.val_fraction, corpus=target)
+    _write_common(run_dir, config, data, folds)
+    descriptors = None
+    if config.model.use_bovw:
+        with manifest.stage("descriptors"):
+            descriptors = descriptors_for(
+                data.images, config.bovw, cache_dir=Path(config.data.cache_dir) / "bovw",
+                progress=config.train.verbose > 0, workers=config.data.workers,
+            )
+    pretrained_for: dict[int, str] = {}
+    model_cfg = config.model if variant == "finetuned" else replace(config.model, freeze_through="none")
+    for fold in folds:
+        fold_dir = run_dir / f"fold_{fold.index}"
+        if is_done(fold_dir):
+            continue
+        fold_dir.mkdir(parents=True, exist_ok=True)
+        if variant == "finetuned":
+            if pretrained is not None:
+                source = _pretrained_model_path(pretrained)
+            else:
+                exclude = pretrain_exclusions(target, config.protocol.name, fold)
+                with manifest.stage("pretrain"):
+                    source = _pretrained_model_path(pretrain(config, exclude_speakers=exclude, resume=True))
+            pretrained_for[fold.index] = str(source)
+            manifest.data.setdefault("pretrained", {})[str(fold.index)] = str(source)
+        with manifest.stage(f"fold_{fold.index}"):
+            bovw = _fold_bovw(config, descriptors, fold, fold_dir) if descriptors is not None else None
+            set_seed(config.seed + fold.index)  # per fold, so a resumed fold starts as it would have
+            if variant == "finetuned":
+                base = keras.models.load_model(pretrained_for[fold.index], compile=False)
+            else:
+                base = build_model(config.model.architecture, len(PRETRAIN_CLASSES), config.model)
+            model = build_finetuned(base, len(data.classes), model_cfg, use_bovw=config.model.use_bovw,
+                                    bovw_size=config.bovw.k)
+            if variant == "pure":
+                model.trainable = True  # nothing frozen: the fine-tuned architecture trained from scratch
+            metrics = _train_and_test(config, model, data, fold, bovw, fold_dir, config.train.epochs, callbacks)
+            log.info("fold %d: accuracy %.4f, UAR %.4f", fold.index, metrics["accuracy"], metrics["uar"])
+            keras.backend.clear_session()
+    with manifest.stage("evaluate"):
+        evaluate(run_dir)
+    summary = _summary(run_dir, config, target, variant, data.classes, len(folds))
+    write_json(run_dir / "summary.json", asdict(summary))
+    manifest.data["result"] = {"accuracy_mean": summary.accuracy_mean, "uar_mean": summary.uar_mean}
+    manifest.save()
+    mark_done(run_dir)
+    return summary
+
+
+def _summary(run_dir: Path, config: RunConfig, target: str, variant: str, classes: Sequence[str], n_folds: int) -> RunSummary:
+    per_fold = [read_json(run_dir / f"fold_{k}" / "metrics.json") for k in range(n_folds)]
+    acc = np.array([m["accuracy"] for m in per_fold])
+    uar = np.array([m["uar"] for m in per_fold])
+    std = (lambda a: float(a.std(ddof=1)) if len(a) > 1 else 0.0)
+    return RunSummary(
+        run_dir=str(run_dir), target=target, variant=variant, protocol=config.protocol.name,
+        architecture=config.model.architecture, use_bovw=config.model.use_bovw, classes=list(classes),
+        folds=[{k: m[k] for k in ("fold", "accuracy", "uar", "test", "test_speakers", "best_epoch", "epochs_run")} for m in per_fold],
+        accuracy_mean=float(acc.mean()), accuracy_std=std(acc), uar_mean=float(uar.mean()), uar_std=std(uar),
+        caveat=LEAKAGE_CAVEAT if config.protocol.name == "paper" else "",
+    )
+
+
+# --- evaluation and many runs -----------------------------------------------------------------
+
+def evaluate(run_dir: str | Path) -> dict[str, pd.DataFrame]:
+    """Rebuild ``RUN/metrics/`` from the per-fold ``predictions.csv`` files and return the tables.
+
+    Works on fine-tuning runs (``fold_K/``) and pretraining runs (``pretrain/``). Only finished
+    folds (with ``DONE``) are used, so a partial run can be inspected.
+    """
+    from vacnn_tf.evaluation import evaluate_predictions
+
+    run_dir = Path(run_dir)
+    if not (run_dir / "labels.json").is_file():
+        raise FileNotFoundError(f"{run_dir} is not a run directory (no labels.json).")
+    classes = read_json(run_dir / "labels.json")["classes"]
+    stages = sorted((p for p in run_dir.glob("fold_*") if is_done(p)), key=lambda p: int(p.name.split("_")[1]))
+    if is_done(run_dir / PRETRAIN_STAGE):
+        stages = [run_dir / PRETRAIN_STAGE]
+    if not stages:
+        raise FileNotFoundError(f"{run_dir} has no finished fold yet (fold_K/{DONE}).")
+    frames = [pd.read_csv(p / "predictions.csv") for p in stages]
+    manifest = read_json(run_dir / "manifest.json") if (run_dir / "manifest.json").is_file() else {}
+    caveat = LEAKAGE_CAVEAT if manifest.get("protocol") == "paper" and manifest.get("kind") == "finetune" else ""
+    title = f"{manifest.get('target', 'pretrain')} {manifest.get('variant', '')} ({manifest.get('protocol', '')})".strip()
+    return evaluate_predictions(frames, classes, run_dir / "metrics", title=title, caveat=caveat)
+
+
+def run_specs(config: RunConfig, specs: Iterable[RunSpec], *, resume: bool = True, force: bool = False) -> list[RunSummary]:
+    """Run (or reuse) every spec. Pretraining and features are shared through their caches.
+
+    Example: Table 3 needs ``[RunSpec(t, v, o) for t in TARGETS for v, o in
+    (("pure", {}), ("finetuned", {}), ("finetuned", {"model.architecture": "vacnn-cbam"}))]``.
+    """
+    return [
+        finetune(replace(config, **dict(spec.overrides)), spec.target, variant=spec.variant, resume=resume, force=force)
+        for spec in specs
+    ]
