@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 ARGS ?=
 
-.PHONY: setup reproduce test bench docs-config
+.PHONY: setup reproduce test bench docs-config docs-cli
 
 $(BIN)/vacnn: setup.cfg requirements.txt
 	$(PY) -m venv $(VENV)
@@ -26,3 +26,6 @@ bench: setup
 
 docs-config: setup
 	$(BIN)/python -m vacnn_tf.config > docs/configuration.md
+
+docs-cli: setup
+	$(BIN)/python -m vacnn_tf.cli.reference > docs/cli.md

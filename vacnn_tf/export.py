@@ -9,7 +9,7 @@ Layout written (TF Serving looks for numbered version folders under a model fold
     OUT/<model_name>/<version>/assets/vocabulary.npz       BOVW visual words (models with BOVW)
 
 Signature ``serving_default``: inputs ``logmel`` float32 [batch, 224, 224, 1] (pixel values
-0-255, as the training images) and, for models with BOVW, ``bovw`` float32 [batch, 128];
+0-255, as the training images) and, for models with BOVW, ``bovw`` float32 [batch, k] (k = ``bovw.k``, 128 by default);
 outputs ``probabilities`` float32 [batch, classes] and ``label`` string [batch].
 """
 
@@ -60,7 +60,8 @@ def choose_fold(run_dir: Path, fold: int | None) -> Path:
     def val_score(path: Path) -> float:
         metrics = path / "metrics.json"
         if metrics.is_file():
-            return float(read_json(metrics).get("val_accuracy", float("-inf")))
+            value = read_json(metrics).get("best_val_accuracy")
+            return float(value) if value is not None else float("-inf")
         return float("-inf")
 
     return max(folds, key=val_score)
@@ -73,7 +74,7 @@ def _feature_assets(config: RunConfig, classes: list[str]) -> dict[str, Any]:
         "classes": classes,
         "input_contract": {
             "logmel": "float32 [batch, 224, 224, 1], pixel values 0-255 (vacnn_tf.features.logmel_image)",
-            "bovw": "float32 [batch, 128] (vacnn_tf.bovw vocabulary histograms)",
+            "bovw": f"float32 [batch, {config.bovw.k}] (vacnn_tf.bovw vocabulary histograms)",
         },
     }
 
