@@ -83,6 +83,11 @@ class TrainConfig:
     patience: int = 10  # silent: early stopping after this many epochs without a better validation accuracy
     val_fraction: float = 0.1  # silent: validation carved from the training folds
     jit_compile: bool = False  # XLA-compiled train step (measured slower on 2 CPU cores; try it on a GPU)
+    steps_per_execution: int = 4  # train steps per compiled call: less per-step Python overhead, same maths (docs/performance.md)
+    precision: str = "float32"  # float32|mixed_bfloat16 (bf16 compute on CPUs with AVX512_BF16 or AMX, float32 weights; docs/performance.md)
+    xla_fusion: bool = True  # CPU only: XLA fuses the element-wise and reduction ops (GroupNorm, attention) between the oneDNN convolutions; same maths, rounding-level differences
+    intra_op_threads: int = 0  # threads inside one op (conv, matmul); 0: TensorFlow's default, one per core
+    inter_op_threads: int = 0  # ops run concurrently; 0: TensorFlow's default
     pretrain_epochs: Optional[int] = None  # None: same as epochs
     verbose: int = 1  # Keras progress bar (0 silent, 1 bar, 2 one line per epoch)
 

@@ -120,8 +120,11 @@ def _conv_block(x: Any, filters: int, strides: int, prefix: str, suffix: str, co
 def _classifier_head(x: Any, num_classes: int, prefix: str, config: ModelConfig) -> Any:
     """FC ``dense_units`` + ReLU -> softmax classifier (section 3.1: "FC 256 -> softmax")."""
     x = layers.Dense(config.dense_units, activation="relu", kernel_regularizer=_regularizer(config), name=f"{prefix}_fc")(x)
+    # dtype float32: under a mixed precision policy (TrainConfig.precision) the softmax and the
+    # loss stay in float32, Keras's rule for mixed precision; under float32 it changes nothing.
     return layers.Dense(
-        num_classes, activation="softmax", kernel_regularizer=_regularizer(config), name=f"{prefix}_classifier"
+        num_classes, activation="softmax", kernel_regularizer=_regularizer(config), name=f"{prefix}_classifier",
+        dtype="float32",
     )(x)
 
 
@@ -433,16 +436,24 @@ def compile_model(model: keras.Model, train_config: TrainConfig, steps_per_epoch
 
     Args:
         model: Any model of this module (softmax outputs).
-        train_config: Learning rate, decay, ``jit_compile`` (XLA-compiled train step).
+        train_config: Learning rate, decay, ``jit_compile`` (XLA-compiled train step) and
+            ``steps_per_execution`` (train steps per compiled call; the same optimizer steps on
+            the same batches, with less Python between them, docs/performance.md).
         steps_per_epoch: Optimizer steps per epoch.
 
     Returns:
         The same model, compiled.
     """
+    spe = train_config.steps_per_execution
+    if isinstance(spe, bool) or not isinstance(spe, int) or spe < 1:
+        raise ValueError(
+            f"Config key 'train.steps_per_execution' must be a positive integer. Received: train.steps_per_execution={spe!r}"
+        )
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate=learning_rate_schedule(train_config, steps_per_epoch)),
         loss=keras.losses.SparseCategoricalCrossentropy(),
         metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
         jit_compile=train_config.jit_compile,
+        steps_per_execution=spe,
     )
     return model

@@ -106,6 +106,18 @@ def git_revision(cwd: str | Path | None = None) -> Optional[str]:
         return None
 
 
+def git_dirty(cwd: str | Path | None = None) -> Optional[bool]:
+    """True when the source tree has uncommitted changes (the revision alone does not describe it)."""
+    try:
+        out = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=cwd or Path(__file__).resolve().parent,
+            capture_output=True, text=True, timeout=10, check=True,
+        )
+        return bool(out.stdout.strip())
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
 def package_versions() -> dict[str, Optional[str]]:
     """Versions of the libraries that shape results (None where one is not installed)."""
     import importlib
@@ -154,6 +166,7 @@ class Manifest:
             "kind": kind,
             "vacnn_tf": __version__,
             "git_revision": git_revision(),
+            "git_dirty": git_dirty(),
             "seed": config.seed,
             "profile": config.profile,
             "protocol": config.protocol.name,

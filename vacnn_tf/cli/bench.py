@@ -1,0 +1,47 @@
+"""``vacnn bench``: throughput and latency of every stage on this machine (see vacnn_tf.bench)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "bench",
+        help="measure log-mel, KAZE, tf.data, training, inference and SavedModel latency on this machine",
+        description=(
+            "Time every stage after a warm-up on synthetic data and print the figures (docs/performance.md "
+            "explains them). Runtime settings come from the config's train section, e.g. "
+            "--set train.precision=mixed_bfloat16 or --set train.steps_per_execution=1."
+        ),
+    )
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    parser.add_argument("--quick", action="store_true", help="tiny sizes (seconds; figures not worth quoting)")
+    parser.add_argument("--config", default=None, help="YAML run config (features, bovw, model, train sections)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="config override, repeatable, e.g. --set train.intra_op_threads=2")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from vacnn_tf.bench import format_report, run_bench
+    from vacnn_tf.config import ConfigError, load_config
+
+    try:
+        config = load_config(args.config, args.overrides)
+    except ConfigError as err:
+        print(f"vacnn bench: error: {err}", file=sys.stderr)
+        return 2
+
+    def progress(line: str) -> None:
+        print(f"[bench] {line}", file=sys.stderr, flush=True)
+
+    try:
+        result = run_bench(quick=args.quick, config=config, progress=progress)
+    except ValueError as err:  # e.g. an unknown train.precision
+        print(f"vacnn bench: error: {err}", file=sys.stderr)
+        return 2
+    print(json.dumps(result, indent=2) if args.json else format_report(result))
+    return 0
