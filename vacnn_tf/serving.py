@@ -12,7 +12,7 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -93,13 +93,9 @@ class Preprocessor:
         return self.from_waveform(waveform, self.features.sample_rate)
 
 
-def predict_local(model_dir: str | Path, paths: Sequence[str | Path]) -> list[Prediction]:
-    """Run the SavedModel in this process on each file; a bad file gets an error, the rest go on."""
-    import tensorflow as tf
-
-    pre = Preprocessor.from_savedmodel(model_dir)
-    loaded = tf.saved_model.load(str(model_dir))
-    serve = loaded.signatures["serving_default"]
+def _predict_each(pre: Preprocessor, paths: Sequence[str | Path],
+                  run: Callable[[dict[str, np.ndarray]], tuple[str, Sequence[float]]]) -> list[Prediction]:
+    """Features per file, then ``run`` on them; a bad file gets an error and the rest go on."""
     results: list[Prediction] = []
     for path in paths:
         try:
@@ -107,11 +103,23 @@ def predict_local(model_dir: str | Path, paths: Sequence[str | Path]) -> list[Pr
         except (ValueError, OSError) as err:
             results.append(Prediction(str(path), error=str(err)))
             continue
-        outputs = serve(**{k: tf.constant(v) for k, v in inputs.items()})
-        probs = outputs["probabilities"].numpy()[0]
-        label = outputs["label"].numpy()[0].decode()
+        label, probs = run(inputs)
         results.append(Prediction(str(path), label, dict(zip(pre.classes, map(float, probs)))))
     return results
+
+
+def predict_local(model_dir: str | Path, paths: Sequence[str | Path]) -> list[Prediction]:
+    """Run the SavedModel in this process on each file; a bad file gets an error, the rest go on."""
+    import tensorflow as tf
+
+    pre = Preprocessor.from_savedmodel(model_dir)
+    serve = tf.saved_model.load(str(model_dir)).signatures["serving_default"]
+
+    def run(inputs: dict[str, np.ndarray]) -> tuple[str, Sequence[float]]:
+        outputs = serve(**{k: tf.constant(v) for k, v in inputs.items()})
+        return outputs["label"].numpy()[0].decode(), outputs["probabilities"].numpy()[0]
+
+    return _predict_each(pre, paths, run)
 
 
 class ServingClient:
@@ -160,15 +168,10 @@ class ServingClient:
 def predict_remote(model_dir: str | Path, paths: Sequence[str | Path], client: ServingClient) -> list[Prediction]:
     """Compute features locally from the SavedModel's assets, then ask the server."""
     pre = Preprocessor.from_savedmodel(model_dir)
-    results: list[Prediction] = []
-    for path in paths:
-        try:
-            inputs = pre.from_file(path)
-        except (ValueError, OSError) as err:
-            results.append(Prediction(str(path), error=str(err)))
-            continue
+
+    def run(inputs: dict[str, np.ndarray]) -> tuple[str, Sequence[float]]:
         row = client.predict(inputs)[0]
         probs = [float(p) for p in row["probabilities"]]
-        label = row.get("label") or pre.classes[int(np.argmax(probs))]
-        results.append(Prediction(str(path), str(label), dict(zip(pre.classes, probs))))
-    return results
+        return str(row.get("label") or pre.classes[int(np.argmax(probs))]), probs
+
+    return _predict_each(pre, paths, run)
