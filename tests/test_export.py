@@ -26,7 +26,7 @@ def run_dir(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("export")
     config = load_config(overrides=[
         f"out={root / 'runs'}", f"data.cache_dir={root / 'cache'}", "data.synth_per_class=4",
-        "protocol.folds=2", "protocol.max_folds=1", "train.epochs=2", "train.verbose=0",
+        "protocol.folds=2", "protocol.max_folds=1", "train.epochs=2", "train.verbose=0", "train.xla_fusion=false",
     ])
     summary = training.finetune(config, "emodb", out_dir=root / "run", variant="pure")
     return Path(summary.run_dir)

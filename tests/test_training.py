@@ -39,6 +39,7 @@ def tiny(cache: Path, out: Path, **changes) -> RunConfig:
         "out": str(out), "data.cache_dir": str(cache), "data.workers": 1, "train.verbose": 0,
         "train.epochs": 2, "train.patience": 5, "protocol.max_folds": 1, "protocol.subsample": None,
         "data.synth_per_class": 6, "model.use_bovw": True, "bovw.k": 16,
+        "train.xla_fusion": False,  # compiling clusters would cost more than 2 tiny epochs gain
     }
     return replace(RunConfig(), **{**base, **changes})
 

@@ -25,7 +25,11 @@ from vacnn_tf.storage import read_json, write_json, write_text
 
 DONE = "DONE"
 # Settings that change nothing a run computes: ignored when deciding whether a run matches.
-_NEUTRAL_KEYS = {"train.verbose": 1, "data.workers": 0, "out": "runs", "data.cache_dir": "cache"}
+_NEUTRAL_KEYS = {
+    "train.verbose": 1, "data.workers": 0, "out": "runs", "data.cache_dir": "cache",
+    # scheduling only: the same optimizer steps, so a resumed run may change them
+    "train.steps_per_execution": 4, "train.intra_op_threads": 0, "train.inter_op_threads": 0,
+}
 
 
 class RunExistsError(RuntimeError):

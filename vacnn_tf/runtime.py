@@ -37,7 +37,9 @@ log = logging.getLogger(__name__)
 # TF_XLA_FLAGS for xla_fusion: let auto-clustering run on the CPU, and only over "fusible" ops
 # (element-wise, reductions, reshapes) so that convolutions and matmuls keep their oneDNN
 # kernels (XLA's own CPU convolutions measured slower: TrainConfig.jit_compile).
-XLA_FUSION_FLAGS: tuple[str, ...] = ("--tf_xla_cpu_global_jit", "--tf_xla_ops_to_cluster=FUSIBLE")
+XLA_FUSION_FLAGS: tuple[str, ...] = (
+    "--tf_xla_cpu_global_jit", "--tf_xla_ops_to_cluster=FUSIBLE", "--tf_xla_enable_lazy_compilation=false",
+)
 
 #: Values of ``TrainConfig.precision``: Keras dtype policies worth having on a CPU.
 #: "mixed_float16" is left out: CPUs have no fast float16 arithmetic and it needs loss scaling.

@@ -48,6 +48,7 @@ from vacnn_tf.folds import (
     pretrain_table,
 )
 from vacnn_tf.labels import PRETRAIN_CLASSES, classes_for
+from vacnn_tf.runtime import configure_runtime
 from vacnn_tf.runs import DONE, Manifest, is_done, mark_done, prepare_run_dir, run_key
 from vacnn_tf.storage import atomic_write, read_json, write_json
 
@@ -98,6 +99,9 @@ def _check(value: str, allowed: Sequence[str], key: str) -> str:
 
 # --- run directories -------------------------------------------------------------------------
 
+_SCHEDULING_KEYS = ("verbose", "steps_per_execution", "intra_op_threads", "inter_op_threads")
+
+
 def pretrain_key(config: RunConfig, exclude: Optional[Mapping[str, Sequence[str]]] = None) -> str:
     """Hash of what shapes a pretraining: data, features, architecture, recipe, seed, exclusions.
 
@@ -110,7 +114,8 @@ def pretrain_key(config: RunConfig, exclude: Optional[Mapping[str, Sequence[str]
         "synth_per_class": config.data.synth_per_class if config.data.data_root is None else None,
         "features": asdict(config.features),
         "model": {k: v for k, v in asdict(config.model).items() if k not in ("use_bovw", "freeze_through")},
-        "train": {k: v for k, v in asdict(config.train).items() if k != "verbose"},
+        # scheduling-only keys (how the same steps run) do not change what a pretraining learns
+        "train": {k: v for k, v in asdict(config.train).items() if k not in _SCHEDULING_KEYS},
         "folds": config.protocol.folds,
         "subsample": config.protocol.subsample,
         "exclude": {k: sorted(v) for k, v in sorted((exclude or {}).items()) if v},
@@ -155,6 +160,7 @@ def _train_and_test(
     from vacnn_tf.evaluation import fold_metrics, predictions_frame
     from vacnn_tf.fitting import cleanup_fold, fit_resumable
     from vacnn_tf.models import compile_model
+    from vacnn_tf.runtime import predict
 
     seed = config.seed + 1000 * (fold.index + 1)
     train_ds, val_ds, test_ds = _datasets(config, data, fold, bovw, seed)
@@ -165,7 +171,7 @@ def _train_and_test(
         verbose=config.train.verbose, extra_callbacks=callbacks,
     )
     atomic_write(stage_dir / "model.keras", model.save, suffix=".keras")
-    probs = model.predict(test_ds, verbose=0)
+    probs = predict(model, test_ds)
     classes = list(data.classes)
     preds = predictions_frame(data.table["path"].to_numpy()[fold.test], data.y[fold.test], probs, classes)
     atomic_write(stage_dir / "predictions.csv", lambda p: preds.to_csv(p, index=False))
@@ -219,6 +225,7 @@ def pretrain(
     from vacnn_tf.fitting import set_seed
     from vacnn_tf.models import build_model
 
+    configure_runtime(config.train)  # before any model is built: the precision policy applies to new layers
     run_dir = Path(out_dir) if out_dir is not None else pretrain_dir(config, exclude_speakers)
     run_dir, finished = prepare_run_dir(run_dir, config, resume=resume, force=force)
     if finished:
@@ -311,6 +318,7 @@ def finetune(
     check_protocol(config.protocol.name)
     if variant == "pure" and pretrained is not None:
         raise ValueError(f"The 'pure' variant trains from random initialisation; it takes no pretrained model. Received: pretrained={pretrained!r}")
+    configure_runtime(config.train)
     run_dir = Path(out_dir) if out_dir is not None else finetune_dir(config, target, variant)
     run_dir, finished = prepare_run_dir(run_dir, config, resume=resume, force=force)
     if finished:
