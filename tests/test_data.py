@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from vacnn_tf.data import make_dataset, pipeline_throughput
+from vacnn_tf.data import Masking, make_dataset, pipeline_throughput
 
 
 def _arrays(n=20):
@@ -49,3 +49,32 @@ def test_pipeline_throughput_is_positive():
     images, labels, bovw = _arrays()
     ds = make_dataset(images, labels, bovw, batch_size=8, shuffle=True, repeat=True)
     assert pipeline_throughput(ds, batches=10) > 0
+
+
+def _epoch(ds) -> np.ndarray:
+    return np.concatenate([feats["logmel"].numpy()[..., 0] for feats, _ in ds])
+
+
+def test_masking_zeroes_bands_and_spans_per_epoch_and_is_seeded():
+    images = np.full((6, 32, 40), 200, np.uint8)
+    labels = np.arange(6)
+    masking = Masking(masks=2, freq_width=5, time_width=7)
+    ds = make_dataset(images, labels, batch_size=4, shuffle=True, seed=3, masking=masking)
+    first, second = _epoch(ds), _epoch(ds)
+    again = _epoch(make_dataset(images, labels, batch_size=4, shuffle=True, seed=3, masking=masking))
+    np.testing.assert_array_equal(first, again)  # a function of the seed only
+    assert (first != second).any()  # new masks each epoch
+    assert set(np.unique(first)) <= {0.0, 200.0} and (first == 0).any()
+    for image in first:
+        zero = image == 0
+        # every masked pixel lies in a fully masked row band or column span, at most 2 x width each
+        rows, cols = zero.all(axis=1), zero.all(axis=0)
+        assert (zero == (rows[:, None] | cols[None, :])).all()
+        assert rows.sum() <= 2 * 5 and cols.sum() <= 2 * 7
+    # without masking the pixels pass through untouched
+    assert (_epoch(make_dataset(images, labels, batch_size=4, shuffle=True, seed=3)) == 200).all()
+
+
+def test_masking_rejects_negative_widths():
+    with pytest.raises(ValueError, match="freq_width"):
+        Masking(freq_width=-1)

@@ -85,7 +85,7 @@ def test_finetuned_shapes_and_frozen_split(vacnn, finetuned):
     for layer, shape in {
         "head_relu": (14, 14, 288), "finetune_pool": (7, 7, 288), "finetune_reshape": (49, 288),
         "bovw_squeeze": (49,), "bovw_expand": (49, 1), "bovw_hidden": (49, 288),
-        "context_attention": (49, 288), "finetune_gap": (288,), "finetune_classifier": (8,),
+        "context_attention": (49, 288), "finetune_flatten": (49 * 288,), "finetune_classifier": (8,),
     }.items():
         assert _shape(finetuned, layer) == shape, layer
     frozen = models.frozen_layer_names(finetuned)
@@ -96,9 +96,20 @@ def test_finetuned_shapes_and_frozen_split(vacnn, finetuned):
     frozen_params = 288 + 64 + 2 * (9216 + 64) + (32 * 8 + 8 + 8 * 32 + 32 + 98)
     assert counts["non_trainable"] == frozen_params == 19_562
     head = 288 * 256 + 256 + 256 * 7 + 7
-    new = (128 * 49 + 49) + (288 + 288) + 3 * 288 * 288 + (288 * 256 + 256) + (256 * 8 + 8)
-    assert counts["total"] == TORCH_ANCHOR_PARAMS - head + new == 1_506_119
+    new = (128 * 49 + 49) + (288 + 288) + 3 * 288 * 288 + (49 * 288 * 256 + 256) + (256 * 8 + 8)
+    assert counts["total"] == TORCH_ANCHOR_PARAMS - head + new == 5_045_063
     assert finetuned.get_layer("va_block2_conv1").trainable and finetuned.get_layer("head_gn").trainable
+
+
+def test_state_pooling_gap_averages_the_states_and_bad_values_are_named(vacnn):
+    averaged = models.build_finetuned(vacnn, 8, ModelConfig(state_pooling="gap"))
+    assert _shape(averaged, "finetune_gap") == (288,)
+    assert models.count_params(averaged)["total"] == 1_506_119
+    # without the fusion the states are always averaged: the pretraining model's own head
+    plain = models.build_finetuned(vacnn, 8, ModelConfig(), use_bovw=False)
+    assert _shape(plain, "finetune_gap") == (288,)
+    with pytest.raises(ValueError, match="model.state_pooling"):
+        models.build_finetuned(vacnn, 8, ModelConfig(state_pooling="max"))
 
 
 def test_finetuned_copies_the_pretrained_model(vacnn, finetuned):

@@ -68,6 +68,7 @@ class ModelConfig:
     dense_units: int = 256  # FC 256 before the classifier
     l2: float = 1e-4  # paper: L2 weight decay 1e-4
     use_bovw: bool = True  # fine-tuned model fuses the BOVW histogram through Luong attention
+    state_pooling: str = "flatten"  # silent: the BOVW fusion head reads the 49 attended states flattened (keeps where in time and frequency) or averaged ("gap")
     freeze_through: str = "va_block1"  # fine-tuning freezes every layer up to and including this block
 
 
@@ -89,6 +90,10 @@ class TrainConfig:
     intra_op_threads: int = 0  # threads inside one op (conv, matmul); 0: TensorFlow's default, one per core
     inter_op_threads: int = 0  # ops run concurrently; 0: TensorFlow's default
     pretrain_epochs: Optional[int] = None  # None: same as epochs
+    augment: bool = False  # ours, not the paper's: SpecAugment-style masking of training images (docs/method.md)
+    augment_masks: int = 2  # with augment: this many frequency bands and this many time spans masked per image
+    augment_freq_width: int = 24  # with augment: widest frequency band masked, in image rows (of 224)
+    augment_time_width: int = 24  # with augment: widest time span masked, in image columns (of 224)
     verbose: int = 1  # Keras progress bar (0 silent, 1 bar, 2 one line per epoch)
 
 

@@ -9,9 +9,60 @@ when histograms are given (models without the BOVW branch take the log-mel image
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import Any, Optional
 
 import numpy as np
+
+
+@dataclass(frozen=True)
+class Masking:
+    """SpecAugment-style masking (Park et al. 2019) of training images, not in the paper.
+
+    Each image gets ``masks`` frequency bands (rows) and ``masks`` time spans (columns) set to
+    0, the image's floor (``-top_db`` below its loudest bin), each of a width drawn uniformly
+    from ``0 .. max width``. Masks are drawn per image and per epoch from the shuffle seed.
+    """
+
+    masks: int = 2
+    freq_width: int = 24
+    time_width: int = 24
+
+    def __post_init__(self) -> None:
+        for name in ("masks", "freq_width", "time_width"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"Masking.{name} must be an integer >= 0. Received: {name}={value!r}")
+
+    @classmethod
+    def from_train_config(cls, train_config: Any) -> Optional["Masking"]:
+        """The masking ``train.augment`` asks for, or None when it is off."""
+        if not train_config.augment:
+            return None
+        return cls(train_config.augment_masks, train_config.augment_freq_width, train_config.augment_time_width)
+
+
+def _mask_batch(x: Any, seed: Any, masking: Masking) -> Any:
+    """Zero ``masking.masks`` random row bands and column spans of each image of ``x`` (B, H, W, 1)."""
+    import tensorflow as tf
+
+    batch, height, width = tf.shape(x)[0], tf.shape(x)[1], tf.shape(x)[2]
+    keep = tf.ones_like(x, dtype=tf.bool)
+    for k in range(masking.masks):
+        for axis, size, widest in ((1, height, masking.freq_width), (2, width, masking.time_width)):
+            if widest == 0:
+                continue
+            base = seed + tf.constant([0, 2 * k + axis], tf.int64) * 7919
+            span = tf.random.stateless_uniform([batch], base, 0, widest + 1, dtype=tf.int32)
+            span = tf.minimum(span, size)
+            start = tf.cast(
+                tf.random.stateless_uniform([batch], base + 1) * tf.cast(size - span + 1, tf.float32), tf.int32
+            )
+            positions = tf.range(size)[None, :]
+            inside = (positions >= start[:, None]) & (positions < (start + span)[:, None])  # (B, size)
+            inside = inside[:, :, None, None] if axis == 1 else inside[:, None, :, None]
+            keep = keep & ~inside
+    return tf.where(keep, x, tf.zeros_like(x))
 
 
 def make_dataset(
@@ -23,6 +74,7 @@ def make_dataset(
     shuffle: bool = False,
     seed: int = 0,
     repeat: bool = False,
+    masking: Optional[Masking] = None,
 ) -> Any:
     """Build a batched, prefetched ``tf.data.Dataset``.
 
@@ -34,6 +86,8 @@ def make_dataset(
         shuffle: Shuffle the whole set each epoch (training); evaluation sets keep their order.
         seed: Shuffle seed; the order of epoch e is a function of (seed, e) only.
         repeat: Repeat forever (for benchmarks); Keras ``fit`` does not need it.
+        masking: Augment every batch with :class:`Masking` (training sets only); masks are
+            drawn from ``seed`` and differ from epoch to epoch.
 
     Returns:
         ``tf.data.Dataset`` of ``(features, label)`` with features a dict as described above.
@@ -68,9 +122,15 @@ def make_dataset(
     if repeat:
         ds = ds.repeat()
     ds = ds.batch(batch_size)
+    if masking is not None:
+        # One stateless seed per batch, new each epoch and a function of `seed` only.
+        seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
+        ds = tf.data.Dataset.zip(ds, seeds)
 
-    def gather(idx: Any) -> Any:
+    def gather(idx: Any, batch_seed: Any = None) -> Any:
         x = tf.cast(tf.gather(image_t, idx), tf.float32)[..., None]
+        if masking is not None:
+            x = _mask_batch(x, batch_seed, masking)
         feats = {"logmel": x}
         if bovw_t is not None:
             feats["bovw"] = tf.gather(bovw_t, idx)

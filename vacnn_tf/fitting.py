@@ -14,6 +14,7 @@ import json
 import logging
 import math
 import shutil
+import warnings
 from pathlib import Path
 from typing import Any, Optional
 
@@ -164,7 +165,12 @@ def fit_resumable(
             *_tensorboard(fold_dir / "logs"),
             *(extra_callbacks or []),
         ]
-        model.fit(train_ds, validation_data=val_ds, epochs=epochs, callbacks=callbacks, verbose=verbose)
+        with warnings.catch_warnings():
+            # The datasets always yield {"logmel": ...[, "bovw": ...]}; a single-input model
+            # takes the one entry and Keras warns that a dict met a single input. Harmless.
+            warnings.filterwarnings("ignore", message="The structure of `inputs` doesn't match")
+            # shuffle=False: the datasets shuffle themselves, per seed (Keras would ignore True and warn).
+            model.fit(train_ds, validation_data=val_ds, epochs=epochs, callbacks=callbacks, verbose=verbose, shuffle=False)
         state = select.state
         state["finished"] = True
         write_json(fold_dir / STATE_FILE, state)

@@ -304,6 +304,10 @@ def _freeze_boundary(model: keras.Model, spec: ModelSpec, freeze_through: str) -
     )
 
 
+#: Values of ``ModelConfig.state_pooling``: how the fusion head reads the 49 attended states.
+STATE_POOLINGS: tuple[str, ...] = ("flatten", "gap")
+
+
 def build_finetuned(
     pretrained: keras.Model,
     num_classes: int,
@@ -317,11 +321,15 @@ def build_finetuned(
     ``finetune_pool`` 2x2 average (7, 7, 288) -> ``finetune_reshape`` O (49, 288). With BOVW:
     ``bovw`` (128,) -> ``bovw_squeeze`` Dense 49 -> ``bovw_expand`` (49, 1) -> ``bovw_hidden``
     Dense 288, h_s (49, 288) -> ``context_attention`` (eqs. 4-8) (49, 288) -> ``context_relu``.
-    Then the classifier, "a fully connected layer and softmax" (section 3): ``finetune_gap``
-    averages the 49 states (288,) -> ``finetune_fc`` (dense_units,) -> ``finetune_classifier``
-    softmax. Averaging rather than flattening keeps the FC at 74k instead of 3.6M weights for
-    corpora of a few hundred utterances. Without BOVW the attention and its ReLU are skipped:
-    the fine-tuned VACNN, a new classifier on the pretrained features.
+    Then the classifier, "a fully connected layer and softmax" (section 3): ``finetune_flatten``
+    (49 * 288,) -> ``finetune_fc`` (dense_units,) -> ``finetune_classifier`` softmax. Flattening
+    keeps where in time and frequency each state lies; ``config.state_pooling="gap"`` averages
+    the 49 states instead (``finetune_gap``, 288), 74k FC weights instead of 3.6M, which on
+    EmoDB learned more slowly and tested lower (docs/method.md). Without BOVW the attention and
+    its ReLU are skipped and the states are averaged (``finetune_gap``) whatever
+    ``state_pooling`` says: the fine-tuned VACNN, a new classifier on the pretrained features,
+    with the pretraining model's own global average pooling; the same for the baselines, whose
+    flattened maps would need 13-25M FC weights.
 
     Layers up to and including ``config.freeze_through`` (default "va_block1") and all their
     ancestors are frozen; the rest of the pretrained feature extractor is retrained ("retrain
@@ -334,7 +342,7 @@ def build_finetuned(
         pretrained: A model from :func:`build_model` (or loaded from its ``.keras`` file). It is
             copied (config + weights), never modified, so one pretrained model can seed every fold.
         num_classes: Number of target classes.
-        config: ``freeze_through``, ``use_bovw``, ``dense_units``, ``l2``.
+        config: ``freeze_through``, ``use_bovw``, ``state_pooling``, ``dense_units``, ``l2``.
         use_bovw: Fuse the BOVW histogram (Figure 3); None takes ``config.use_bovw``.
         bovw_size: Length of the BOVW histogram (``BovwConfig.k``, paper: 128).
 
@@ -344,6 +352,10 @@ def build_finetuned(
         output `(batch, num_classes)`.
     """
     _check_num_classes(num_classes)
+    if config.state_pooling not in STATE_POOLINGS:
+        raise ValueError(
+            f"Config key 'model.state_pooling' must be one of {STATE_POOLINGS}. Received: model.state_pooling={config.state_pooling!r}"
+        )
     if isinstance(bovw_size, bool) or not isinstance(bovw_size, int) or bovw_size < 1:
         raise ValueError(f"`bovw_size` must be a positive integer. Received: bovw_size={bovw_size!r}")
     use_bovw = config.use_bovw if use_bovw is None else bool(use_bovw)
@@ -377,7 +389,10 @@ def build_finetuned(
         )(h)  # h_s: (batch, 49, 288)
         x = vlayers.LuongContextAttention(kernel_regularizer=_regularizer(config), name="context_attention")([x, h])
         x = layers.ReLU(name="context_relu")(x)
-    x = layers.GlobalAveragePooling1D(name="finetune_gap")(x)
+    if use_bovw and config.state_pooling == "flatten":
+        x = layers.Flatten(name="finetune_flatten")(x)
+    else:
+        x = layers.GlobalAveragePooling1D(name="finetune_gap")(x)
     outputs = _classifier_head(x, num_classes, "finetune", config)
     suffix = "bovw" if use_bovw else "finetuned"
     return keras.Model(inputs, outputs, name=f"{pretrained.name}_{suffix}")

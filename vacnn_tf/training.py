@@ -138,14 +138,14 @@ def finetune_dir(config: RunConfig, target: str, variant: str) -> Path:
 # --- one fold / one stage ---------------------------------------------------------------------
 
 def _datasets(config: RunConfig, data: CorpusData, fold: Fold, bovw: Optional[np.ndarray], seed: int) -> tuple[Any, Optional[Any], Any]:
-    from vacnn_tf.data import make_dataset
+    from vacnn_tf.data import Masking, make_dataset
 
     bs = config.train.batch_size
 
     def part(idx: np.ndarray, shuffle: bool) -> Any:
         return make_dataset(
             data.images[idx], data.y[idx], bovw[idx] if bovw is not None else None,
-            batch_size=bs, shuffle=shuffle, seed=seed,
+            batch_size=bs, shuffle=shuffle, seed=seed, masking=Masking.from_train_config(config.train) if shuffle else None,
         )
 
     val = part(fold.val, False) if len(fold.val) else None
