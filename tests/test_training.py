@@ -121,6 +121,24 @@ def test_pretraining_is_keyed_by_what_it_excludes(cache, tmp_path):
     assert finetune_dir(cfg, "emodb", "pure") != finetune_dir(replace(cfg, **{"model.architecture": "vacnn-cbam"}), "emodb", "pure")
 
 
+def test_runs_with_and_without_bovw_reuse_one_pretraining(cache, tmp_path):
+    """Table 10's VACNN and VACNN + BOVW rows differ only in fine-tuning settings: the second
+    must reuse the first one's finished pretraining, not refuse it as another configuration."""
+    from vacnn_tf.runs import RunExistsError, mark_done, prepare_run_dir
+    from vacnn_tf.training import pretrain_dir, pretrain_key
+
+    with_bovw = tiny(cache, tmp_path)
+    without = replace(with_bovw, **{"model.use_bovw": False, "model.state_pooling": "gap"})
+    assert pretrain_dir(with_bovw) == pretrain_dir(without)
+    path, finished = prepare_run_dir(pretrain_dir(without), without, key=pretrain_key)
+    assert not finished
+    mark_done(path)
+    assert prepare_run_dir(path, with_bovw, resume=True, key=pretrain_key) == (path, True)
+    # a fine-tuning run keeps the strict key: another setting is another run
+    with pytest.raises(RunExistsError, match="another configuration"):
+        prepare_run_dir(path, with_bovw, resume=True)
+
+
 @pytest.mark.parametrize("bad, message", [({"target": "tess"}, "target"), ({"variant": "frozen"}, "variant")])
 def test_bad_arguments_are_named(cache, tmp_path, bad, message):
     from vacnn_tf.training import finetune

@@ -16,7 +16,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Any, Callable, Iterator, Optional
 
 import yaml
 
@@ -51,7 +51,10 @@ def mark_done(path: str | Path, note: str = "") -> None:
     write_text(Path(path) / DONE, time.strftime("%Y-%m-%dT%H:%M:%S%z") + (f" {note}" if note else "") + "\n")
 
 
-def prepare_run_dir(path: str | Path, config: RunConfig, *, resume: bool = False, force: bool = False) -> tuple[Path, bool]:
+def prepare_run_dir(
+    path: str | Path, config: RunConfig, *, resume: bool = False, force: bool = False,
+    key: Callable[[RunConfig], str] = run_key,
+) -> tuple[Path, bool]:
     """Create (or reopen) a run directory and write its ``config.yaml``.
 
     Args:
@@ -60,6 +63,9 @@ def prepare_run_dir(path: str | Path, config: RunConfig, *, resume: bool = False
         resume: Continue an unfinished run here (skipping finished folds); a finished run is
             returned as it is.
         force: Delete whatever is there and start over.
+        key: What must match for ``resume`` to reuse the directory (default :func:`run_key`,
+            everything that changes results); a pretraining passes its own key, which leaves
+            out the fine-tuning settings of the runs that share it.
 
     Returns:
         ``(path, finished)``: ``finished`` is True when a finished run was found and kept
@@ -85,10 +91,10 @@ def prepare_run_dir(path: str | Path, config: RunConfig, *, resume: bool = False
                 old = yaml.safe_load(stored.read_text()) or {}
                 from vacnn_tf.config import load_config
 
-                old_key = run_key(load_config(base=old))
-                if old_key != run_key(config):
+                old_key, new_key = key(load_config(base=old)), key(config)
+                if old_key != new_key:
                     raise RunExistsError(
-                        f"{path} was made with another configuration (key {old_key}, now {run_key(config)}); "
+                        f"{path} was made with another configuration (key {old_key}, now {new_key}); "
                         "resume needs the same settings. Compare its config.yaml, or pass --force."
                     )
             if is_done(path):

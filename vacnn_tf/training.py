@@ -113,7 +113,7 @@ def pretrain_key(config: RunConfig, exclude: Optional[Mapping[str, Sequence[str]
         "data_root": config.data.data_root,
         "synth_per_class": config.data.synth_per_class if config.data.data_root is None else None,
         "features": asdict(config.features),
-        "model": {k: v for k, v in asdict(config.model).items() if k not in ("use_bovw", "freeze_through")},
+        "model": {k: v for k, v in asdict(config.model).items() if k not in ("use_bovw", "freeze_through", "state_pooling")},
         # scheduling-only keys (how the same steps run) do not change what a pretraining learns
         "train": {k: v for k, v in asdict(config.train).items() if k not in _SCHEDULING_KEYS},
         "folds": config.protocol.folds,
@@ -227,7 +227,9 @@ def pretrain(
 
     configure_runtime(config.train)  # before any model is built: the precision policy applies to new layers
     run_dir = Path(out_dir) if out_dir is not None else pretrain_dir(config, exclude_speakers)
-    run_dir, finished = prepare_run_dir(run_dir, config, resume=resume, force=force)
+    run_dir, finished = prepare_run_dir(
+        run_dir, config, resume=resume, force=force, key=lambda c: pretrain_key(c, exclude_speakers)
+    )
     if finished:
         return run_dir
     exclude = {k: sorted(map(str, v)) for k, v in (exclude_speakers or {}).items()}
