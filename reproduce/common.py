@@ -49,7 +49,8 @@ class Need:
         if self.target == "pretrain":
             return PRETRAIN_CORPORA
         if self.variant == "finetuned":
-            return (self.target,) + PRETRAIN_CORPORA
+            # dict.fromkeys: the RAVDESS target is also a pretraining corpus; name it once
+            return tuple(dict.fromkeys((self.target,) + PRETRAIN_CORPORA))
         return (self.target,)
 
 
