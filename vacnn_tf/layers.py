@@ -43,8 +43,21 @@ def _check_feature_map(layer: keras.layers.Layer, input_shape: tuple) -> int:
     return int(input_shape[-1])
 
 
+class _Gate(keras.layers.Layer):
+    """A layer that scales its input by weights in (0, 1) computed from it (``attention``)."""
+
+    def attention(self, inputs: Any) -> Any:
+        raise NotImplementedError
+
+    def call(self, inputs: Any) -> Any:
+        return inputs * self.attention(inputs)
+
+    def compute_output_shape(self, input_shape: tuple) -> tuple:
+        return tuple(input_shape)
+
+
 @keras.saving.register_keras_serializable(package=_PACKAGE)
-class ChannelAttention(keras.layers.Layer):
+class ChannelAttention(_Gate):
     """Channel-wise visual attention, paper eq. (1) (CBAM's channel module).
 
     ``F_c = sigmoid(W1(relu(W0(GAP(V)))) + W1(relu(W0(GMP(V)))))``; the layer returns the
@@ -107,12 +120,6 @@ class ChannelAttention(keras.layers.Layer):
         logits = ops.sum(ops.matmul(hidden, self.output_kernel) + self.output_bias, axis=1)
         return ops.sigmoid(logits)[:, None, None, :]
 
-    def call(self, inputs: Any) -> Any:
-        return inputs * self.attention(inputs)
-
-    def compute_output_shape(self, input_shape: tuple) -> tuple:
-        return tuple(input_shape)
-
     def get_config(self) -> dict[str, Any]:
         return {
             **super().get_config(),
@@ -124,7 +131,7 @@ class ChannelAttention(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
-class SpatialAttention(keras.layers.Layer):
+class SpatialAttention(_Gate):
     """Spatial visual attention, paper eq. (2).
 
     ``F_s = sigmoid(conv_kxk([mean_c(V); max_c(V)]))`` with an unbiased k x k convolution,
@@ -172,12 +179,6 @@ class SpatialAttention(keras.layers.Layer):
             [ops.mean(inputs, axis=-1, keepdims=True), ops.max(inputs, axis=-1, keepdims=True)], axis=-1
         )
         return ops.sigmoid(ops.conv(pooled, self.kernel, strides=1, padding="same"))
-
-    def call(self, inputs: Any) -> Any:
-        return inputs * self.attention(inputs)
-
-    def compute_output_shape(self, input_shape: tuple) -> tuple:
-        return tuple(input_shape)
 
     def get_config(self) -> dict[str, Any]:
         return {
