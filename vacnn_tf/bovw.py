@@ -247,7 +247,7 @@ class BovwVocabulary:
         return self.histograms(descriptors_for(images, self.config, cache_dir, progress, workers))
 
     def save(self, path: str | Path) -> Path:
-        """Write the vocabulary to an npz file atomically (no pickle).
+        """Write the vocabulary to an npz file atomically (plain arrays only, loaded back with allow_pickle=False).
 
         Stored: ``centres``, ``format``, ``seed``, ``n_fit_descriptors`` and every BovwConfig
         field under its own name (``k``, ``kaze_*``, ``normalization``, ...).
@@ -280,7 +280,7 @@ class BovwVocabulary:
             data = load_npz(path)
         except FileNotFoundError:
             raise VocabularyError(f"Vocabulary file not found: {path}") from None
-        except Exception as err:  # zipfile.BadZipFile, EOFError, ValueError (pickled arrays)...
+        except Exception as err:  # zipfile.BadZipFile, EOFError, ValueError (object arrays)...
             raise VocabularyError(f"Vocabulary file {path} is corrupt or not an npz file: {err}") from err
         # Fields that shape the histogram must be present; others (K-means knobs) fall back to
         # their defaults so a file survives a later, unrelated BovwConfig addition.

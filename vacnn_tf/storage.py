@@ -1,4 +1,4 @@
-"""Atomic file writes and pickle-free loading: what is written is either whole or absent."""
+"""Atomic file writes and plain-array npz loading: what is written is either whole or absent."""
 
 from __future__ import annotations
 
@@ -44,10 +44,10 @@ def read_json(path: str | Path) -> Any:
 
 
 def save_npz(path: str | Path, **arrays: Any) -> Path:
-    """Write arrays to an npz file atomically. Object arrays are refused (they would need pickle)."""
+    """Write arrays to an npz file atomically. Object arrays are refused: npz stores them only as serialized Python objects."""
     for name, value in arrays.items():
         if np.asarray(value).dtype == object:
-            raise TypeError(f"Array {name!r} has dtype object, which npz can only store with pickle.")
+            raise TypeError(f"Array {name!r} has dtype object, which npz can store only as serialized Python objects (not loadable with allow_pickle=False).")
 
     def writer(tmp: Path) -> None:
         with open(tmp, "wb") as fh:

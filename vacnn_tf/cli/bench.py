@@ -6,6 +6,8 @@ import argparse
 import json
 import sys
 
+from vacnn_tf.cli.options import add_config_options
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -19,9 +21,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     parser.add_argument("--quick", action="store_true", help="tiny sizes (seconds; figures not worth quoting)")
-    parser.add_argument("--config", default=None, help="YAML run config (features, bovw, model, train sections)")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="config override, repeatable, e.g. --set train.intra_op_threads=2")
+    add_config_options(parser, "YAML run config (features, bovw, model, train sections)",
+                       "config override, repeatable, e.g. --set train.intra_op_threads=2")
     parser.set_defaults(func=run)
 
 

@@ -17,13 +17,13 @@ import argparse
 import sys
 from typing import Any
 
+from vacnn_tf.cli.options import add_config_options
+
 CORPUS_NAMES = ("ravdess", "emodb", "tess", "savee")
 
 
 def _config_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", default=None, metavar="YAML", help="YAML run config")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="config override, repeatable, e.g. --set features.n_mels=64")
+    add_config_options(parser, "YAML run config", "config override, repeatable, e.g. --set features.n_mels=64", metavar="YAML")
 
 
 def register(subparsers: Any) -> None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from vacnn_tf.cli.options import add_config_options
+
 # Registry keys of vacnn_tf.models.MODELS plus "finetuned" (kept literal so that `vacnn --help`
 # does not import TensorFlow; a test checks the two agree).
 MODEL_CHOICES: tuple[str, ...] = ("vacnn", "vacnn-cbam", "vacnn-noatt", "resnet", "inception", "mobilenet", "finetuned")
@@ -25,9 +27,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--pretrain-classes", type=int, default=7, help="finetuned only: classes of the pretrained VACNN (default: 7)"
     )
     parser.add_argument("--no-bovw", action="store_true", help="finetuned only: without the BOVW branch")
-    parser.add_argument("--config", default=None, help="YAML run config (its model section is used)")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="config override, e.g. --set model.freeze_through=va_block2 (repeatable)")
+    add_config_options(parser, "YAML run config (its model section is used)",
+                       "config override, e.g. --set model.freeze_through=va_block2 (repeatable)")
     parser.set_defaults(func=run_model_summary)
 
 
