@@ -36,9 +36,15 @@ class RunExistsError(RuntimeError):
     """The run directory already holds a finished or unfinished run and neither force nor resume was given."""
 
 
+def neutral_config(config: RunConfig) -> RunConfig:
+    """``config`` with the settings that change nothing a run computes (verbosity, workers, paths,
+    scheduling) set to fixed values, so that hashes of it ignore them."""
+    return replace(config, **_NEUTRAL_KEYS)
+
+
 def run_key(config: RunConfig) -> str:
     """Hash of everything in ``config`` that changes results (verbosity, workers, paths excluded)."""
-    return config_hash(replace(config, **_NEUTRAL_KEYS))
+    return config_hash(neutral_config(config))
 
 
 def is_done(path: str | Path) -> bool:

@@ -49,7 +49,7 @@ from vacnn_tf.folds import (
 )
 from vacnn_tf.labels import PRETRAIN_CLASSES, classes_for
 from vacnn_tf.runtime import configure_runtime
-from vacnn_tf.runs import DONE, Manifest, is_done, mark_done, prepare_run_dir, run_key
+from vacnn_tf.runs import DONE, Manifest, is_done, mark_done, neutral_config, prepare_run_dir, run_key
 from vacnn_tf.storage import atomic_write, read_json, write_json
 
 log = logging.getLogger(__name__)
@@ -99,9 +99,6 @@ def _check(value: str, allowed: Sequence[str], key: str) -> str:
 
 # --- run directories -------------------------------------------------------------------------
 
-_SCHEDULING_KEYS = ("verbose", "steps_per_execution", "intra_op_threads", "inter_op_threads")
-
-
 def pretrain_key(config: RunConfig, exclude: Optional[Mapping[str, Sequence[str]]] = None) -> str:
     """Hash of what shapes a pretraining: data, features, architecture, recipe, seed, exclusions.
 
@@ -114,8 +111,8 @@ def pretrain_key(config: RunConfig, exclude: Optional[Mapping[str, Sequence[str]
         "synth_per_class": config.data.synth_per_class if config.data.data_root is None else None,
         "features": asdict(config.features),
         "model": {k: v for k, v in asdict(config.model).items() if k not in ("use_bovw", "freeze_through", "state_pooling")},
-        # scheduling-only keys (how the same steps run) do not change what a pretraining learns
-        "train": {k: v for k, v in asdict(config.train).items() if k not in _SCHEDULING_KEYS},
+        # verbosity and scheduling (how the same steps run) do not change what a pretraining learns
+        "train": asdict(neutral_config(config).train),
         "folds": config.protocol.folds,
         "subsample": config.protocol.subsample,
         "exclude": {k: sorted(v) for k, v in sorted((exclude or {}).items()) if v},
