@@ -152,3 +152,27 @@ def test_rest_client_against_a_local_server():
         server.shutdown()
     with pytest.raises(ServingError, match="refused|no answer"):
         ServingClient(url, "vacnn", timeout=2).predict(inputs)
+
+
+def test_serving_model_swaps_group_norm_and_keeps_outputs():
+    import keras
+
+    from vacnn_tf.config import ModelConfig
+    from vacnn_tf.export import serving_model
+    from vacnn_tf.layers import ChannelStatsGroupNormalization
+    from vacnn_tf.models import build_finetuned, build_vacnn
+
+    base = build_vacnn(7)
+    model = build_finetuned(base, 5, ModelConfig())
+    copy = serving_model(model)
+    kinds = [type(layer) for layer in copy.layers]
+    assert keras.layers.GroupNormalization not in kinds
+    assert kinds.count(ChannelStatsGroupNormalization) == sum(
+        type(layer) is keras.layers.GroupNormalization for layer in model.layers) > 0
+    assert [(l.name, l.trainable) for l in copy.layers if l.weights] == [
+        (l.name, l.trainable) for l in model.layers if l.weights]
+    rng = np.random.default_rng(0)
+    inputs = {"logmel": rng.uniform(0, 255, (2, 224, 224, 1)).astype(np.float32),
+              "bovw": rng.dirichlet(np.ones(128), size=2).astype(np.float32)}
+    np.testing.assert_allclose(np.asarray(copy(inputs, training=False)), np.asarray(model(inputs, training=False)),
+                               atol=1e-5, rtol=0)

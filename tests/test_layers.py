@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 
 from layer_testing import random_inputs, randomize_weights, run_layer_test
-from vacnn_tf.layers import CBAM, ChannelAttention, LuongContextAttention, SpatialAttention, VisualAttention
+from vacnn_tf.layers import (
+    CBAM, ChannelAttention, ChannelStatsGroupNormalization, LuongContextAttention, SpatialAttention, VisualAttention,
+)
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
@@ -62,6 +64,7 @@ def np_luong(o: np.ndarray, h_s: np.ndarray, w: np.ndarray, w_c: np.ndarray) -> 
         (VisualAttention, {"reduction": 2, "kernel_size": 3, "kernel_regularizer": "l2"}, (2, 6, 5, 8), (2, 6, 5, 8), 5),
         (CBAM, {"reduction": 4, "kernel_size": 5}, (2, 6, 5, 8), (2, 6, 5, 8), 5),
         (LuongContextAttention, {"kernel_regularizer": "l2"}, [(2, 9, 6), (2, 9, 6)], (2, 9, 6), 2),
+        (ChannelStatsGroupNormalization, {"groups": 4, "epsilon": 1e-5}, (2, 6, 5, 8), (2, 6, 5, 8), 2),
     ],
     ids=lambda v: v.__name__ if isinstance(v, type) else None,
 )
@@ -159,3 +162,33 @@ def test_bad_input_shapes_are_named():
         LuongContextAttention()([np.zeros((1, 4, 3), "float32"), np.zeros((1, 4, 5), "float32")])
     with pytest.raises(ValueError, match="list of two inputs"):
         LuongContextAttention()(np.zeros((1, 4, 3), "float32"))
+
+
+@pytest.mark.parametrize("shape, groups, offset", [
+    ((3, 7, 5, 16), 8, 0.0),
+    ((2, 12, 12, 32), 8, 4.0),  # a mean well away from 0: the E[x^2] - E[x]^2 form must still hold
+    ((1, 4, 9, 6), 2, -2.0),
+    ((2, 5, 5, 8), 8, 0.0),  # one channel per group: instance normalisation
+])
+def test_channel_stats_group_norm_matches_keras(shape, groups, offset):
+    import keras
+
+    x = random_inputs(shape, seed=3) * 2.0 + offset
+    reference = keras.layers.GroupNormalization(groups=groups, epsilon=1e-5)
+    reference.build(shape)
+    randomize_weights(reference, seed=4, scale=1.0)
+    fast = ChannelStatsGroupNormalization.from_config(reference.get_config())
+    fast.build(shape)
+    fast.set_weights(reference.get_weights())
+    np.testing.assert_allclose(np.asarray(fast(x)), np.asarray(reference(x)), atol=2e-5, rtol=0)
+
+
+def test_channel_stats_group_norm_keeps_the_compute_dtype():
+    import keras
+
+    x = random_inputs((2, 6, 6, 8), seed=5)
+    reference = keras.layers.GroupNormalization(groups=4, dtype="mixed_bfloat16")
+    fast = ChannelStatsGroupNormalization(groups=4, dtype="mixed_bfloat16")
+    out, expected = fast(x), reference(x)
+    assert out.dtype == expected.dtype == "bfloat16"
+    np.testing.assert_allclose(np.asarray(out, "float32"), np.asarray(expected, "float32"), atol=0.02)
