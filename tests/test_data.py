@@ -75,6 +75,33 @@ def test_masking_zeroes_bands_and_spans_per_epoch_and_is_seeded():
     assert (_epoch(make_dataset(images, labels, batch_size=4, shuffle=True, seed=3)) == 200).all()
 
 
+def test_time_shift_moves_whole_images_and_fills_with_the_floor():
+    rng = np.random.default_rng(0)
+    images = rng.integers(1, 255, size=(8, 6, 30), dtype=np.uint8)  # no zero pixel before shifting
+    labels = np.arange(8)
+    shift_only = Masking(masks=0, time_shift=4)
+    ds = make_dataset(images, labels, batch_size=4, shuffle=False, seed=5, masking=shift_only)
+    first, second = _epoch(ds), _epoch(ds)
+    np.testing.assert_array_equal(first, _epoch(make_dataset(images, labels, batch_size=4, seed=5, masking=shift_only)))
+    shifts = []
+    for image, source in zip(first, images.astype(np.float32)):
+        found = [s for s in range(-4, 5) if np.array_equal(image, _shifted(source, s))]
+        assert found, "each image is its source shifted by at most 4 columns, the gap at 0"
+        shifts.append(found[0])
+    assert len(set(shifts)) > 1 and (first != second).any()  # shifts differ per image and per epoch
+
+
+def _shifted(image: np.ndarray, shift: int) -> np.ndarray:
+    out = np.zeros_like(image)
+    if shift >= 0:
+        out[:, shift:] = image[:, :image.shape[1] - shift]
+    else:
+        out[:, :shift] = image[:, -shift:]
+    return out
+
+
 def test_masking_rejects_negative_widths():
     with pytest.raises(ValueError, match="freq_width"):
         Masking(freq_width=-1)
+    with pytest.raises(ValueError, match="time_shift"):
+        Masking(time_shift=-2)

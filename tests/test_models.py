@@ -112,6 +112,22 @@ def test_state_pooling_gap_averages_the_states_and_bad_values_are_named(vacnn):
         models.build_finetuned(vacnn, 8, ModelConfig(state_pooling="max"))
 
 
+def test_head_dropout_adds_two_dropouts_only_when_asked(vacnn, finetuned):
+    names = [layer.name for layer in finetuned.layers]
+    assert not any("dropout" in name for name in names)  # the paper's model: none
+    dropped = models.build_finetuned(vacnn, 8, ModelConfig(head_dropout=0.4))
+    order = [layer.name for layer in dropped.layers]
+    assert order.index("finetune_dropout_fc") < order.index("finetune_fc") < order.index(
+        "finetune_dropout_classifier") < order.index("finetune_classifier")
+    assert dropped.get_layer("finetune_dropout_fc").rate == 0.4
+    assert models.count_params(dropped) == models.count_params(finetuned)
+    x = {"logmel": np.full((2, 224, 224, 1), 128.0, np.float32), "bovw": np.full((2, 128), 1 / 128, np.float32)}
+    np.testing.assert_array_equal(np.asarray(dropped(x, training=False)), np.asarray(dropped(x, training=False)))
+    for bad in (1.0, -0.1, "0.5"):
+        with pytest.raises(ValueError, match="model.head_dropout"):
+            models.build_finetuned(vacnn, 8, ModelConfig(head_dropout=bad))
+
+
 def test_finetuned_copies_the_pretrained_model(vacnn, finetuned):
     assert all(layer.trainable for layer in vacnn.layers)
     kernel = finetuned.get_layer("va_block2_conv1").kernel

@@ -70,6 +70,7 @@ class ModelConfig:
     use_bovw: bool = True  # fine-tuned model fuses the BOVW histogram through Luong attention
     state_pooling: str = "flatten"  # silent: the BOVW fusion head reads the 49 attended states flattened (keeps where in time and frequency) or averaged ("gap")
     freeze_through: str = "va_block1"  # fine-tuning freezes every layer up to and including this block
+    head_dropout: float = 0.0  # ours, not the paper's: dropout rate before the fine-tuned model's FC and classifier layers (0: none, as the paper)
 
 
 @dataclass(frozen=True)
@@ -94,6 +95,7 @@ class TrainConfig:
     augment_masks: int = 2  # with augment: this many frequency bands and this many time spans masked per image
     augment_freq_width: int = 24  # with augment: widest frequency band masked, in image rows (of 224)
     augment_time_width: int = 24  # with augment: widest time span masked, in image columns (of 224)
+    augment_time_shift: int = 0  # with augment: shift each image in time by up to this many columns either way, the vacated columns at the floor (0: no shift)
     verbose: int = 1  # Keras progress bar (0 silent, 1 bar, 2 one line per epoch)
 
 

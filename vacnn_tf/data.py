@@ -21,15 +21,19 @@ class Masking:
 
     Each image gets ``masks`` frequency bands (rows) and ``masks`` time spans (columns) set to
     0, the image's floor (``-top_db`` below its loudest bin), each of a width drawn uniformly
-    from ``0 .. max width``. Masks are drawn per image and per epoch from the shuffle seed.
+    from ``0 .. max width``. With ``time_shift`` > 0 each image is first shifted in time by a
+    whole number of columns drawn uniformly from ``-time_shift .. time_shift``, the columns it
+    leaves empty set to 0 (an utterance starting a little earlier or later is the same
+    emotion). Masks and shifts are drawn per image and per epoch from the shuffle seed.
     """
 
     masks: int = 2
     freq_width: int = 24
     time_width: int = 24
+    time_shift: int = 0
 
     def __post_init__(self) -> None:
-        for name in ("masks", "freq_width", "time_width"):
+        for name in ("masks", "freq_width", "time_width", "time_shift"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise ValueError(f"Masking.{name} must be an integer >= 0. Received: {name}={value!r}")
@@ -39,7 +43,20 @@ class Masking:
         """The masking ``train.augment`` asks for, or None when it is off."""
         if not train_config.augment:
             return None
-        return cls(train_config.augment_masks, train_config.augment_freq_width, train_config.augment_time_width)
+        return cls(train_config.augment_masks, train_config.augment_freq_width, train_config.augment_time_width,
+                   train_config.augment_time_shift)
+
+
+def _shift_batch(x: Any, seed: Any, widest: int) -> Any:
+    """Shift each image of ``x`` (B, H, W, 1) by its own number of columns in ``-widest .. widest``."""
+    import tensorflow as tf
+
+    batch, width = tf.shape(x)[0], tf.shape(x)[2]
+    shift = tf.random.stateless_uniform([batch], seed + tf.constant([0, 101], tf.int64), -widest, widest + 1, dtype=tf.int32)
+    source = tf.range(width)[None, :] - shift[:, None]  # output column c reads input column c - shift
+    inside = (source >= 0) & (source < width)
+    moved = tf.gather(x, tf.clip_by_value(source, 0, width - 1), axis=2, batch_dims=1)
+    return tf.where(inside[:, None, :, None], moved, tf.zeros_like(moved))
 
 
 def _mask_batch(x: Any, seed: Any, masking: Masking) -> Any:
@@ -130,6 +147,8 @@ def make_dataset(
     def gather(idx: Any, batch_seed: Any = None) -> Any:
         x = tf.cast(tf.gather(image_t, idx), tf.float32)[..., None]
         if masking is not None:
+            if masking.time_shift:
+                x = _shift_batch(x, batch_seed, masking.time_shift)
             x = _mask_batch(x, batch_seed, masking)
         feats = {"logmel": x}
         if bovw_t is not None:

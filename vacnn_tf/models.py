@@ -117,9 +117,17 @@ def _conv_block(x: Any, filters: int, strides: int, prefix: str, suffix: str, co
     return layers.ReLU(name=f"{prefix}_relu{suffix}")(x)
 
 
-def _classifier_head(x: Any, num_classes: int, prefix: str, config: ModelConfig) -> Any:
-    """FC ``dense_units`` + ReLU -> softmax classifier (section 3.1: "FC 256 -> softmax")."""
+def _classifier_head(x: Any, num_classes: int, prefix: str, config: ModelConfig, dropout: float = 0.0) -> Any:
+    """FC ``dense_units`` + ReLU -> softmax classifier (section 3.1: "FC 256 -> softmax").
+
+    ``dropout`` > 0 puts a Dropout of that rate before each of the two dense layers
+    (``<prefix>_dropout_fc``, ``<prefix>_dropout_classifier``); 0 adds no layer.
+    """
+    if dropout:
+        x = layers.Dropout(dropout, name=f"{prefix}_dropout_fc")(x)
     x = layers.Dense(config.dense_units, activation="relu", kernel_regularizer=_regularizer(config), name=f"{prefix}_fc")(x)
+    if dropout:
+        x = layers.Dropout(dropout, name=f"{prefix}_dropout_classifier")(x)
     # dtype float32: under a mixed precision policy (TrainConfig.precision) the softmax and the
     # loss stay in float32, Keras's rule for mixed precision; under float32 it changes nothing.
     return layers.Dense(
@@ -342,7 +350,8 @@ def build_finetuned(
         pretrained: A model from :func:`build_model` (or loaded from its ``.keras`` file). It is
             copied (config + weights), never modified, so one pretrained model can seed every fold.
         num_classes: Number of target classes.
-        config: ``freeze_through``, ``use_bovw``, ``state_pooling``, ``dense_units``, ``l2``.
+        config: ``freeze_through``, ``use_bovw``, ``state_pooling``, ``dense_units``, ``l2``,
+            ``head_dropout`` (not the paper's; 0 by default adds no layer).
         use_bovw: Fuse the BOVW histogram (Figure 3); None takes ``config.use_bovw``.
         bovw_size: Length of the BOVW histogram (``BovwConfig.k``, paper: 128).
 
@@ -356,6 +365,9 @@ def build_finetuned(
         raise ValueError(
             f"Config key 'model.state_pooling' must be one of {STATE_POOLINGS}. Received: model.state_pooling={config.state_pooling!r}"
         )
+    rate = config.head_dropout
+    if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0.0 <= rate < 1.0:
+        raise ValueError(f"Config key 'model.head_dropout' must be a number in [0, 1). Received: model.head_dropout={rate!r}")
     if isinstance(bovw_size, bool) or not isinstance(bovw_size, int) or bovw_size < 1:
         raise ValueError(f"`bovw_size` must be a positive integer. Received: bovw_size={bovw_size!r}")
     use_bovw = config.use_bovw if use_bovw is None else bool(use_bovw)
@@ -393,7 +405,7 @@ def build_finetuned(
         x = layers.Flatten(name="finetune_flatten")(x)
     else:
         x = layers.GlobalAveragePooling1D(name="finetune_gap")(x)
-    outputs = _classifier_head(x, num_classes, "finetune", config)
+    outputs = _classifier_head(x, num_classes, "finetune", config, dropout=config.head_dropout)
     suffix = "bovw" if use_bovw else "finetuned"
     return keras.Model(inputs, outputs, name=f"{pretrained.name}_{suffix}")
 

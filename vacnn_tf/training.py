@@ -110,7 +110,7 @@ def pretrain_key(config: RunConfig, exclude: Optional[Mapping[str, Sequence[str]
         "data_root": config.data.data_root,
         "synth_per_class": config.data.synth_per_class if config.data.data_root is None else None,
         "features": asdict(config.features),
-        "model": {k: v for k, v in asdict(config.model).items() if k not in ("use_bovw", "freeze_through", "state_pooling")},
+        "model": {k: v for k, v in asdict(config.model).items() if k not in ("use_bovw", "freeze_through", "state_pooling", "head_dropout")},
         # verbosity and scheduling (how the same steps run) do not change what a pretraining learns
         "train": asdict(neutral_config(config).train),
         "folds": config.protocol.folds,
