@@ -139,6 +139,21 @@ def test_runs_with_and_without_bovw_reuse_one_pretraining(cache, tmp_path):
         prepare_run_dir(path, with_bovw, resume=True)
 
 
+def test_a_corpus_root_spelled_two_ways_is_one_run(cache, tmp_path, monkeypatch):
+    """Resuming with --data-root /abs/corpora a run started with --data-root ../corpora must match."""
+    from vacnn_tf.runs import run_key
+    from vacnn_tf.training import pretrain_key
+
+    (tmp_path / "corpora").mkdir()
+    (tmp_path / "work").mkdir()
+    monkeypatch.chdir(tmp_path / "work")
+    relative = tiny(cache, tmp_path, **{"data.data_root": "../corpora"})
+    absolute = replace(relative, **{"data.data_root": str(tmp_path / "corpora")})
+    other = replace(relative, **{"data.data_root": str(tmp_path / "work")})
+    assert run_key(relative) == run_key(absolute) != run_key(other)
+    assert pretrain_key(relative) == pretrain_key(absolute) != pretrain_key(other)
+
+
 @pytest.mark.parametrize("bad, message", [({"target": "tess"}, "target"), ({"variant": "frozen"}, "variant")])
 def test_bad_arguments_are_named(cache, tmp_path, bad, message):
     from vacnn_tf.training import finetune

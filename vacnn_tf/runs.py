@@ -38,8 +38,12 @@ class RunExistsError(RuntimeError):
 
 def neutral_config(config: RunConfig) -> RunConfig:
     """``config`` with the settings that change nothing a run computes (verbosity, workers, paths,
-    scheduling) set to fixed values, so that hashes of it ignore them."""
-    return replace(config, **_NEUTRAL_KEYS)
+    scheduling) set to fixed values, so that hashes of it ignore them. The corpus root is made
+    absolute: ``../corpora`` and the same folder spelled from ``/`` are the same data."""
+    neutral = dict(_NEUTRAL_KEYS)
+    if config.data.data_root is not None:
+        neutral["data.data_root"] = os.path.abspath(os.path.expanduser(str(config.data.data_root)))
+    return replace(config, **neutral)
 
 
 def run_key(config: RunConfig) -> str:

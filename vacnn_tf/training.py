@@ -105,14 +105,15 @@ def pretrain_key(config: RunConfig, exclude: Optional[Mapping[str, Sequence[str]
     The protocol name itself is not part of it: the paper protocol and the speaker protocol for
     EmoDB / SAVEE targets pretrain on the same data and share one pretraining.
     """
+    neutral = neutral_config(config)
     parts = {
         "seed": config.seed,
-        "data_root": config.data.data_root,
+        "data_root": neutral.data.data_root,
         "synth_per_class": config.data.synth_per_class if config.data.data_root is None else None,
         "features": asdict(config.features),
         "model": {k: v for k, v in asdict(config.model).items() if k not in ("use_bovw", "freeze_through", "state_pooling", "head_dropout")},
         # verbosity and scheduling (how the same steps run) do not change what a pretraining learns
-        "train": asdict(neutral_config(config).train),
+        "train": asdict(neutral.train),
         "folds": config.protocol.folds,
         "subsample": config.protocol.subsample,
         "exclude": {k: sorted(v) for k, v in sorted((exclude or {}).items()) if v},
