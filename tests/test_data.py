@@ -105,3 +105,31 @@ def test_masking_rejects_negative_widths():
         Masking(freq_width=-1)
     with pytest.raises(ValueError, match="time_shift"):
         Masking(time_shift=-2)
+
+
+def test_mixup_blends_images_histograms_and_labels_alike_and_is_seeded():
+    n, classes = 8, 4
+    labels = np.arange(n) % classes
+    value = 10.0 * (np.arange(n) + 1)  # each image constant, its own value
+    images = np.repeat(value.astype(np.uint8)[:, None, None], 6, 1).repeat(5, 2)
+    bovw = np.eye(n, dtype=np.float32)  # one-hot per utterance: a blended row shows who was mixed, and how much
+    make = lambda: make_dataset(images, labels, bovw, batch_size=4, shuffle=True, seed=2, mixup=0.4, num_classes=classes)
+    weights = []
+    for (feats, rows), (_, rows_again) in zip(make(), make()):
+        np.testing.assert_array_equal(rows.numpy(), rows_again.numpy())
+        rows, x, h = rows.numpy(), feats["logmel"].numpy()[..., 0], feats["bovw"].numpy()
+        assert rows.shape == (4, classes)
+        for i in range(4):
+            mixed = np.flatnonzero(h[i] > 1e-7)
+            assert len(mixed) <= 2 and abs(h[i].sum() - 1) < 1e-6
+            np.testing.assert_allclose(x[i], sum(h[i, u] * value[u] for u in mixed), rtol=1e-5)
+            expected = np.zeros(classes)
+            for u in mixed:
+                expected[labels[u]] += h[i, u]
+            np.testing.assert_allclose(rows[i], expected, atol=1e-5)
+            weights.append(float(h[i].max()))
+    assert len({round(w, 4) for w in weights}) > 2  # a weight per sample
+    with pytest.raises(ValueError, match="num_classes"):
+        make_dataset(images, labels, batch_size=4, mixup=0.2)
+    with pytest.raises(ValueError, match="mixup"):
+        make_dataset(images, labels, batch_size=4, mixup=-1.0, num_classes=classes)

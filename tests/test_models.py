@@ -296,3 +296,32 @@ def test_model_summary_command(capsys):
     out = capsys.readouterr().out
     assert "va_block3_attention" in out
     assert "vacnn: total=1,250,133 trainable=1,250,133 non_trainable=0" in out
+
+
+def test_mixup_loss_takes_integer_labels_and_blended_rows(tmp_path):
+    probs = np.array([[0.7, 0.2, 0.1], [0.1, 0.3, 0.6]], np.float32)
+    ids = np.array([0, 2])
+    rows = np.array([[0.6, 0.4, 0.0], [0.0, 0.75, 0.25]], np.float32)
+    loss = models.LabelCrossentropy()
+    assert float(loss(ids, probs)) == pytest.approx(float(keras.losses.SparseCategoricalCrossentropy()(ids, probs)), rel=1e-6)
+    assert float(loss(rows, probs)) == pytest.approx(float(keras.losses.CategoricalCrossentropy()(rows, probs)), rel=1e-6)
+    np.testing.assert_array_equal(np.asarray(models.label_accuracy(ids, probs)), [1.0, 1.0])
+    np.testing.assert_array_equal(np.asarray(models.label_accuracy(rows, probs)), [1.0, 0.0])
+    with pytest.raises(ValueError, match="train.mixup"):
+        models.compile_model(models.build_vacnn(3), TrainConfig(mixup=-0.5), steps_per_epoch=1)
+
+
+def test_a_model_trained_with_mixup_saves_and_loads_safely(tmp_path):
+    from vacnn_tf.data import make_dataset
+
+    model = models.compile_model(models.build_vacnn(3), TrainConfig(mixup=0.2, steps_per_execution=1), steps_per_epoch=2)
+    rng = np.random.default_rng(0)
+    images, labels = rng.integers(0, 255, (8, 224, 224), dtype=np.uint8), np.arange(8) % 3
+    train = make_dataset(images, labels, batch_size=4, shuffle=True, mixup=0.2, num_classes=3)
+    history = model.fit(train, validation_data=make_dataset(images, labels, batch_size=4), epochs=1, verbose=0)
+    assert np.isfinite(history.history["loss"][0]) and 0.0 <= history.history["val_accuracy"][0] <= 1.0
+    model.save(tmp_path / "m.keras")
+    loaded = keras.models.load_model(tmp_path / "m.keras", safe_mode=True)
+    assert isinstance(loaded.loss, models.LabelCrossentropy)
+    np.testing.assert_allclose(np.asarray(loaded(images[:2, :, :, None].astype(np.float32))),
+                               np.asarray(model(images[:2, :, :, None].astype(np.float32))), atol=1e-6)

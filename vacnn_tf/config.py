@@ -96,6 +96,7 @@ class TrainConfig:
     augment_freq_width: int = 24  # with augment: widest frequency band masked, in image rows (of 224)
     augment_time_width: int = 24  # with augment: widest time span masked, in image columns (of 224)
     augment_time_shift: int = 0  # with augment: shift each image in time by up to this many columns either way, the vacated columns at the floor (0: no shift)
+    mixup: float = 0.0  # ours, not the paper's: mixup alpha for the training batches (Zhang et al. 2018); 0: off
     verbose: int = 1  # Keras progress bar (0 silent, 1 bar, 2 one line per epoch)
 
 

@@ -82,6 +82,24 @@ def _mask_batch(x: Any, seed: Any, masking: Masking) -> Any:
     return tf.where(keep, x, tf.zeros_like(x))
 
 
+def _mix_batch(feats: dict[str, Any], label: Any, seed: Any, alpha: float, num_classes: int) -> tuple[dict[str, Any], Any]:
+    """Mixup of a batch with its mirror image; labels become blended one-hot rows."""
+    import tensorflow as tf
+
+    batch = tf.shape(label)[0]
+    # Beta(a, a) as G1 / (G1 + G2) with G1, G2 ~ Gamma(a): stateless, so a function of the seed.
+    g1 = tf.random.stateless_gamma([batch], seed + tf.constant([0, 313], tf.int64), alpha)
+    g2 = tf.random.stateless_gamma([batch], seed + tf.constant([0, 317], tf.int64), alpha)
+    weight = g1 / tf.maximum(g1 + g2, 1e-12)
+
+    def blend(value: Any) -> Any:
+        w = tf.reshape(weight, [-1] + [1] * (len(value.shape) - 1))
+        return w * value + (1.0 - w) * tf.reverse(value, axis=[0])
+
+    one_hot = tf.one_hot(label, num_classes, dtype=tf.float32)
+    return {name: blend(value) for name, value in feats.items()}, blend(one_hot)
+
+
 def make_dataset(
     images: np.ndarray,
     labels: np.ndarray,
@@ -92,6 +110,8 @@ def make_dataset(
     seed: int = 0,
     repeat: bool = False,
     masking: Optional[Masking] = None,
+    mixup: float = 0.0,
+    num_classes: Optional[int] = None,
 ) -> Any:
     """Build a batched, prefetched ``tf.data.Dataset``.
 
@@ -105,6 +125,13 @@ def make_dataset(
         repeat: Repeat forever (for benchmarks); Keras ``fit`` does not need it.
         masking: Augment every batch with :class:`Masking` (training sets only); masks are
             drawn from ``seed`` and differ from epoch to epoch.
+        mixup: Mixup's alpha (Zhang et al. 2018; training sets only, not the paper's): each
+            sample of a batch is blended with the batch's mirror image (first with last, ...)
+            by a weight drawn from Beta(alpha, alpha), images and histograms alike, and the
+            label becomes the same blend of the two one-hot vectors (float32 ``(B,
+            num_classes)``; :func:`vacnn_tf.models.compile_model` with ``train.mixup`` takes
+            both label forms). 0: off, integer labels.
+        num_classes: Length of the one-hot labels; required with ``mixup``.
 
     Returns:
         ``tf.data.Dataset`` of ``(features, label)`` with features a dict as described above.
@@ -125,6 +152,10 @@ def make_dataset(
             raise ValueError(f"bovw must have shape (N, k) with N={len(images)}. Received: shape={bovw.shape}")
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1. Received: batch_size={batch_size}")
+    if isinstance(mixup, bool) or not isinstance(mixup, (int, float)) or mixup < 0:
+        raise ValueError(f"mixup must be a number >= 0 (0: off). Received: mixup={mixup!r}")
+    if mixup and (num_classes is None or num_classes < 1 or (len(labels) and labels.max() >= num_classes)):
+        raise ValueError(f"mixup needs num_classes above every label. Received: num_classes={num_classes!r}")
 
     # Index-based pipeline: the arrays are captured once and gathered per batch, which keeps
     # shuffling cheap (a permutation of ints, not of images) and the images uint8 until the map.
@@ -139,7 +170,7 @@ def make_dataset(
     if repeat:
         ds = ds.repeat()
     ds = ds.batch(batch_size)
-    if masking is not None:
+    if masking is not None or mixup:
         # One stateless seed per batch, new each epoch and a function of `seed` only.
         seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
         ds = tf.data.Dataset.zip(ds, seeds)
@@ -153,7 +184,10 @@ def make_dataset(
         feats = {"logmel": x}
         if bovw_t is not None:
             feats["bovw"] = tf.gather(bovw_t, idx)
-        return feats, tf.gather(label_t, idx)
+        label = tf.gather(label_t, idx)
+        if mixup:
+            return _mix_batch(feats, label, batch_seed, float(mixup), int(num_classes))
+        return feats, label
 
     options = tf.data.Options()
     options.deterministic = True

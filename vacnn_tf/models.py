@@ -454,11 +454,42 @@ def learning_rate_schedule(train_config: TrainConfig, steps_per_epoch: int) -> k
     )
 
 
+def _one_hot_like(y_true: Any, y_pred: Any) -> Any:
+    """``y_true`` as probability rows: integer labels become one-hot, rows pass through."""
+    if len(y_true.shape) == len(y_pred.shape) and y_true.shape[-1] == y_pred.shape[-1]:
+        return keras.ops.cast(y_true, y_pred.dtype)
+    labels = keras.ops.cast(keras.ops.reshape(y_true, (-1,)), "int32")
+    return keras.ops.one_hot(labels, y_pred.shape[-1], dtype=y_pred.dtype)
+
+
+@keras.saving.register_keras_serializable(package="vacnn_tf")
+def label_accuracy(y_true: Any, y_pred: Any) -> Any:
+    """Accuracy against integer labels or the larger share of a blended (mixup) label row."""
+    target = keras.ops.argmax(_one_hot_like(y_true, y_pred), axis=-1)
+    return keras.ops.cast(keras.ops.equal(target, keras.ops.argmax(y_pred, axis=-1)), "float32")
+
+
+@keras.saving.register_keras_serializable(package="vacnn_tf")
+class LabelCrossentropy(keras.losses.Loss):
+    """Cross-entropy on integer labels or on probability rows (mixup), chosen by the labels' shape.
+
+    Keras traces the train and the validation step separately, so the mixup training batches
+    (rows) and the validation batches (integer ids) each get the matching form.
+    """
+
+    def __init__(self, name: str = "label_crossentropy", **kwargs: Any) -> None:
+        super().__init__(name=name, **kwargs)
+
+    def call(self, y_true: Any, y_pred: Any) -> Any:
+        return keras.losses.categorical_crossentropy(_one_hot_like(y_true, y_pred), y_pred)
+
+
 def compile_model(model: keras.Model, train_config: TrainConfig, steps_per_epoch: int) -> keras.Model:
     """Compile with the recipe of section 4.2.
 
     Adam on :func:`learning_rate_schedule` (step decay), sparse categorical cross-entropy on
-    integer labels, accuracy. The L2 weight decay lives in the layers' kernel regularizers
+    integer labels, accuracy. With ``train.mixup`` > 0 the loss is :class:`LabelCrossentropy`,
+    which also takes the blended label rows of mixup batches. The L2 weight decay lives in the layers' kernel regularizers
     (``ModelConfig.l2``), so it is part of the loss Keras minimises.
 
     Args:
@@ -476,10 +507,18 @@ def compile_model(model: keras.Model, train_config: TrainConfig, steps_per_epoch
         raise ValueError(
             f"Config key 'train.steps_per_execution' must be a positive integer. Received: train.steps_per_execution={spe!r}"
         )
+    mixup = train_config.mixup
+    if isinstance(mixup, bool) or not isinstance(mixup, (int, float)) or mixup < 0:
+        raise ValueError(f"Config key 'train.mixup' must be a number >= 0 (0: off). Received: train.mixup={mixup!r}")
+    if mixup:
+        # Mixup batches carry blended one-hot rows, validation batches integer labels.
+        loss, metric = LabelCrossentropy(), keras.metrics.MeanMetricWrapper(label_accuracy, name="accuracy")
+    else:
+        loss, metric = keras.losses.SparseCategoricalCrossentropy(), keras.metrics.SparseCategoricalAccuracy(name="accuracy")
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate=learning_rate_schedule(train_config, steps_per_epoch)),
-        loss=keras.losses.SparseCategoricalCrossentropy(),
-        metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+        loss=loss,
+        metrics=[metric],
         jit_compile=train_config.jit_compile,
         steps_per_execution=spe,
     )

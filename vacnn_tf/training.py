@@ -144,6 +144,7 @@ def _datasets(config: RunConfig, data: CorpusData, fold: Fold, bovw: Optional[np
         return make_dataset(
             data.images[idx], data.y[idx], bovw[idx] if bovw is not None else None,
             batch_size=bs, shuffle=shuffle, seed=seed, masking=Masking.from_train_config(config.train) if shuffle else None,
+            mixup=config.train.mixup if shuffle else 0.0, num_classes=len(data.classes),
         )
 
     val = part(fold.val, False) if len(fold.val) else None
