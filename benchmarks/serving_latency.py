@@ -50,12 +50,10 @@ def main() -> None:
     classes = [str(i) for i in range(7)]
     work = Path(tempfile.mkdtemp(prefix="vacnn-latency-"))
     serves = {}
-    plain = export.serving_model
-    for name, swap in (("serving GN", True), ("Keras GN", False)):
-        export.serving_model = plain if swap else (lambda m: m)
-        target = export.write_savedmodel(model, work / name.replace(" ", "_") / "1", classes, RunConfig())
+    for name, serving_graph in (("serving GN", True), ("Keras GN", False)):
+        target = export.write_savedmodel(model, work / name.replace(" ", "_") / "1", classes, RunConfig(),
+                                         serving_graph=serving_graph)
         serves[name] = tf.saved_model.load(str(target)).signatures["serving_default"]
-    export.serving_model = plain
     example = {"logmel": np.random.default_rng(0).uniform(0, 255, (1, 224, 224, 1)).astype(np.float32)}
     medians: dict[str, list[float]] = {name: [] for name in serves}
     anchor: list[float] = []

@@ -144,9 +144,10 @@ def _quiet_keras() -> Iterator[None]:
     """Silence two Keras warnings the training stages trigger too and that change no figure:
     ``fit``'s shuffle flag being ignored for a dataset (it shuffles itself) and a dict feeding
     a single-input model (the contract's ``{"logmel": x}``)."""
-    with warnings.catch_warnings():
+    from vacnn_tf.fitting import quiet_dict_inputs
+
+    with warnings.catch_warnings(), quiet_dict_inputs():
         warnings.filterwarnings("ignore", message=".*shuffle=True.*")
-        warnings.filterwarnings("ignore", message="The structure of `inputs`")
         yield
 
 

@@ -19,11 +19,11 @@ import dataclasses
 import json
 import shutil
 import tempfile
-import warnings
 from pathlib import Path
 from typing import Any
 
 from vacnn_tf.config import RunConfig, load_config
+from vacnn_tf.fitting import quiet_dict_inputs
 from vacnn_tf.storage import read_json
 
 ASSET_LABELS = "labels.json"
@@ -158,7 +158,7 @@ def serving_model(model: Any) -> Any:
 
 
 def write_savedmodel(model: Any, target: str | Path, classes: list[str], config: RunConfig,
-                     vocabulary: str | Path | None = None) -> Path:
+                     vocabulary: str | Path | None = None, serving_graph: bool = True) -> Path:
     """Write a Keras model as a SavedModel at ``target`` with the serving signature and assets.
 
     Args:
@@ -167,6 +167,8 @@ def write_savedmodel(model: Any, target: str | Path, classes: list[str], config:
         classes: Class names, in output order.
         config: The run's configuration (its feature and BOVW settings become assets).
         vocabulary: The fold's ``vocabulary.npz`` for models with BOVW input.
+        serving_graph: Export :func:`serving_model`'s copy (the faster GroupNormalization);
+            False exports ``model`` as it is (benchmarks/serving_latency.py compares the two).
 
     Returns:
         ``target``.
@@ -175,7 +177,8 @@ def write_savedmodel(model: Any, target: str | Path, classes: list[str], config:
     import tensorflow as tf
 
     target = Path(target)
-    model = serving_model(model)
+    if serving_graph:
+        model = serving_model(model)
     base = target.parent
     version = target.name
     uses_bovw = vocabulary is not None
@@ -222,10 +225,7 @@ def write_savedmodel(model: Any, target: str | Path, classes: list[str], config:
         if partial.exists():
             shutil.rmtree(partial)
         base.mkdir(parents=True, exist_ok=True)
-        with warnings.catch_warnings():
-            # Tracing a single-input model with its one named tensor: Keras warns that the
-            # structure differs from its input list. Harmless, as in training (fitting.py).
-            warnings.filterwarnings("ignore", message="The structure of `inputs` doesn't match")
+        with quiet_dict_inputs():
             archive.write_out(str(partial), verbose=False)
         partial.rename(target)
     finally:

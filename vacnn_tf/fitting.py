@@ -16,7 +16,8 @@ import math
 import shutil
 import warnings
 from pathlib import Path
-from typing import Any, Optional
+from contextlib import contextmanager
+from typing import Any, Iterator, Optional
 
 import numpy as np
 
@@ -27,6 +28,18 @@ BEST_WEIGHTS = "best.weights.h5"
 BACKUP_DIR = "backup"
 
 log = logging.getLogger(__name__)
+
+
+@contextmanager
+def quiet_dict_inputs() -> Iterator[None]:
+    """Silence Keras's warning that a dict fed a single-input model.
+
+    The datasets and the serving signature always pass ``{"logmel": ...[, "bovw": ...]}``; a
+    single-input model takes the one entry and Keras warns about the structure. Harmless.
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="The structure of `inputs` doesn't match")
+        yield
 
 
 def set_seed(seed: int, deterministic: bool = True) -> None:
@@ -165,10 +178,7 @@ def fit_resumable(
             *_tensorboard(fold_dir / "logs"),
             *(extra_callbacks or []),
         ]
-        with warnings.catch_warnings():
-            # The datasets always yield {"logmel": ...[, "bovw": ...]}; a single-input model
-            # takes the one entry and Keras warns that a dict met a single input. Harmless.
-            warnings.filterwarnings("ignore", message="The structure of `inputs` doesn't match")
+        with quiet_dict_inputs():
             # shuffle=False: the datasets shuffle themselves, per seed (Keras would ignore True and warn).
             model.fit(train_ds, validation_data=val_ds, epochs=epochs, callbacks=callbacks, verbose=verbose, shuffle=False)
         state = select.state
