@@ -112,6 +112,20 @@ def test_state_pooling_gap_averages_the_states_and_bad_values_are_named(vacnn):
         models.build_finetuned(vacnn, 8, ModelConfig(state_pooling="max"))
 
 
+def test_state_pooling_time_gap_averages_each_frequency_row_over_time(vacnn):
+    model = models.build_finetuned(vacnn, 7, ModelConfig(state_pooling="time_gap"))
+    assert _shape(model, "finetune_time_gap") == (7, 1, 288)
+    assert _shape(model, "finetune_flatten") == (7 * 288,)
+    assert model.get_layer("finetune_fc").kernel.shape == (7 * 288, 256)
+    probe = keras.Model(model.inputs, [model.get_layer("context_relu").output, model.get_layer("finetune_flatten").output])
+    rng = np.random.default_rng(3)
+    states, pooled = probe({"logmel": rng.uniform(0, 255, (2, 224, 224, 1)).astype(np.float32),
+                            "bovw": rng.dirichlet(np.ones(128), 2).astype(np.float32)})
+    # states are row-major over the 7x7 map: rows are mel bands (height), columns time frames
+    expected = np.asarray(states).reshape(2, 7, 7, 288).mean(axis=2).reshape(2, -1)
+    np.testing.assert_allclose(np.asarray(pooled), expected, rtol=1e-5, atol=1e-6)
+
+
 def test_head_dropout_adds_two_dropouts_only_when_asked(vacnn, finetuned):
     names = [layer.name for layer in finetuned.layers]
     assert not any("dropout" in name for name in names)  # the paper's model: none
@@ -328,3 +342,31 @@ def test_a_model_trained_with_mixup_saves_and_loads_safely(tmp_path):
     assert isinstance(loaded.loss, models.LabelCrossentropy)
     np.testing.assert_allclose(np.asarray(loaded(images[:2, :, :, None].astype(np.float32))),
                                np.asarray(model(images[:2, :, :, None].astype(np.float32))), atol=1e-6)
+
+
+def test_ema_selects_and_saves_the_averaged_weights(tmp_path):
+    from vacnn_tf.data import make_dataset
+    from vacnn_tf.fitting import fit_resumable
+
+    rng = np.random.default_rng(0)
+    images, labels = rng.integers(0, 255, (8, 224, 224), dtype=np.uint8), np.arange(8) % 3
+
+    def train(ema: float, epochs: int, name: str) -> list[np.ndarray]:
+        keras.utils.set_random_seed(1)
+        inputs = keras.Input((224, 224, 1), name="logmel")
+        pooled = keras.layers.GlobalAveragePooling2D()(keras.layers.Rescaling(1 / 255)(inputs))
+        tiny = keras.Model(inputs, keras.layers.Dense(3, activation="softmax")(pooled))
+        models.compile_model(tiny, TrainConfig(ema=ema, learning_rate=0.5, steps_per_execution=1), steps_per_epoch=1)
+        assert tiny.optimizer.use_ema is bool(ema)
+        # one batch: one optimizer step per epoch; no validation: the last epoch is kept
+        fit_resumable(tiny, make_dataset(images, labels, batch_size=8), None, tmp_path / name, epochs=epochs, patience=5, verbose=0)
+        return tiny.get_weights()
+
+    first = train(0.0, 1, "first")
+    raw, averaged = train(0.0, 3, "raw"), train(0.99, 3, "ema")
+    # Keras starts the average at the first step's weights; two more steps at momentum 0.99
+    # move it about 2% of the way the raw weights go.
+    distance = lambda weights: float(np.sqrt(sum(np.sum((w - f) ** 2) for w, f in zip(weights, first))))
+    assert 0.0 < distance(averaged) < 0.1 * distance(raw)
+    with pytest.raises(ValueError, match="train.ema"):
+        models.compile_model(models.build_vacnn(3), TrainConfig(ema=1.0), steps_per_epoch=1)

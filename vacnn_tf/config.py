@@ -68,7 +68,7 @@ class ModelConfig:
     dense_units: int = 256  # FC 256 before the classifier
     l2: float = 1e-4  # paper: L2 weight decay 1e-4
     use_bovw: bool = True  # fine-tuned model fuses the BOVW histogram through Luong attention
-    state_pooling: str = "flatten"  # silent: the BOVW fusion head reads the 49 attended states flattened (keeps where in time and frequency) or averaged ("gap")
+    state_pooling: str = "flatten"  # silent: the BOVW fusion head reads the 49 attended states flattened (keeps where in time and frequency) or averaged ("gap"), or each frequency row averaged over time ("time_gap", ours)
     freeze_through: str = "va_block1"  # fine-tuning freezes every layer up to and including this block
     head_dropout: float = 0.0  # ours, not the paper's: dropout rate before the fine-tuned model's FC and classifier layers (0: none, as the paper)
 
@@ -96,6 +96,7 @@ class TrainConfig:
     augment_freq_width: int = 24  # with augment: widest frequency band masked, in image rows (of 224)
     augment_time_width: int = 24  # with augment: widest time span masked, in image columns (of 224)
     augment_time_shift: int = 0  # with augment: shift each image in time by up to this many columns either way, the vacated columns at the floor (0: no shift)
+    ema: float = 0.0  # ours, not the paper's: momentum of an exponential moving average of the weights, used for validation, selection and the saved model (e.g. 0.995); 0: off
     mixup: float = 0.0  # ours, not the paper's: mixup alpha for the training batches (Zhang et al. 2018); 0: off
     verbose: int = 1  # Keras progress bar (0 silent, 1 bar, 2 one line per epoch)
 

@@ -173,6 +173,10 @@ def fit_resumable(
             # BackupAndRestore first: its epoch-end backup (weights, optimizer, epoch) is written
             # before SelectBest's state, so a kill in between at worst forgets one epoch's record.
             keras.callbacks.BackupAndRestore(str(fold_dir / BACKUP_DIR), delete_checkpoint=False),
+            # With an EMA optimizer: validation runs on the averaged weights, and they sit in the
+            # model during the epoch-end callbacks after this one, so SelectBest saves them. The
+            # backup above keeps the raw weights (and the average in the optimizer state).
+            *([keras.callbacks.SwapEMAWeights(swap_on_epoch=True)] if getattr(model.optimizer, "use_ema", False) else []),
             select,
             keras.callbacks.CSVLogger(str(fold_dir / "history.csv"), append=True),
             *_tensorboard(fold_dir / "logs"),

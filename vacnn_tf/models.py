@@ -313,7 +313,7 @@ def _freeze_boundary(model: keras.Model, spec: ModelSpec, freeze_through: str) -
 
 
 #: Values of ``ModelConfig.state_pooling``: how the fusion head reads the 49 attended states.
-STATE_POOLINGS: tuple[str, ...] = ("flatten", "gap")
+STATE_POOLINGS: tuple[str, ...] = ("flatten", "gap", "time_gap")
 
 
 def build_finetuned(
@@ -333,7 +333,9 @@ def build_finetuned(
     (49 * 288,) -> ``finetune_fc`` (dense_units,) -> ``finetune_classifier`` softmax. Flattening
     keeps where in time and frequency each state lies; ``config.state_pooling="gap"`` averages
     the 49 states instead (``finetune_gap``, 288), 74k FC weights instead of 3.6M, which on
-    EmoDB learned more slowly and tested lower (docs/method.md). Without BOVW the attention and
+    EmoDB learned more slowly and tested lower (docs/method.md); ``"time_gap"`` averages each
+    of the 7 frequency rows over its 7 time columns (``finetune_time_gap``, 7 x 288 = 2,016
+    features, 516k FC weights), keeping the spectral position and dropping the temporal one. Without BOVW the attention and
     its ReLU are skipped and the states are averaged (``finetune_gap``) whatever
     ``state_pooling`` says: the fine-tuned VACNN, a new classifier on the pretrained features,
     with the pretraining model's own global average pooling; the same for the baselines, whose
@@ -402,6 +404,13 @@ def build_finetuned(
         x = vlayers.LuongContextAttention(kernel_regularizer=_regularizer(config), name="context_attention")([x, h])
         x = layers.ReLU(name="context_relu")(x)
     if use_bovw and config.state_pooling == "flatten":
+        x = layers.Flatten(name="finetune_flatten")(x)
+    elif use_bovw and config.state_pooling == "time_gap":
+        # Rows of the map are mel bands, columns time: averaging each row over time keeps the
+        # spectral profile (what per-band statistics classify EmoDB by) and drops where in the
+        # utterance it occurred, which random-length speech does not fix.
+        x = layers.Reshape((height, width, depth), name="finetune_grid")(x)
+        x = layers.AveragePooling2D((1, width), name="finetune_time_gap")(x)
         x = layers.Flatten(name="finetune_flatten")(x)
     else:
         x = layers.GlobalAveragePooling1D(name="finetune_gap")(x)
@@ -487,7 +496,9 @@ class LabelCrossentropy(keras.losses.Loss):
 def compile_model(model: keras.Model, train_config: TrainConfig, steps_per_epoch: int) -> keras.Model:
     """Compile with the recipe of section 4.2.
 
-    Adam on :func:`learning_rate_schedule` (step decay), sparse categorical cross-entropy on
+    Adam on :func:`learning_rate_schedule` (step decay), with ``train.ema`` > 0 keeping an
+    exponential moving average of the weights (Polyak averaging, Keras's ``use_ema``) that
+    validation and model selection use (:func:`vacnn_tf.fitting.fit_resumable`), sparse categorical cross-entropy on
     integer labels, accuracy. With ``train.mixup`` > 0 the loss is :class:`LabelCrossentropy`,
     which also takes the blended label rows of mixup batches. The L2 weight decay lives in the layers' kernel regularizers
     (``ModelConfig.l2``), so it is part of the loss Keras minimises.
@@ -515,8 +526,15 @@ def compile_model(model: keras.Model, train_config: TrainConfig, steps_per_epoch
         loss, metric = LabelCrossentropy(), keras.metrics.MeanMetricWrapper(label_accuracy, name="accuracy")
     else:
         loss, metric = keras.losses.SparseCategoricalCrossentropy(), keras.metrics.SparseCategoricalAccuracy(name="accuracy")
+    ema = train_config.ema
+    if isinstance(ema, bool) or not isinstance(ema, (int, float)) or not 0.0 <= ema < 1.0:
+        raise ValueError(f"Config key 'train.ema' must be a number in [0, 1) (0: off). Received: train.ema={ema!r}")
+    optimizer = keras.optimizers.Adam(
+        learning_rate=learning_rate_schedule(train_config, steps_per_epoch),
+        **({"use_ema": True, "ema_momentum": float(ema)} if ema else {}),
+    )
     model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate=learning_rate_schedule(train_config, steps_per_epoch)),
+        optimizer=optimizer,
         loss=loss,
         metrics=[metric],
         jit_compile=train_config.jit_compile,
