@@ -100,6 +100,36 @@ def _shifted(image: np.ndarray, shift: int) -> np.ndarray:
     return out
 
 
+def test_warp_rescales_frequency_from_the_lowest_band_and_time_from_the_first_frame():
+    height, width = 40, 50
+    rows = np.arange(height)[::-1, None] * 5 + 10  # value grows with distance from the bottom edge
+    cols = np.arange(width)[None, :]
+    images = np.repeat((rows + cols)[None].astype(np.uint8), 8, axis=0)
+    labels = np.arange(8)
+    warp_only = Masking(masks=0, warp=0.2)
+    ds = make_dataset(images, labels, batch_size=4, seed=7, masking=warp_only)
+    first, second = _epoch(ds), _epoch(ds)
+    np.testing.assert_array_equal(first, _epoch(make_dataset(images, labels, batch_size=4, seed=7, masking=warp_only)))
+    assert (first != second).any()
+    freq_scales, time_scales = set(), set()
+    for image in first:
+        assert image[-1, 0] == images[0, -1, 0]  # the anchor: lowest band, first frame
+        # the lowest band read along time gives the time factor, the first frame the frequency one
+        bottom, left = image[-1], image[::-1, 0]
+        kept_t, kept_f = bottom[bottom > 0] - 10, (left[left > 0] - 10) / 5
+        time_scales.add(round(float(np.polyfit(np.arange(len(kept_t)), kept_t, 1)[0]), 1))
+        freq_scales.add(round(float(np.polyfit(np.arange(len(kept_f)), kept_f, 1)[0]), 1))
+        assert all(0.75 <= 1 / f <= 1.25 for f in time_scales | freq_scales)
+        # outside the source (a squeezed image) only the floor remains
+        assert ((image == 0) | (image >= 10)).all()
+    assert len(time_scales) > 1 and len(freq_scales) > 1
+    flipped = Masking(masks=0, warp=0.2, low_freq_at_bottom=False)
+    top_anchored = _epoch(make_dataset(images[:, ::-1].copy(), labels, batch_size=4, seed=7, masking=flipped))
+    np.testing.assert_array_equal(top_anchored, first[:, ::-1])
+    with pytest.raises(ValueError, match="warp"):
+        Masking(warp=0.5)
+
+
 def test_masking_rejects_negative_widths():
     with pytest.raises(ValueError, match="freq_width"):
         Masking(freq_width=-1)

@@ -97,6 +97,7 @@ class TrainConfig:
     augment_time_width: int = 24  # with augment: widest time span masked, in image columns (of 224)
     augment_time_shift: int = 0  # with augment: shift each image in time by up to this many columns either way, the vacated columns at the floor (0: no shift)
     ema: float = 0.0  # ours, not the paper's: momentum of an exponential moving average of the weights, used for validation, selection and the saved model (e.g. 0.995); 0: off
+    augment_warp: float = 0.0  # with augment: stretch or squeeze each image along frequency and time by factors drawn from 1 +- this (e.g. 0.1; 0: none)
     mixup: float = 0.0  # ours, not the paper's: mixup alpha for the training batches (Zhang et al. 2018); 0: off
     verbose: int = 1  # Keras progress bar (0 silent, 1 bar, 2 one line per epoch)
 

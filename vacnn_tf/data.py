@@ -24,27 +24,61 @@ class Masking:
     from ``0 .. max width``. With ``time_shift`` > 0 each image is first shifted in time by a
     whole number of columns drawn uniformly from ``-time_shift .. time_shift``, the columns it
     leaves empty set to 0 (an utterance starting a little earlier or later is the same
-    emotion). Masks and shifts are drawn per image and per epoch from the shuffle seed.
+    emotion). With ``warp`` > 0 each image is first stretched or squeezed along frequency and
+    along time by two factors drawn uniformly from ``1 - warp .. 1 + warp`` (nearest
+    neighbour, anchored at the lowest mel band and the first frame, what falls outside at 0):
+    a higher or lower voice and faster or slower speech, in the spirit of vocal tract length
+    perturbation (Jaitly and Hinton 2013). Masks, shifts and warps are drawn per image and
+    per epoch from the shuffle seed.
     """
 
     masks: int = 2
     freq_width: int = 24
     time_width: int = 24
     time_shift: int = 0
+    warp: float = 0.0
+    low_freq_at_bottom: bool = True
 
     def __post_init__(self) -> None:
         for name in ("masks", "freq_width", "time_width", "time_shift"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise ValueError(f"Masking.{name} must be an integer >= 0. Received: {name}={value!r}")
+        if isinstance(self.warp, bool) or not isinstance(self.warp, (int, float)) or not 0.0 <= self.warp < 0.5:
+            raise ValueError(f"Masking.warp must be a number in [0, 0.5). Received: warp={self.warp!r}")
 
     @classmethod
-    def from_train_config(cls, train_config: Any) -> Optional["Masking"]:
-        """The masking ``train.augment`` asks for, or None when it is off."""
+    def from_train_config(cls, train_config: Any, low_freq_at_bottom: bool = True) -> Optional["Masking"]:
+        """The masking ``train.augment`` asks for, or None when it is off.
+
+        ``low_freq_at_bottom`` (``features.low_freq_at_bottom``) tells the frequency warp which
+        edge of the image is 0 Hz.
+        """
         if not train_config.augment:
             return None
         return cls(train_config.augment_masks, train_config.augment_freq_width, train_config.augment_time_width,
-                   train_config.augment_time_shift)
+                   train_config.augment_time_shift, float(train_config.augment_warp), bool(low_freq_at_bottom))
+
+
+def _warp_batch(x: Any, seed: Any, warp: float, low_freq_at_bottom: bool) -> Any:
+    """Rescale each image of ``x`` (B, H, W, 1) along rows and columns by its own factors in ``1 +- warp``."""
+    import tensorflow as tf
+
+    batch, height, width = tf.shape(x)[0], tf.shape(x)[1], tf.shape(x)[2]
+    scale = tf.random.stateless_uniform([batch, 2], seed + tf.constant([0, 211], tf.int64), 1.0 - warp, 1.0 + warp)
+
+    def source(size: Any, factor: Any) -> tuple[Any, Any]:
+        # output index i (counted from the anchor) reads input index i / factor
+        index = tf.cast(tf.round(tf.cast(tf.range(size), tf.float32)[None, :] / factor[:, None]), tf.int32)
+        return tf.minimum(index, size - 1), index < size
+
+    rows, rows_inside = source(height, scale[:, 0])
+    if low_freq_at_bottom:  # count rows from the bottom edge, the lowest band
+        rows, rows_inside = tf.reverse(height - 1 - rows, axis=[1]), tf.reverse(rows_inside, axis=[1])
+    cols, cols_inside = source(width, scale[:, 1])
+    moved = tf.gather(tf.gather(x, rows, axis=1, batch_dims=1), cols, axis=2, batch_dims=1)
+    inside = rows_inside[:, :, None, None] & cols_inside[:, None, :, None]
+    return tf.where(inside, moved, tf.zeros_like(moved))
 
 
 def _shift_batch(x: Any, seed: Any, widest: int) -> Any:
@@ -178,6 +212,8 @@ def make_dataset(
     def gather(idx: Any, batch_seed: Any = None) -> Any:
         x = tf.cast(tf.gather(image_t, idx), tf.float32)[..., None]
         if masking is not None:
+            if masking.warp:
+                x = _warp_batch(x, batch_seed, float(masking.warp), masking.low_freq_at_bottom)
             if masking.time_shift:
                 x = _shift_batch(x, batch_seed, masking.time_shift)
             x = _mask_batch(x, batch_seed, masking)
