@@ -370,3 +370,19 @@ def test_ema_selects_and_saves_the_averaged_weights(tmp_path):
     assert 0.0 < distance(averaged) < 0.1 * distance(raw)
     with pytest.raises(ValueError, match="train.ema"):
         models.compile_model(models.build_vacnn(3), TrainConfig(ema=1.0), steps_per_epoch=1)
+
+
+@pytest.mark.parametrize("select_on, best_epoch", [("accuracy", 1), ("loss", 2)])
+def test_selection_follows_validation_accuracy_or_loss(tmp_path, select_on, best_epoch):
+    from vacnn_tf.fitting import SelectBest
+
+    inputs = keras.Input((3,))
+    tiny = keras.Model(inputs, keras.layers.Dense(2)(inputs))
+    select = SelectBest(tmp_path, patience=5, select_on=select_on)
+    select.set_model(tiny)
+    for epoch, (acc, loss) in enumerate([(0.5, 1.0), (0.6, 1.2), (0.55, 0.8), (0.6, 1.3)]):
+        select.on_epoch_end(epoch, {"val_accuracy": acc, "val_loss": loss})
+    assert select.state["best"]["epoch"] == best_epoch
+    assert select.state["wait"] == 3 - best_epoch
+    with pytest.raises(ValueError, match="train.select_on"):
+        SelectBest(tmp_path, patience=5, select_on="uar")

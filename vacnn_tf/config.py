@@ -83,6 +83,7 @@ class TrainConfig:
     batch_size: int = 8  # paper
     epochs: int = 50  # silent
     patience: int = 10  # silent: early stopping after this many epochs without a better validation accuracy
+    select_on: str = "accuracy"  # paper: model selection (and early stopping) on validation accuracy; "loss": on validation loss (ours)
     val_fraction: float = 0.1  # silent: validation carved from the training folds
     jit_compile: bool = False  # XLA-compiled train step (measured slower on 2 CPU cores; try it on a GPU)
     steps_per_execution: int = 4  # train steps per compiled call: less per-step Python overhead, same maths (docs/performance.md)

@@ -26,6 +26,8 @@ from vacnn_tf.storage import atomic_write, read_json, write_json
 STATE_FILE = "selection.json"
 BEST_WEIGHTS = "best.weights.h5"
 BACKUP_DIR = "backup"
+#: Values of ``TrainConfig.select_on``: what model selection and early stopping watch.
+SELECT_ON: tuple[str, ...] = ("accuracy", "loss")
 
 log = logging.getLogger(__name__)
 
@@ -76,17 +78,24 @@ class SelectBest(_callback_base()):  # type: ignore[misc]
         monitor: Metric selected on (``val_accuracy``); ``None`` keeps the last epoch's weights.
     """
 
-    def __init__(self, fold_dir: str | Path, patience: int, monitor: Optional[str] = "val_accuracy") -> None:
+    def __init__(self, fold_dir: str | Path, patience: int, monitor: Optional[str] = "val_accuracy",
+                 select_on: str = "accuracy") -> None:
         super().__init__()
+        if select_on not in SELECT_ON:
+            raise ValueError(f"Config key 'train.select_on' must be one of {SELECT_ON}. Received: train.select_on={select_on!r}")
         self.fold_dir = Path(fold_dir)
         self.patience = int(patience)
         self.monitor = monitor
+        self.select_on = select_on
         self.state: dict[str, Any] = load_state(self.fold_dir)
 
     def _better(self, acc: float, loss: float) -> bool:
         best = self.state.get("best")
         if best is None:
             return True
+        if self.select_on == "loss":
+            # a small validation set moves accuracy in steps of one utterance; its loss is smoother
+            return loss < best["loss"] or (loss == best["loss"] and acc > best["acc"])
         return acc > best["acc"] or (acc == best["acc"] and loss < best["loss"])
 
     def on_epoch_end(self, epoch: int, logs: Optional[dict[str, Any]] = None) -> None:
@@ -145,6 +154,7 @@ def fit_resumable(
     patience: int,
     verbose: int = 1,
     extra_callbacks: Optional[list[Any]] = None,
+    select_on: str = "accuracy",
 ) -> dict[str, Any]:
     """Fit ``model`` with epoch-level resume, then load the selected (best-on-validation) weights.
 
@@ -157,6 +167,9 @@ def fit_resumable(
         patience: Early-stopping patience in epochs.
         verbose: Keras progress-bar mode (0, 1, 2).
         extra_callbacks: More callbacks (tests use one to simulate a crash).
+        select_on: ``accuracy`` (the paper: best validation accuracy, ties to the lower loss) or
+            ``loss`` (lowest validation loss, ties to the higher accuracy); early stopping
+            counts epochs without a better one by the same rule.
 
     Returns:
         The selection state: ``history`` (per-epoch logs), ``best`` (epoch, acc, loss), ``stopped``,
@@ -168,7 +181,7 @@ def fit_resumable(
     fold_dir.mkdir(parents=True, exist_ok=True)
     state = load_state(fold_dir)
     if not (state.get("stopped") or state.get("finished")):
-        select = SelectBest(fold_dir, patience, "val_accuracy" if val_ds is not None else None)
+        select = SelectBest(fold_dir, patience, "val_accuracy" if val_ds is not None else None, select_on)
         callbacks = [
             # BackupAndRestore first: its epoch-end backup (weights, optimizer, epoch) is written
             # before SelectBest's state, so a kill in between at worst forgets one epoch's record.

@@ -167,7 +167,7 @@ def _train_and_test(
     compile_model(model, config.train, steps_per_epoch=steps)
     state = fit_resumable(
         model, train_ds, val_ds, stage_dir, epochs=epochs, patience=config.train.patience,
-        verbose=config.train.verbose, extra_callbacks=callbacks,
+        verbose=config.train.verbose, extra_callbacks=callbacks, select_on=config.train.select_on,
     )
     atomic_write(stage_dir / "model.keras", model.save, suffix=".keras")
     probs = predict(model, test_ds)
