@@ -60,6 +60,18 @@ class Masking:
                    train_config.augment_time_shift, float(train_config.augment_warp), bool(low_freq_at_bottom))
 
 
+def _take(x: Any, index: Any, axis: int) -> Any:
+    """Per image, gather rows (``axis=1``) or columns (``axis=2``) of ``x`` (B, H, W, 1) by ``index``
+    (B, size); indices outside the image give 0, the floor."""
+    import tensorflow as tf
+
+    size = tf.shape(x)[axis]
+    inside = (index >= 0) & (index < size)
+    moved = tf.gather(x, tf.clip_by_value(index, 0, size - 1), axis=axis, batch_dims=1)
+    inside = inside[:, :, None, None] if axis == 1 else inside[:, None, :, None]
+    return tf.where(inside, moved, tf.zeros_like(moved))
+
+
 def _warp_batch(x: Any, seed: Any, warp: float, low_freq_at_bottom: bool) -> Any:
     """Rescale each image of ``x`` (B, H, W, 1) along rows and columns by its own factors in ``1 +- warp``."""
     import tensorflow as tf
@@ -67,18 +79,14 @@ def _warp_batch(x: Any, seed: Any, warp: float, low_freq_at_bottom: bool) -> Any
     batch, height, width = tf.shape(x)[0], tf.shape(x)[1], tf.shape(x)[2]
     scale = tf.random.stateless_uniform([batch, 2], seed + tf.constant([0, 211], tf.int64), 1.0 - warp, 1.0 + warp)
 
-    def source(size: Any, factor: Any) -> tuple[Any, Any]:
+    def source(size: Any, factor: Any) -> Any:
         # output index i (counted from the anchor) reads input index i / factor
-        index = tf.cast(tf.round(tf.cast(tf.range(size), tf.float32)[None, :] / factor[:, None]), tf.int32)
-        return tf.minimum(index, size - 1), index < size
+        return tf.cast(tf.round(tf.cast(tf.range(size), tf.float32)[None, :] / factor[:, None]), tf.int32)
 
-    rows, rows_inside = source(height, scale[:, 0])
+    rows = source(height, scale[:, 0])
     if low_freq_at_bottom:  # count rows from the bottom edge, the lowest band
-        rows, rows_inside = tf.reverse(height - 1 - rows, axis=[1]), tf.reverse(rows_inside, axis=[1])
-    cols, cols_inside = source(width, scale[:, 1])
-    moved = tf.gather(tf.gather(x, rows, axis=1, batch_dims=1), cols, axis=2, batch_dims=1)
-    inside = rows_inside[:, :, None, None] & cols_inside[:, None, :, None]
-    return tf.where(inside, moved, tf.zeros_like(moved))
+        rows = tf.reverse(height - 1 - rows, axis=[1])
+    return _take(_take(x, rows, axis=1), source(width, scale[:, 1]), axis=2)
 
 
 def _shift_batch(x: Any, seed: Any, widest: int) -> Any:
@@ -87,10 +95,7 @@ def _shift_batch(x: Any, seed: Any, widest: int) -> Any:
 
     batch, width = tf.shape(x)[0], tf.shape(x)[2]
     shift = tf.random.stateless_uniform([batch], seed + tf.constant([0, 101], tf.int64), -widest, widest + 1, dtype=tf.int32)
-    source = tf.range(width)[None, :] - shift[:, None]  # output column c reads input column c - shift
-    inside = (source >= 0) & (source < width)
-    moved = tf.gather(x, tf.clip_by_value(source, 0, width - 1), axis=2, batch_dims=1)
-    return tf.where(inside[:, None, :, None], moved, tf.zeros_like(moved))
+    return _take(x, tf.range(width)[None, :] - shift[:, None], axis=2)  # output column c reads input column c - shift
 
 
 def _mask_batch(x: Any, seed: Any, masking: Masking) -> Any:

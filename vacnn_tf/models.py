@@ -99,6 +99,14 @@ def _check_num_classes(num_classes: Any) -> int:
     return num_classes
 
 
+def _check_number(value: Any, key: str, upper: Optional[float] = None, note: str = "") -> float:
+    """``value`` if it is a number in ``[0, upper)`` (``[0, inf)`` without ``upper``), else raise naming the config key."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0 or (upper is not None and value >= upper):
+        bound = f"in [0, {upper:g})" if upper is not None else ">= 0"
+        raise ValueError(f"Config key '{key}' must be a number {bound}{note}. Received: {key}={value!r}")
+    return float(value)
+
+
 def _regularizer(config: ModelConfig) -> Optional[keras.regularizers.Regularizer]:
     """The paper's L2 weight decay (section 4.2), on kernels only (not biases or GN)."""
     if config.l2 < 0:
@@ -335,8 +343,8 @@ def build_finetuned(
     the 49 states instead (``finetune_gap``, 288), 74k FC weights instead of 3.6M, which on
     EmoDB learned more slowly and tested lower (docs/method.md); ``"time_gap"`` averages each
     of the 7 frequency rows over its 7 time columns (``finetune_time_gap``, 7 x 288 = 2,016
-    features, 516k FC weights), keeping the spectral position and dropping the temporal one. Without BOVW the attention and
-    its ReLU are skipped and the states are averaged (``finetune_gap``) whatever
+    features, 516k FC weights), keeping the spectral position and dropping the temporal one.
+    Without BOVW the attention and its ReLU are skipped and the states are averaged (``finetune_gap``) whatever
     ``state_pooling`` says: the fine-tuned VACNN, a new classifier on the pretrained features,
     with the pretraining model's own global average pooling; the same for the baselines, whose
     flattened maps would need 13-25M FC weights.
@@ -367,9 +375,7 @@ def build_finetuned(
         raise ValueError(
             f"Config key 'model.state_pooling' must be one of {STATE_POOLINGS}. Received: model.state_pooling={config.state_pooling!r}"
         )
-    rate = config.head_dropout
-    if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0.0 <= rate < 1.0:
-        raise ValueError(f"Config key 'model.head_dropout' must be a number in [0, 1). Received: model.head_dropout={rate!r}")
+    _check_number(config.head_dropout, "model.head_dropout", 1.0)
     if isinstance(bovw_size, bool) or not isinstance(bovw_size, int) or bovw_size < 1:
         raise ValueError(f"`bovw_size` must be a positive integer. Received: bovw_size={bovw_size!r}")
     use_bovw = config.use_bovw if use_bovw is None else bool(use_bovw)
@@ -496,12 +502,13 @@ class LabelCrossentropy(keras.losses.Loss):
 def compile_model(model: keras.Model, train_config: TrainConfig, steps_per_epoch: int) -> keras.Model:
     """Compile with the recipe of section 4.2.
 
-    Adam on :func:`learning_rate_schedule` (step decay), with ``train.ema`` > 0 keeping an
-    exponential moving average of the weights (Polyak averaging, Keras's ``use_ema``) that
-    validation and model selection use (:func:`vacnn_tf.fitting.fit_resumable`), sparse categorical cross-entropy on
-    integer labels, accuracy. With ``train.mixup`` > 0 the loss is :class:`LabelCrossentropy`,
-    which also takes the blended label rows of mixup batches. The L2 weight decay lives in the layers' kernel regularizers
-    (``ModelConfig.l2``), so it is part of the loss Keras minimises.
+    Adam on :func:`learning_rate_schedule` (step decay), sparse categorical cross-entropy on
+    integer labels, accuracy. With ``train.ema`` > 0 Adam keeps an exponential moving average
+    of the weights (Polyak averaging, Keras's ``use_ema``) that validation and model selection
+    use (:func:`vacnn_tf.fitting.fit_resumable`). With ``train.mixup`` > 0 the loss is
+    :class:`LabelCrossentropy`, which also takes the blended label rows of mixup batches. The
+    L2 weight decay lives in the layers' kernel regularizers (``ModelConfig.l2``), so it is
+    part of the loss Keras minimises.
 
     Args:
         model: Any model of this module (softmax outputs).
@@ -518,20 +525,15 @@ def compile_model(model: keras.Model, train_config: TrainConfig, steps_per_epoch
         raise ValueError(
             f"Config key 'train.steps_per_execution' must be a positive integer. Received: train.steps_per_execution={spe!r}"
         )
-    mixup = train_config.mixup
-    if isinstance(mixup, bool) or not isinstance(mixup, (int, float)) or mixup < 0:
-        raise ValueError(f"Config key 'train.mixup' must be a number >= 0 (0: off). Received: train.mixup={mixup!r}")
-    if mixup:
+    ema = _check_number(train_config.ema, "train.ema", 1.0, " (0: off)")
+    if _check_number(train_config.mixup, "train.mixup", note=" (0: off)"):
         # Mixup batches carry blended one-hot rows, validation batches integer labels.
         loss, metric = LabelCrossentropy(), keras.metrics.MeanMetricWrapper(label_accuracy, name="accuracy")
     else:
         loss, metric = keras.losses.SparseCategoricalCrossentropy(), keras.metrics.SparseCategoricalAccuracy(name="accuracy")
-    ema = train_config.ema
-    if isinstance(ema, bool) or not isinstance(ema, (int, float)) or not 0.0 <= ema < 1.0:
-        raise ValueError(f"Config key 'train.ema' must be a number in [0, 1) (0: off). Received: train.ema={ema!r}")
     optimizer = keras.optimizers.Adam(
         learning_rate=learning_rate_schedule(train_config, steps_per_epoch),
-        **({"use_ema": True, "ema_momentum": float(ema)} if ema else {}),
+        **({"use_ema": True, "ema_momentum": ema} if ema else {}),
     )
     model.compile(
         optimizer=optimizer,

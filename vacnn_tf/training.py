@@ -139,11 +139,12 @@ def _datasets(config: RunConfig, data: CorpusData, fold: Fold, bovw: Optional[np
     from vacnn_tf.data import Masking, make_dataset
 
     bs = config.train.batch_size
+    masking = Masking.from_train_config(config.train, config.features.low_freq_at_bottom)
 
     def part(idx: np.ndarray, shuffle: bool) -> Any:
         return make_dataset(
             data.images[idx], data.y[idx], bovw[idx] if bovw is not None else None,
-            batch_size=bs, shuffle=shuffle, seed=seed, masking=Masking.from_train_config(config.train, config.features.low_freq_at_bottom) if shuffle else None,
+            batch_size=bs, shuffle=shuffle, seed=seed, masking=masking if shuffle else None,
             mixup=config.train.mixup if shuffle else 0.0, num_classes=len(data.classes),
         )
 
