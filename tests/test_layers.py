@@ -7,7 +7,7 @@ import pytest
 
 from layer_testing import random_inputs, randomize_weights, run_layer_test
 from vacnn_tf.layers import (
-    CBAM, ChannelAttention, ChannelStatsGroupNormalization, LuongContextAttention, SpatialAttention, VisualAttention,
+    BandStandardization, CBAM, ChannelAttention, ChannelStatsGroupNormalization, LuongContextAttention, SpatialAttention, VisualAttention,
 )
 
 
@@ -65,6 +65,7 @@ def np_luong(o: np.ndarray, h_s: np.ndarray, w: np.ndarray, w_c: np.ndarray) -> 
         (CBAM, {"reduction": 4, "kernel_size": 5}, (2, 6, 5, 8), (2, 6, 5, 8), 5),
         (LuongContextAttention, {"kernel_regularizer": "l2"}, [(2, 9, 6), (2, 9, 6)], (2, 9, 6), 2),
         (ChannelStatsGroupNormalization, {"groups": 4, "epsilon": 1e-5}, (2, 6, 5, 8), (2, 6, 5, 8), 2),
+        (BandStandardization, {"epsilon": 1e-2}, (2, 6, 5, 1), (2, 6, 5, 1), 2),
     ],
     ids=lambda v: v.__name__ if isinstance(v, type) else None,
 )
@@ -192,3 +193,31 @@ def test_channel_stats_group_norm_keeps_the_compute_dtype():
     out, expected = fast(x), reference(x)
     assert out.dtype == expected.dtype == "bfloat16"
     np.testing.assert_allclose(np.asarray(out, "float32"), np.asarray(expected, "float32"), atol=0.02)
+
+
+def test_band_standardization_uses_each_rows_training_statistics(tmp_path):
+    import keras
+
+    rng = np.random.default_rng(5)
+    images = rng.integers(0, 256, (37, 12, 9), dtype=np.uint8)
+    images[:, :4] //= 8  # quiet low bands, as in a log-mel image
+    layer = BandStandardization(name="band")
+    x = rng.uniform(0, 1, (3, 12, 9, 1)).astype(np.float32)
+    np.testing.assert_allclose(np.asarray(layer(x)), x, rtol=1e-6)  # identity until adapted
+    layer.adapt(images, scale=1 / 255)  # chunked sums: 37 images read in one chunk; the rows matter
+    values = images.astype(np.float64) / 255
+    mean, std = values.mean(axis=(0, 2)), values.std(axis=(0, 2)) + 1e-3
+    np.testing.assert_allclose(layer.mean.numpy(), mean, rtol=1e-5)
+    np.testing.assert_allclose(layer.std.numpy(), std, rtol=1e-4)
+    expected = (x - mean[None, :, None, None]) / std[None, :, None, None]
+    np.testing.assert_allclose(np.asarray(layer(x)), expected, rtol=1e-4, atol=1e-4)
+    # the statistics are weights: a saved model carries them
+    inputs = keras.Input((12, 9, 1))
+    model = keras.Model(inputs, layer(inputs))
+    model.save(tmp_path / "m.keras")
+    loaded = keras.models.load_model(tmp_path / "m.keras")
+    np.testing.assert_allclose(loaded.predict(x, verbose=0), expected, rtol=1e-4, atol=1e-4)
+    with pytest.raises(ValueError, match="12 rows"):
+        layer.adapt(images[:, :10])
+    with pytest.raises(ValueError, match="non-empty"):
+        layer.adapt(images[:0])

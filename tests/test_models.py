@@ -126,6 +126,22 @@ def test_state_pooling_time_gap_averages_each_frequency_row_over_time(vacnn):
     np.testing.assert_allclose(np.asarray(pooled), expected, rtol=1e-5, atol=1e-6)
 
 
+def test_band_input_norm_adds_a_standardization_that_adapts_to_training_images(finetuned):
+    assert "stem_band_norm" not in [layer.name for layer in finetuned.layers]  # the paper's input: rescaling only
+    assert not models.adapt_input_norm(finetuned, np.zeros((2, 224, 224), np.uint8))
+    config = ModelConfig(input_norm="band", freeze_through="none")
+    model = models.build_finetuned(models.build_model("vacnn", 7, config), 7, config)
+    images = np.random.default_rng(4).integers(0, 256, (5, 224, 224), dtype=np.uint8)
+    images[:, 200:] = 0  # silent top bands: std falls back to epsilon, no division by zero
+    assert models.adapt_input_norm(model, images)
+    norm = model.get_layer("stem_band_norm")
+    np.testing.assert_allclose(norm.mean.numpy(), (images / 255.0).mean(axis=(0, 2)), rtol=1e-5, atol=1e-7)
+    assert np.all(np.isfinite(model.predict({"logmel": images[:2, ..., None].astype(np.float32),
+                                              "bovw": np.full((2, 128), 1 / 128, np.float32)}, verbose=0)))
+    with pytest.raises(ValueError, match="model.input_norm"):
+        models.build_model("vacnn", 7, ModelConfig(input_norm="minmax"))
+
+
 def test_head_dropout_adds_two_dropouts_only_when_asked(vacnn, finetuned):
     names = [layer.name for layer in finetuned.layers]
     assert not any("dropout" in name for name in names)  # the paper's model: none

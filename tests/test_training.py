@@ -90,12 +90,14 @@ def test_same_seed_same_metrics(cache, tmp_path):
     from vacnn_tf.cli import main
     from vacnn_tf.training import RunSummary
 
-    cfg = tiny(cache, tmp_path, **{"train.epochs": 1})
+    # band input norm on (ours): its statistics are fitted per fold, deterministically too
+    cfg = tiny(cache, tmp_path, **{"train.epochs": 1, "model.input_norm": "band"})
     a = finetune(cfg, "savee", tmp_path / "a", variant="pure")
     # The second run goes through the CLI with the same settings: same split, same weights.
     sets = [f"{k}={v}" for k, v in {
         "out": tmp_path, "data.cache_dir": cache, "data.workers": 1, "train.verbose": 0, "train.epochs": 1,
-        "train.patience": 5, "protocol.max_folds": 1, "data.synth_per_class": 6, "bovw.k": 16}.items()]
+        "train.patience": 5, "protocol.max_folds": 1, "data.synth_per_class": 6, "bovw.k": 16,
+        "model.input_norm": "band"}.items()]
     argv = ["finetune", "--target", "savee", "--variant", "pure", "--out", str(tmp_path / "b"), "--protocol", "paper"]
     assert main(argv + [x for s in sets for x in ("--set", s)]) == 0
     assert main(argv + [x for s in sets for x in ("--set", s)]) == 2  # finished: refuses without --resume/--force
@@ -106,6 +108,10 @@ def test_same_seed_same_metrics(cache, tmp_path):
     probs = [c for c in pa.columns if c.startswith("prob_")]
     np.testing.assert_allclose(pa[probs].to_numpy(), pb[probs].to_numpy(), rtol=1e-5, atol=1e-6)
     assert a.folds[0]["accuracy"] == b.folds[0]["accuracy"]
+    import keras
+
+    norm = keras.models.load_model(tmp_path / "a" / "fold_0" / "model.keras").get_layer("stem_band_norm")
+    assert 0.0 < float(norm.mean.numpy().mean()) < 1.0 and not np.allclose(norm.std.numpy(), 1.0)  # adapted, not the identity
     assert json.loads((tmp_path / "a" / "folds.json").read_text())["folds"] == json.loads(
         (tmp_path / "b" / "folds.json").read_text())["folds"]
 

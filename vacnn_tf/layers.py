@@ -10,6 +10,8 @@
   map), the Table 3 ablation.
 - :class:`LuongContextAttention` -- eqs. (4)-(8): Luong multiplicative attention of the BOVW
   hidden states, fused with the VACNN feature sequence ``O`` (section 3.2).
+- :class:`BandStandardization` -- per-mel-band standardisation of the input images with
+  training-set statistics (ours, ``model.input_norm: band``).
 - :class:`ChannelStatsGroupNormalization` -- Keras's GroupNormalization with the statistics
   gathered per channel first: the same normalisation, fewer passes over a feature map; the
   exported serving graph uses it (:mod:`vacnn_tf.export`).
@@ -26,7 +28,7 @@ import keras
 from keras import initializers, ops, regularizers
 
 __all__ = [
-    "CBAM", "ChannelAttention", "ChannelStatsGroupNormalization", "LuongContextAttention", "SpatialAttention",
+    "BandStandardization", "CBAM", "ChannelAttention", "ChannelStatsGroupNormalization", "LuongContextAttention", "SpatialAttention",
     "VisualAttention",
 ]
 
@@ -428,3 +430,70 @@ class ChannelStatsGroupNormalization(keras.layers.GroupNormalization):
         scale = ops.reshape(scale, (batch, 1, 1, channels))
         shift = ops.reshape(shift, (batch, 1, 1, channels))
         return ops.cast(x * scale + shift, self.compute_dtype)
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class BandStandardization(keras.layers.Layer):
+    """Per-row (per mel band) standardisation of `(batch, H, W, C)` images, not in the paper.
+
+    Each image row ``h`` becomes ``(x - mean[h]) / std[h]`` with ``mean`` and ``std`` the row's
+    statistics over the training images (all their columns and channels), stored as
+    non-trainable weights so that the saved model and the serving graph carry them. A band
+    that is loud in every utterance no longer dominates the first convolutions; what is left
+    is how an utterance departs from the corpus's average spectrum, the information a linear
+    model on per-band statistics uses (docs/emodb-results.md). Until :meth:`adapt` is called it
+    is the identity (mean 0, std 1).
+    """
+
+    def __init__(self, epsilon: float = 1e-3, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        if isinstance(epsilon, bool) or not isinstance(epsilon, (int, float)) or epsilon <= 0:
+            raise ValueError(f"`epsilon` must be a positive number. Received: epsilon={epsilon!r}")
+        self.epsilon = float(epsilon)
+
+    def build(self, input_shape: tuple) -> None:
+        _check_feature_map(self, input_shape)
+        if input_shape[1] is None:
+            raise ValueError(f"BandStandardization needs a known image height. Received: input_shape={tuple(input_shape)}")
+        rows = int(input_shape[1])
+        self.mean = self.add_weight(name="mean", shape=(rows,), initializer="zeros", trainable=False)
+        self.std = self.add_weight(name="std", shape=(rows,), initializer="ones", trainable=False)
+
+    def adapt(self, images: Any, scale: float = 1.0, offset: float = 0.0) -> None:
+        """Set the statistics from ``images * scale + offset``, the values this layer receives.
+
+        ``images`` is `(N, H, W[, C])`, e.g. the uint8 training images and the preceding
+        rescaling's factors; it is read in chunks, so a large corpus needs no float copy.
+        """
+        import numpy as np
+
+        shape = np.shape(images)
+        if len(shape) < 3 or shape[0] == 0:
+            raise ValueError(f"BandStandardization.adapt needs a non-empty (N, H, W[, C]) array. Received: shape={shape}")
+        if not self.built:
+            self.build((None, shape[1], 1, 1))
+        if shape[1] != self.mean.shape[0]:
+            raise ValueError(f"BandStandardization.adapt needs images of {self.mean.shape[0]} rows. Received: shape={shape}")
+        total = np.zeros(shape[1])
+        squares = np.zeros(shape[1])
+        for start in range(0, shape[0], 256):
+            x = np.asarray(images[start:start + 256], dtype=np.float64) * scale + offset
+            x = x.reshape(x.shape[0], x.shape[1], -1)
+            total += x.sum(axis=(0, 2))
+            squares += np.square(x).sum(axis=(0, 2))
+        count = shape[0] * int(np.prod(shape[2:]))
+        mean = total / count
+        std = np.sqrt(np.maximum(squares / count - np.square(mean), 0.0)) + self.epsilon
+        self.mean.assign(mean.astype("float32"))
+        self.std.assign(std.astype("float32"))
+
+    def call(self, inputs: Any) -> Any:
+        mean = ops.cast(ops.reshape(self.mean, (1, -1, 1, 1)), inputs.dtype)
+        std = ops.cast(ops.reshape(self.std, (1, -1, 1, 1)), inputs.dtype)
+        return (inputs - mean) / std
+
+    def compute_output_shape(self, input_shape: tuple) -> tuple:
+        return input_shape
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "epsilon": self.epsilon}

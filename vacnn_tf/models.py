@@ -114,6 +114,31 @@ def _regularizer(config: ModelConfig) -> Optional[keras.regularizers.Regularizer
     return keras.regularizers.L2(config.l2) if config.l2 > 0 else None
 
 
+def _input_stem(inputs: Any, scale: float, offset: float, config: ModelConfig) -> Any:
+    """``stem_rescale`` from pixel values 0-255, then with ``input_norm="band"`` ``stem_band_norm``."""
+    if config.input_norm not in INPUT_NORMS:
+        raise ValueError(f"Config key 'model.input_norm' must be one of {INPUT_NORMS}. Received: model.input_norm={config.input_norm!r}")
+    x = layers.Rescaling(scale, offset=offset, name="stem_rescale")(inputs)
+    if config.input_norm == "band":
+        x = vlayers.BandStandardization(name="stem_band_norm")(x)
+    return x
+
+
+def adapt_input_norm(model: keras.Model, images: Any) -> bool:
+    """Fit ``stem_band_norm`` (``model.input_norm="band"``) to training ``images`` (N, 224, 224) 0-255.
+
+    Called on a freshly built model only: a fine-tuned model keeps the statistics of the data
+    its frozen layers were pretrained on. Returns False when the model has no such layer.
+    """
+    try:
+        norm = model.get_layer("stem_band_norm")
+    except ValueError:
+        return False
+    rescale = model.get_layer("stem_rescale")
+    norm.adapt(images, scale=float(rescale.scale), offset=float(rescale.offset))
+    return True
+
+
 def _conv_block(x: Any, filters: int, strides: int, prefix: str, suffix: str, config: ModelConfig) -> Any:
     """Conv 3x3 (unbiased: GN follows) -> GroupNormalization(G) -> ReLU (section 3.1)."""
     x = layers.Conv2D(
@@ -183,7 +208,7 @@ def build_vacnn(
         name = {"va": "vacnn", "cbam": "vacnn_cbam", "none": "vacnn_noatt"}[attention]
 
     inputs = keras.Input(INPUT_SHAPE, dtype="float32", name="logmel")
-    x = layers.Rescaling(1.0 / 255.0, name="stem_rescale")(inputs)
+    x = _input_stem(inputs, 1.0 / 255.0, 0.0, config)
     x = _conv_block(x, VA_BLOCKS[0][0], 2, "stem", "", config)
     # "same": 112 -> 56 as in the paper (PyTorch pads 1 on both sides, Keras 0 before, 1 after).
     x = layers.MaxPooling2D(3, strides=2, padding="same", name="stem_pool")(x)
@@ -251,7 +276,7 @@ def build_baseline(name: str, num_classes: int, config: ModelConfig = ModelConfi
         raise ValueError(f"`name` must be one of {BASELINES}. Received: name={name!r}")
     _check_num_classes(num_classes)
     inputs = keras.Input(INPUT_SHAPE, dtype="float32", name="logmel")
-    x = layers.Rescaling(1.0 / 127.5, offset=-1.0, name="stem_rescale")(inputs)
+    x = _input_stem(inputs, 1.0 / 127.5, -1.0, config)
     application = {
         "resnet": keras.applications.ResNet50V2,
         "inception": keras.applications.InceptionV3,
@@ -322,6 +347,7 @@ def _freeze_boundary(model: keras.Model, spec: ModelSpec, freeze_through: str) -
 
 #: Values of ``ModelConfig.state_pooling``: how the fusion head reads the 49 attended states.
 STATE_POOLINGS: tuple[str, ...] = ("flatten", "gap", "time_gap")
+INPUT_NORMS: tuple[str, ...] = ("scale", "band")
 
 
 def build_finetuned(

@@ -223,7 +223,7 @@ def pretrain(
         The pretraining run directory; the model is ``RUN/pretrain/model.keras``.
     """
     from vacnn_tf.fitting import set_seed
-    from vacnn_tf.models import build_model
+    from vacnn_tf.models import adapt_input_norm, build_model
 
     configure_runtime(config.train)  # before any model is built: the precision policy applies to new layers
     run_dir = Path(out_dir) if out_dir is not None else pretrain_dir(config, exclude_speakers)
@@ -250,6 +250,7 @@ def pretrain(
         with manifest.stage("pretrain"):
             set_seed(config.seed)
             model = build_model(config.model.architecture, len(PRETRAIN_CLASSES), config.model)
+            adapt_input_norm(model, data.images[split.train])
             epochs = config.train.pretrain_epochs or config.train.epochs
             _train_and_test(config, model, data, split, None, stage_dir, epochs, callbacks)
     with manifest.stage("evaluate"):
@@ -313,7 +314,7 @@ def finetune(
 
     from vacnn_tf.bovw import descriptors_for
     from vacnn_tf.fitting import set_seed
-    from vacnn_tf.models import build_finetuned, build_model
+    from vacnn_tf.models import adapt_input_norm, build_finetuned, build_model
 
     _check(target, TARGETS, "target")
     _check(variant, VARIANTS, "variant")
@@ -369,6 +370,7 @@ def finetune(
                                     bovw_size=config.bovw.k)
             if variant == "pure":
                 model.trainable = True  # nothing frozen: the fine-tuned architecture trained from scratch
+                adapt_input_norm(model, data.images[fold.train])
             metrics = _train_and_test(config, model, data, fold, bovw, fold_dir, config.train.epochs, callbacks)
             log.info("fold %d: accuracy %.4f, UAR %.4f", fold.index, metrics["accuracy"], metrics["uar"])
             keras.backend.clear_session()
