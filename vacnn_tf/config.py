@@ -71,6 +71,7 @@ class ModelConfig:
     state_pooling: str = "flatten"  # silent: the BOVW fusion head reads the 49 attended states flattened (keeps where in time and frequency) or averaged ("gap"), or each frequency row averaged over time ("time_gap", ours)
     freeze_through: str = "va_block1"  # fine-tuning freezes every layer up to and including this block
     head_dropout: float = 0.0  # ours, not the paper's: dropout rate before the fine-tuned model's FC and classifier layers (0: none, as the paper)
+    linear_c: float = 0.1  # ours: inverse L2 strength (scikit-learn C) of the linear reference, `finetune --variant linear`
     input_norm: str = "scale"  # "scale": pixel values rescaled only (the paper); "band" (ours): each mel band standardised with the training images' statistics
 
 

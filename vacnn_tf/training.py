@@ -54,7 +54,7 @@ from vacnn_tf.storage import atomic_write, read_json, write_json
 
 log = logging.getLogger(__name__)
 
-VARIANTS: tuple[str, ...] = ("finetuned", "pure")
+VARIANTS: tuple[str, ...] = ("finetuned", "pure", "linear")
 TARGETS: tuple[str, ...] = ("ravdess", "emodb", "savee")
 PRETRAIN_STAGE = "pretrain"
 
@@ -157,7 +157,6 @@ def _train_and_test(
     stage_dir: Path, epochs: int, callbacks: Optional[list[Any]] = None,
 ) -> dict[str, Any]:
     """Compile, fit with resume, save the selected model, predict the test part, write metrics."""
-    from vacnn_tf.evaluation import fold_metrics, predictions_frame
     from vacnn_tf.fitting import cleanup_fold, fit_resumable
     from vacnn_tf.models import compile_model
     from vacnn_tf.runtime import predict
@@ -172,20 +171,42 @@ def _train_and_test(
     )
     atomic_write(stage_dir / "model.keras", model.save, suffix=".keras")
     probs = predict(model, test_ds)
+    metrics = _write_fold(data, fold, probs, stage_dir, {
+        "best_epoch": (state.get("best") or {}).get("epoch"), "best_val_accuracy": (state.get("best") or {}).get("acc"),
+        "epochs_run": state["epochs_run"], "stopped_early": bool(state.get("stopped")),
+    })
+    cleanup_fold(stage_dir)  # after DONE: a kill in between leaves a spare backup, never a lost fold
+    return metrics
+
+
+def _write_fold(data: CorpusData, fold: Fold, probs: np.ndarray, stage_dir: Path, training: dict[str, Any]) -> dict[str, Any]:
+    """Write the test part's predictions and metrics (plus ``training``'s facts), then mark the stage done."""
+    from vacnn_tf.evaluation import fold_metrics, predictions_frame
+
     classes = list(data.classes)
     preds = predictions_frame(data.table["path"].to_numpy()[fold.test], data.y[fold.test], probs, classes)
     atomic_write(stage_dir / "predictions.csv", lambda p: preds.to_csv(p, index=False))
     metrics = fold_metrics(data.y[fold.test], probs.argmax(axis=1), classes)
     metrics.update({
         "fold": fold.index, "train": len(fold.train), "val": len(fold.val), "test": len(fold.test),
-        "test_speakers": list(fold.test_speakers), "val_speakers": list(fold.val_speakers),
-        "best_epoch": (state.get("best") or {}).get("epoch"), "best_val_accuracy": (state.get("best") or {}).get("acc"),
-        "epochs_run": state["epochs_run"], "stopped_early": bool(state.get("stopped")),
+        "test_speakers": list(fold.test_speakers), "val_speakers": list(fold.val_speakers), **training,
     })
     write_json(stage_dir / "metrics.json", metrics)
-    cleanup_fold(stage_dir)
     mark_done(stage_dir, f"accuracy={metrics['accuracy']:.4f} uar={metrics['uar']:.4f}")
     return metrics
+
+
+def _linear_fold(config: RunConfig, data: CorpusData, fold: Fold, stats: np.ndarray, bovw: Optional[np.ndarray],
+                 stage_dir: Path) -> dict[str, Any]:
+    """The ``linear`` variant on one fold: fitted on training + validation, no epochs to select."""
+    from vacnn_tf.linear import fit_predict
+
+    x = stats if bovw is None else np.concatenate([stats, bovw.astype(np.float32)], axis=1)
+    fit_rows = np.concatenate([fold.train, fold.val])
+    probs = fit_predict(x[fit_rows], data.y[fit_rows], x[fold.test], len(data.classes), config.model.linear_c,
+                        config.seed + fold.index)
+    return _write_fold(data, fold, probs, stage_dir, {"best_epoch": None, "best_val_accuracy": None, "epochs_run": 0,
+                                                      "stopped_early": False})
 
 
 def _write_common(run_dir: Path, config: RunConfig, data: CorpusData, folds: list[Fold]) -> None:
@@ -300,7 +321,9 @@ def finetune(
         config: Run configuration.
         target: ``ravdess``, ``emodb`` or ``savee``.
         out_dir: Run directory; default :func:`finetune_dir`.
-        variant: ``finetuned`` (from the pretrained checkpoint) or ``pure`` (random init, nothing frozen).
+        variant: ``finetuned`` (from the pretrained checkpoint), ``pure`` (random init, nothing
+            frozen) or ``linear`` (not the paper's: logistic regression on per-mel-band statistics
+            plus the BOVW histogram, :mod:`vacnn_tf.linear`, a reference for what no network reaches).
         pretrained: A pretraining run dir or ``.keras`` file used for every fold; None pretrains as
             needed (one shared pretraining, or one per fold for a RAVDESS target under ``speaker``).
         resume: Continue an unfinished run (finished folds are skipped) or return a finished one.
@@ -314,13 +337,14 @@ def finetune(
 
     from vacnn_tf.bovw import descriptors_for
     from vacnn_tf.fitting import set_seed
+    from vacnn_tf.linear import band_statistics
     from vacnn_tf.models import adapt_input_norm, build_finetuned, build_model
 
     _check(target, TARGETS, "target")
     _check(variant, VARIANTS, "variant")
     check_protocol(config.protocol.name)
-    if variant == "pure" and pretrained is not None:
-        raise ValueError(f"The 'pure' variant trains from random initialisation; it takes no pretrained model. Received: pretrained={pretrained!r}")
+    if variant != "finetuned" and pretrained is not None:
+        raise ValueError(f"The '{variant}' variant uses no pretrained model. Received: pretrained={pretrained!r}")
     configure_runtime(config.train)
     run_dir = Path(out_dir) if out_dir is not None else finetune_dir(config, target, variant)
     run_dir, finished = prepare_run_dir(run_dir, config, resume=resume, force=force)
@@ -344,6 +368,7 @@ def finetune(
                 progress=config.train.verbose > 0, workers=config.data.workers,
             )
     pretrained_for: dict[int, str] = {}
+    stats: Optional[np.ndarray] = None  # the linear variant's band statistics, computed once
     model_cfg = config.model if variant == "finetuned" else replace(config.model, freeze_through="none")
     for fold in folds:
         fold_dir = run_dir / f"fold_{fold.index}"
@@ -361,6 +386,12 @@ def finetune(
             manifest.data.setdefault("pretrained", {})[str(fold.index)] = str(source)
         with manifest.stage(f"fold_{fold.index}"):
             bovw = _fold_bovw(config, descriptors, fold, fold_dir) if descriptors is not None else None
+            if variant == "linear":
+                if stats is None:
+                    stats = band_statistics(data.images)
+                metrics = _linear_fold(config, data, fold, stats, bovw, fold_dir)
+                log.info("fold %d: accuracy %.4f, UAR %.4f", fold.index, metrics["accuracy"], metrics["uar"])
+                continue
             set_seed(config.seed + fold.index)  # per fold, so a resumed fold starts as it would have
             if variant == "finetuned":
                 base = keras.models.load_model(pretrained_for[fold.index], compile=False)

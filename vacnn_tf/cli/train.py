@@ -5,6 +5,7 @@ Examples::
     vacnn pretrain --config configs/default.yaml --data-root /data/corpora
     vacnn finetune --target emodb --variant pure --data-root /data/corpora --protocol speaker
     vacnn finetune --target savee --config configs/demo.yaml          # synthetic corpus, minutes
+    vacnn finetune --target emodb --variant linear --data-root /data/corpora   # linear reference, seconds
     vacnn evaluate --run runs/emodb/paper/finetuned-vacnn-bovw-s42-1a2b3c4d
 """
 
@@ -106,8 +107,9 @@ def register(subparsers: Any) -> None:
     p = subparsers.add_parser("finetune", help="cross-validate on a target corpus (fine-tuned or pure)")
     _common(p)
     p.add_argument("--target", required=True, choices=("ravdess", "emodb", "savee"), help="target corpus")
-    p.add_argument("--variant", default="finetuned", choices=("finetuned", "pure"),
-                   help="finetuned: from the pretrained VACNN; pure: same architecture, random init, nothing frozen")
+    p.add_argument("--variant", default="finetuned", choices=("finetuned", "pure", "linear"),
+                   help="finetuned: from the pretrained VACNN; pure: same architecture, random init, nothing frozen; "
+                        "linear (not the paper's): logistic regression on per-mel-band statistics + the BOVW histogram")
     p.add_argument("--pretrained", help="pretraining run dir or .keras file to use for every fold (default: pretrain as needed)")
     p.set_defaults(func=_run(cmd_finetune))
 
