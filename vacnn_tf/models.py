@@ -347,6 +347,7 @@ def _freeze_boundary(model: keras.Model, spec: ModelSpec, freeze_through: str) -
 
 #: Values of ``ModelConfig.state_pooling``: how the fusion head reads the 49 attended states.
 STATE_POOLINGS: tuple[str, ...] = ("flatten", "gap", "time_gap")
+#: Values of ``ModelConfig.input_norm``: what ``stem_rescale`` is followed by (:func:`_input_stem`).
 INPUT_NORMS: tuple[str, ...] = ("scale", "band")
 
 

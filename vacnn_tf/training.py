@@ -201,7 +201,7 @@ def _linear_fold(config: RunConfig, data: CorpusData, fold: Fold, stats: np.ndar
     """The ``linear`` variant on one fold: fitted on training + validation, no epochs to select."""
     from vacnn_tf.linear import fit_predict
 
-    x = stats if bovw is None else np.concatenate([stats, bovw.astype(np.float32)], axis=1)
+    x = stats if bovw is None else np.concatenate([stats, bovw], axis=1)
     fit_rows = np.concatenate([fold.train, fold.val])
     probs = fit_predict(x[fit_rows], data.y[fit_rows], x[fold.test], len(data.classes), config.model.linear_c,
                         config.seed + fold.index)
@@ -345,7 +345,8 @@ def finetune(
     check_protocol(config.protocol.name)
     if variant != "finetuned" and pretrained is not None:
         raise ValueError(f"The '{variant}' variant uses no pretrained model. Received: pretrained={pretrained!r}")
-    configure_runtime(config.train)
+    if variant != "linear":  # the linear reference runs no TensorFlow: leave threads and XLA flags to whoever does
+        configure_runtime(config.train)
     run_dir = Path(out_dir) if out_dir is not None else finetune_dir(config, target, variant)
     run_dir, finished = prepare_run_dir(run_dir, config, resume=resume, force=force)
     if finished:
@@ -368,7 +369,7 @@ def finetune(
                 progress=config.train.verbose > 0, workers=config.data.workers,
             )
     pretrained_for: dict[int, str] = {}
-    stats: Optional[np.ndarray] = None  # the linear variant's band statistics, computed once
+    stats = band_statistics(data.images) if variant == "linear" else None  # once for every fold
     model_cfg = config.model if variant == "finetuned" else replace(config.model, freeze_through="none")
     for fold in folds:
         fold_dir = run_dir / f"fold_{fold.index}"
@@ -386,25 +387,22 @@ def finetune(
             manifest.data.setdefault("pretrained", {})[str(fold.index)] = str(source)
         with manifest.stage(f"fold_{fold.index}"):
             bovw = _fold_bovw(config, descriptors, fold, fold_dir) if descriptors is not None else None
-            if variant == "linear":
-                if stats is None:
-                    stats = band_statistics(data.images)
+            if stats is not None:
                 metrics = _linear_fold(config, data, fold, stats, bovw, fold_dir)
-                log.info("fold %d: accuracy %.4f, UAR %.4f", fold.index, metrics["accuracy"], metrics["uar"])
-                continue
-            set_seed(config.seed + fold.index)  # per fold, so a resumed fold starts as it would have
-            if variant == "finetuned":
-                base = keras.models.load_model(pretrained_for[fold.index], compile=False)
             else:
-                base = build_model(config.model.architecture, len(PRETRAIN_CLASSES), config.model)
-            model = build_finetuned(base, len(data.classes), model_cfg, use_bovw=config.model.use_bovw,
-                                    bovw_size=config.bovw.k)
-            if variant == "pure":
-                model.trainable = True  # nothing frozen: the fine-tuned architecture trained from scratch
-                adapt_input_norm(model, data.images[fold.train])
-            metrics = _train_and_test(config, model, data, fold, bovw, fold_dir, config.train.epochs, callbacks)
+                set_seed(config.seed + fold.index)  # per fold, so a resumed fold starts as it would have
+                if variant == "finetuned":
+                    base = keras.models.load_model(pretrained_for[fold.index], compile=False)
+                else:
+                    base = build_model(config.model.architecture, len(PRETRAIN_CLASSES), config.model)
+                model = build_finetuned(base, len(data.classes), model_cfg, use_bovw=config.model.use_bovw,
+                                        bovw_size=config.bovw.k)
+                if variant == "pure":
+                    model.trainable = True  # nothing frozen: the fine-tuned architecture trained from scratch
+                    adapt_input_norm(model, data.images[fold.train])
+                metrics = _train_and_test(config, model, data, fold, bovw, fold_dir, config.train.epochs, callbacks)
+                keras.backend.clear_session()
             log.info("fold %d: accuracy %.4f, UAR %.4f", fold.index, metrics["accuracy"], metrics["uar"])
-            keras.backend.clear_session()
     with manifest.stage("evaluate"):
         evaluate(run_dir)
     summary = _summary(run_dir, config, target, variant, data.classes, len(folds))
