@@ -116,6 +116,33 @@ def test_same_seed_same_metrics(cache, tmp_path):
         (tmp_path / "b" / "folds.json").read_text())["folds"]
 
 
+def test_leak_audit_scores_the_test_fold_without_changing_training(cache, tmp_path):
+    from vacnn_tf.training import RunSummary, finetune
+
+    # augmentation, mixup and weight averaging on: every random and swapped path the audit sits beside
+    changes = {"train.epochs": 3, "train.augment": True, "train.mixup": 0.2, "train.ema": 0.9}
+    plain = finetune(tiny(cache, tmp_path, **changes), "emodb", tmp_path / "plain", variant="pure")
+    audited = finetune(tiny(cache, tmp_path, **changes, **{"train.audit_test": True}), "emodb", tmp_path / "audit",
+                       variant="pure")
+    pa = pd.read_csv(tmp_path / "plain" / "fold_0" / "predictions.csv")
+    pb = pd.read_csv(tmp_path / "audit" / "fold_0" / "predictions.csv")
+    probs = [c for c in pa.columns if c.startswith("prob_")]
+    np.testing.assert_allclose(pa[probs].to_numpy(), pb[probs].to_numpy(), rtol=1e-5, atol=1e-6)
+    assert plain.audit is None
+    history = json.loads((tmp_path / "audit" / "fold_0" / "selection.json").read_text())["history"]
+    scores = [h["audit_test_accuracy"] for h in history]
+    assert len(scores) == 3 and all(0.0 <= s <= 1.0 for s in scores)
+    metrics = json.loads((tmp_path / "audit" / "fold_0" / "metrics.json").read_text())
+    # the audit scored the very weights selection kept (EMA-swapped): same accuracy at the selected epoch
+    assert scores[metrics["best_epoch"]] == pytest.approx(metrics["accuracy"])  # epochs count from 0, as Keras
+    assert metrics["audit_best_test_accuracy"] == max(scores) >= metrics["accuracy"]
+    assert metrics["audit_best_test_epoch"] == scores.index(max(scores))
+    assert "audit_test_accuracy" in pd.read_csv(tmp_path / "audit" / "fold_0" / "history.csv").columns
+    loaded = RunSummary.load(tmp_path / "audit")
+    assert loaded.audit["best_test_accuracy_mean"] == pytest.approx(max(scores))
+    assert "Not a result" in loaded.audit["note"]
+
+
 def test_pretraining_is_keyed_by_what_it_excludes(cache, tmp_path):
     from vacnn_tf.training import finetune_dir, pretrain_dir
 

@@ -102,6 +102,7 @@ class TrainConfig:
     ema: float = 0.0  # ours, not the paper's: momentum of an exponential moving average of the weights, used for validation, selection and the saved model (e.g. 0.995); 0: off
     augment_warp: float = 0.0  # with augment: stretch or squeeze each image along frequency and time by factors drawn from 1 +- this (e.g. 0.1; 0: none)
     mixup: float = 0.0  # ours, not the paper's: mixup alpha for the training batches (Zhang et al. 2018); 0: off
+    audit_test: bool = False  # ours, a leak audit: also score the test part after every epoch (history column audit_test_accuracy); never used for selection or stopping, it measures what choosing the checkpoint on the test fold would report
     verbose: int = 1  # Keras progress bar (0 silent, 1 bar, 2 one line per epoch)
 
 

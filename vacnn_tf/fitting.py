@@ -17,7 +17,7 @@ import shutil
 import warnings
 from pathlib import Path
 from contextlib import contextmanager
-from typing import Any, Iterator, Optional
+from typing import Any, Callable, Iterator, Optional
 
 import numpy as np
 
@@ -121,6 +121,36 @@ class SelectBest(_callback_base()):  # type: ignore[misc]
         write_json(self.fold_dir / STATE_FILE, self.state)
 
 
+class TestAudit(_callback_base()):  # type: ignore[misc]
+    """Score the test part after every epoch into ``logs["audit_test_accuracy"]`` (``train.audit_test``).
+
+    A measurement of the leak METHOD.md names (a checkpoint chosen on the test fold), never an
+    input to selection: :class:`SelectBest` reads validation metrics only. It must run before
+    SelectBest and CSVLogger so both record the column, and after an EMA swap so it scores the
+    weights SelectBest would save.
+
+    Args:
+        score: Returns the test accuracy of the model's current weights.
+    """
+
+    def __init__(self, score: Callable[[], float]) -> None:
+        super().__init__()
+        self.score = score
+
+    def on_epoch_end(self, epoch: int, logs: Optional[dict[str, Any]] = None) -> None:
+        if logs is not None:
+            logs["audit_test_accuracy"] = float(self.score())
+
+
+def audit_facts(state: dict[str, Any]) -> dict[str, Any]:
+    """The leak audit's summary of a fit: the best per-epoch test accuracy and its epoch (empty without audit)."""
+    scored = [(h["audit_test_accuracy"], -h["epoch"]) for h in state.get("history", []) if "audit_test_accuracy" in h]
+    if not scored:
+        return {}
+    acc, neg_epoch = max(scored)  # ties: the earliest epoch
+    return {"audit_best_test_accuracy": acc, "audit_best_test_epoch": -neg_epoch}
+
+
 def load_state(fold_dir: str | Path) -> dict[str, Any]:
     """The selection state of a fold (an empty one when none was written)."""
     path = Path(fold_dir) / STATE_FILE
@@ -155,6 +185,7 @@ def fit_resumable(
     verbose: int = 1,
     extra_callbacks: Optional[list[Any]] = None,
     select_on: str = "accuracy",
+    audit: Optional[Any] = None,
 ) -> dict[str, Any]:
     """Fit ``model`` with epoch-level resume, then load the selected (best-on-validation) weights.
 
@@ -170,6 +201,7 @@ def fit_resumable(
         select_on: ``accuracy`` (the paper: best validation accuracy, ties to the lower loss) or
             ``loss`` (lowest validation loss, ties to the higher accuracy); early stopping
             counts epochs without a better one by the same rule.
+        audit: A :class:`TestAudit` (``train.audit_test``), or None.
 
     Returns:
         The selection state: ``history`` (per-epoch logs), ``best`` (epoch, acc, loss), ``stopped``,
@@ -190,6 +222,7 @@ def fit_resumable(
             # model during the epoch-end callbacks after this one, so SelectBest saves them. The
             # backup above keeps the raw weights (and the average in the optimizer state).
             *([keras.callbacks.SwapEMAWeights(swap_on_epoch=True)] if getattr(model.optimizer, "use_ema", False) else []),
+            *([audit] if audit is not None else []),
             select,
             keras.callbacks.CSVLogger(str(fold_dir / "history.csv"), append=True),
             *_tensorboard(fold_dir / "logs"),

@@ -29,7 +29,7 @@ import json
 import logging
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Optional, Sequence
+from typing import Any, Callable, Iterable, Mapping, Optional, Sequence
 
 import numpy as np
 import pandas as pd
@@ -85,6 +85,7 @@ class RunSummary:
     uar_mean: float
     uar_std: float
     caveat: str = ""
+    audit: Optional[dict[str, Any]] = None  # train.audit_test: what selecting on the test fold would report (leaky)
 
     @classmethod
     def load(cls, run_dir: str | Path) -> "RunSummary":
@@ -157,7 +158,7 @@ def _train_and_test(
     stage_dir: Path, epochs: int, callbacks: Optional[list[Any]] = None,
 ) -> dict[str, Any]:
     """Compile, fit with resume, save the selected model, predict the test part, write metrics."""
-    from vacnn_tf.fitting import cleanup_fold, fit_resumable
+    from vacnn_tf.fitting import TestAudit, audit_facts, cleanup_fold, fit_resumable
     from vacnn_tf.models import compile_model
     from vacnn_tf.runtime import predict
 
@@ -165,15 +166,17 @@ def _train_and_test(
     train_ds, val_ds, test_ds = _datasets(config, data, fold, bovw, seed)
     steps = int(np.ceil(len(fold.train) / config.train.batch_size))
     compile_model(model, config.train, steps_per_epoch=steps)
+    y_test = data.y[fold.test]
+    audit = TestAudit(lambda: float((predict(model, test_ds).argmax(axis=1) == y_test).mean())) if config.train.audit_test else None
     state = fit_resumable(
         model, train_ds, val_ds, stage_dir, epochs=epochs, patience=config.train.patience,
-        verbose=config.train.verbose, extra_callbacks=callbacks, select_on=config.train.select_on,
+        verbose=config.train.verbose, extra_callbacks=callbacks, select_on=config.train.select_on, audit=audit,
     )
     atomic_write(stage_dir / "model.keras", model.save, suffix=".keras")
     probs = predict(model, test_ds)
     metrics = _write_fold(data, fold, probs, stage_dir, {
         "best_epoch": (state.get("best") or {}).get("epoch"), "best_val_accuracy": (state.get("best") or {}).get("acc"),
-        "epochs_run": state["epochs_run"], "stopped_early": bool(state.get("stopped")),
+        "epochs_run": state["epochs_run"], "stopped_early": bool(state.get("stopped")), **audit_facts(state),
     })
     cleanup_fold(stage_dir)  # after DONE: a kill in between leaves a spare backup, never a lost fold
     return metrics
@@ -424,7 +427,22 @@ def _summary(run_dir: Path, config: RunConfig, target: str, variant: str, classe
         folds=[{k: m[k] for k in ("fold", "accuracy", "uar", "test", "test_speakers", "best_epoch", "epochs_run")} for m in per_fold],
         accuracy_mean=float(acc.mean()), accuracy_std=std(acc), uar_mean=float(uar.mean()), uar_std=std(uar),
         caveat=LEAKAGE_CAVEAT if config.protocol.name == "paper" else "",
+        audit=_audit_summary(per_fold, std),
     )
+
+
+AUDIT_NOTE = ("Leak audit (train.audit_test): the test accuracy of the epoch best on the TEST fold, what choosing "
+              "the checkpoint on the test fold would report. Not a result: the selected models' accuracy is above.")
+
+
+def _audit_summary(per_fold: list[dict[str, Any]], std: Callable[[np.ndarray], float]) -> Optional[dict[str, Any]]:
+    if not per_fold or not all("audit_best_test_accuracy" in m for m in per_fold):
+        return None
+    best = np.array([m["audit_best_test_accuracy"] for m in per_fold])
+    return {"best_test_accuracy_mean": float(best.mean()), "best_test_accuracy_std": std(best),
+            "per_fold": [{"fold": m["fold"], "best_test_accuracy": m["audit_best_test_accuracy"],
+                          "epoch": m["audit_best_test_epoch"]} for m in per_fold],
+            "note": AUDIT_NOTE}
 
 
 # --- evaluation and many runs -----------------------------------------------------------------

@@ -82,6 +82,9 @@ def cmd_finetune(args: argparse.Namespace) -> int:
         print(f"  fold {fold['fold']}: accuracy {fold['accuracy']:.4f}  UAR {fold['uar']:.4f}  (n={fold['test']})")
     print(f"mean accuracy {summary.accuracy_mean:.4f} +- {summary.accuracy_std:.4f}; "
           f"mean UAR {summary.uar_mean:.4f} +- {summary.uar_std:.4f}")
+    if summary.audit:
+        print(f"leak audit, NOT a result: best test-fold epoch {summary.audit['best_test_accuracy_mean']:.4f} "
+              f"+- {summary.audit['best_test_accuracy_std']:.4f} ({summary.audit['note']})")
     if summary.caveat:
         print(f"NOTE: {summary.caveat}")
     return 0
