@@ -83,8 +83,8 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     print(f"mean accuracy {summary.accuracy_mean:.4f} +- {summary.accuracy_std:.4f}; "
           f"mean UAR {summary.uar_mean:.4f} +- {summary.uar_std:.4f}")
     if summary.audit:
-        print(f"leak audit, NOT a result: best test-fold epoch {summary.audit['best_test_accuracy_mean']:.4f} "
-              f"+- {summary.audit['best_test_accuracy_std']:.4f} ({summary.audit['note']})")
+        print(f"leak audit: {summary.audit['best_test_accuracy_mean']:.4f} +- {summary.audit['best_test_accuracy_std']:.4f}. "
+              f"{summary.audit['note']}")
     if summary.caveat:
         print(f"NOTE: {summary.caveat}")
     return 0
