@@ -185,7 +185,7 @@ def fit_resumable(
     verbose: int = 1,
     extra_callbacks: Optional[list[Any]] = None,
     select_on: str = "accuracy",
-    audit: Optional[Any] = None,
+    audit: Optional[Callable[[], float]] = None,
 ) -> dict[str, Any]:
     """Fit ``model`` with epoch-level resume, then load the selected (best-on-validation) weights.
 
@@ -201,7 +201,8 @@ def fit_resumable(
         select_on: ``accuracy`` (the paper: best validation accuracy, ties to the lower loss) or
             ``loss`` (lowest validation loss, ties to the higher accuracy); early stopping
             counts epochs without a better one by the same rule.
-        audit: A :class:`TestAudit` (``train.audit_test``), or None.
+        audit: ``train.audit_test``: returns the test accuracy of the current weights, recorded
+            each epoch by a :class:`TestAudit`; None: no audit.
 
     Returns:
         The selection state: ``history`` (per-epoch logs), ``best`` (epoch, acc, loss), ``stopped``,
@@ -222,7 +223,7 @@ def fit_resumable(
             # model during the epoch-end callbacks after this one, so SelectBest saves them. The
             # backup above keeps the raw weights (and the average in the optimizer state).
             *([keras.callbacks.SwapEMAWeights(swap_on_epoch=True)] if getattr(model.optimizer, "use_ema", False) else []),
-            *([audit] if audit is not None else []),
+            *([TestAudit(audit)] if audit is not None else []),
             select,
             keras.callbacks.CSVLogger(str(fold_dir / "history.csv"), append=True),
             *_tensorboard(fold_dir / "logs"),

@@ -29,7 +29,7 @@ import json
 import logging
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Optional, Sequence
+from typing import Any, Iterable, Mapping, Optional, Sequence
 
 import numpy as np
 import pandas as pd
@@ -158,7 +158,8 @@ def _train_and_test(
     stage_dir: Path, epochs: int, callbacks: Optional[list[Any]] = None,
 ) -> dict[str, Any]:
     """Compile, fit with resume, save the selected model, predict the test part, write metrics."""
-    from vacnn_tf.fitting import TestAudit, audit_facts, cleanup_fold, fit_resumable
+    from vacnn_tf.evaluation import accuracy
+    from vacnn_tf.fitting import audit_facts, cleanup_fold, fit_resumable
     from vacnn_tf.models import compile_model
     from vacnn_tf.runtime import predict
 
@@ -166,8 +167,7 @@ def _train_and_test(
     train_ds, val_ds, test_ds = _datasets(config, data, fold, bovw, seed)
     steps = int(np.ceil(len(fold.train) / config.train.batch_size))
     compile_model(model, config.train, steps_per_epoch=steps)
-    y_test = data.y[fold.test]
-    audit = TestAudit(lambda: float((predict(model, test_ds).argmax(axis=1) == y_test).mean())) if config.train.audit_test else None
+    audit = (lambda: accuracy(data.y[fold.test], predict(model, test_ds).argmax(axis=1))) if config.train.audit_test else None
     state = fit_resumable(
         model, train_ds, val_ds, stage_dir, epochs=epochs, patience=config.train.patience,
         verbose=config.train.verbose, extra_callbacks=callbacks, select_on=config.train.select_on, audit=audit,
@@ -420,14 +420,13 @@ def _summary(run_dir: Path, config: RunConfig, target: str, variant: str, classe
     per_fold = [read_json(run_dir / f"fold_{k}" / "metrics.json") for k in range(n_folds)]
     acc = np.array([m["accuracy"] for m in per_fold])
     uar = np.array([m["uar"] for m in per_fold])
-    std = (lambda a: float(a.std(ddof=1)) if len(a) > 1 else 0.0)
     return RunSummary(
         run_dir=str(run_dir), target=target, variant=variant, protocol=config.protocol.name,
         architecture=config.model.architecture, use_bovw=config.model.use_bovw, classes=list(classes),
         folds=[{k: m[k] for k in ("fold", "accuracy", "uar", "test", "test_speakers", "best_epoch", "epochs_run")} for m in per_fold],
-        accuracy_mean=float(acc.mean()), accuracy_std=std(acc), uar_mean=float(uar.mean()), uar_std=std(uar),
+        accuracy_mean=float(acc.mean()), accuracy_std=_fold_std(acc), uar_mean=float(uar.mean()), uar_std=_fold_std(uar),
         caveat=LEAKAGE_CAVEAT if config.protocol.name == "paper" else "",
-        audit=_audit_summary(per_fold, std),
+        audit=_audit_summary(per_fold),
     )
 
 
@@ -435,11 +434,15 @@ AUDIT_NOTE = ("Leak audit (train.audit_test): the test accuracy of the epoch bes
               "the checkpoint on the test fold would report. Not a result: the selected models' accuracy is above.")
 
 
-def _audit_summary(per_fold: list[dict[str, Any]], std: Callable[[np.ndarray], float]) -> Optional[dict[str, Any]]:
+def _fold_std(a: np.ndarray) -> float:
+    return float(a.std(ddof=1)) if len(a) > 1 else 0.0
+
+
+def _audit_summary(per_fold: list[dict[str, Any]]) -> Optional[dict[str, Any]]:
     if not per_fold or not all("audit_best_test_accuracy" in m for m in per_fold):
         return None
     best = np.array([m["audit_best_test_accuracy"] for m in per_fold])
-    return {"best_test_accuracy_mean": float(best.mean()), "best_test_accuracy_std": std(best),
+    return {"best_test_accuracy_mean": float(best.mean()), "best_test_accuracy_std": _fold_std(best),
             "per_fold": [{"fold": m["fold"], "best_test_accuracy": m["audit_best_test_accuracy"],
                           "epoch": m["audit_best_test_epoch"]} for m in per_fold],
             "note": AUDIT_NOTE}
