@@ -94,6 +94,31 @@ def test_logmel_image_rejects_bad_input():
         logmel_image(np.zeros((2, 100), np.float32), RATE, FeatureConfig())
 
 
+def test_fixed_length_cuts_and_pads_like_a_fixed_length_copy(tmp_path: Path):
+    config = FeatureConfig()
+    fixed = replace(config, max_seconds=1.0, pad_seconds=1.0)
+    long, short = tone(seconds=1.6), tone(seconds=0.6)
+    # cut: the image of the first second, whatever followed it
+    np.testing.assert_array_equal(logmel_image(long, RATE, fixed), logmel_image(long[:RATE], RATE, config))
+    # pad: as if the file itself had been padded with silence to one second
+    padded = np.concatenate([short, np.zeros(RATE - short.size, np.float32)])
+    np.testing.assert_array_equal(logmel_image(short, RATE, fixed), logmel_image(padded, RATE, config))
+    # cut shorter than the padding: the utterance's end is replaced by silence, the time scale kept
+    cut = logmel_image(long, RATE, replace(config, max_seconds=0.5, pad_seconds=1.0))
+    silenced = np.concatenate([long[: RATE // 2], np.zeros(RATE // 2, np.float32)])
+    np.testing.assert_array_equal(cut, logmel_image(silenced, RATE, config))
+    assert (cut[:, -60:] == 0).all() and not (logmel_image(long, RATE, fixed)[:, -60:] == 0).all()
+    # lengths are counted at the analysis rate, after resampling
+    np.testing.assert_array_equal(
+        logmel_image(tone(seconds=1.6, rate=22050), 22050, fixed).shape, (224, 224))
+    for bad in ({"max_seconds": 0.0}, {"pad_seconds": -1.0}):
+        with pytest.raises(ValueError, match=f"features.{next(iter(bad))}"):
+            logmel_image(long, RATE, replace(config, **bad))
+        # a bad setting stops extraction once, instead of reporting every file as bad audio
+        with pytest.raises(ValueError, match=f"features.{next(iter(bad))}"):
+            extract_images([write(tmp_path / "ok.wav", long)], replace(config, **bad), None, workers=1)
+
+
 def test_extract_reports_failures_and_reuses_cache(tmp_path: Path, bad_files, monkeypatch):
     goods = [write(tmp_path / f"g{i}.wav", tone(180.0 + 40 * i)) for i in range(3)]
     paths = [goods[0], bad_files["nan"], goods[1], bad_files["empty"], goods[2], bad_files["missing"]]

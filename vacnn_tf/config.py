@@ -35,6 +35,8 @@ class FeatureConfig:
     resize: str = "linear"  # silent: cv2 interpolation for the 224x224 resize: linear|area|cubic|nearest
     min_duration: float = 0.1  # shorter files are rejected as bad input (seconds)
     trim_db: Optional[float] = None  # silent: None keeps leading/trailing silence; a number trims at that dB
+    max_seconds: Optional[float] = None  # silent: None renders every utterance whole; a number keeps only its first max_seconds (after trimming)
+    pad_seconds: Optional[float] = None  # silent: None pads nothing; a number zero-pads shorter utterances at the end to this length (with max_seconds equal: a fixed-length copy such as the 2.0 s EmoDB)
 
     def key(self) -> str:
         """A short stable hash of these settings, used to key feature caches."""

@@ -136,15 +136,43 @@ def _interpolation(name: str) -> int:
     return modes[name]
 
 
+def _check_durations(config: FeatureConfig) -> None:
+    for name in ("max_seconds", "pad_seconds"):
+        value = getattr(config, name)
+        if value is not None and not value > 0:
+            raise ValueError(f"features.{name} must be a positive number of seconds or null. "
+                             f"Received: features.{name}={value!r}")
+
+
+def fit_duration(waveform: np.ndarray, config: FeatureConfig) -> np.ndarray:
+    """Cut to ``max_seconds`` and zero-pad to ``pad_seconds`` (both at ``config.sample_rate``).
+
+    Real corpora vary in length (EmoDB 1.2-9 s) while copies in circulation are often cut or
+    padded to a fixed length; these two settings make either condition reproducible, and cutting
+    shorter than ``pad_seconds`` measures what the lost end of each utterance was worth.
+    """
+    import librosa
+
+    _check_durations(config)
+    y = waveform
+    if config.max_seconds is not None:
+        y = y[: int(round(config.max_seconds * config.sample_rate))]
+    if config.pad_seconds is not None:
+        padded = int(round(config.pad_seconds * config.sample_rate))
+        if y.shape[0] < padded:
+            y = librosa.util.fix_length(y, size=padded)
+    return y
+
+
 def logmel_image(waveform: np.ndarray, sample_rate: int, config: FeatureConfig) -> np.ndarray:
     """The paper's log-mel image of one utterance (sections 3.1, 4.2).
 
     Steps: resample to ``config.sample_rate`` if needed; optional silence trim (``trim_db``);
-    mel power spectrogram (``n_fft``, ``hop_length``, ``n_mels``, ``fmin``, ``fmax``); dB relative
-    to the loudest bin, clipped at ``-top_db``; linear map of ``[-top_db, 0]`` onto ``[0, 255]``;
-    flipped so low frequencies are at the bottom (``low_freq_at_bottom``); resized with OpenCV
-    (``resize``) to ``(image_size, image_size)``: every utterance fills the width whatever its
-    duration.
+    optional cut and zero-padding (``max_seconds``, ``pad_seconds``); mel power spectrogram
+    (``n_fft``, ``hop_length``, ``n_mels``, ``fmin``, ``fmax``); dB relative to the loudest bin,
+    clipped at ``-top_db``; linear map of ``[-top_db, 0]`` onto ``[0, 255]``; flipped so low
+    frequencies are at the bottom (``low_freq_at_bottom``); resized with OpenCV (``resize``) to
+    ``(image_size, image_size)``: every utterance fills the width whatever its duration.
 
     Args:
         waveform: Mono samples, shape ``(samples,)``.
@@ -170,6 +198,7 @@ def logmel_image(waveform: np.ndarray, sample_rate: int, config: FeatureConfig) 
     if config.trim_db is not None:
         y, _ = librosa.effects.trim(y, top_db=config.trim_db, frame_length=config.n_fft,
                                     hop_length=config.hop_length)
+    y = fit_duration(y, config)
     mel = librosa.feature.melspectrogram(
         y=y, sr=config.sample_rate, n_fft=config.n_fft, hop_length=config.hop_length,
         n_mels=config.n_mels, fmin=config.fmin, fmax=config.fmax, power=2.0,
@@ -283,6 +312,9 @@ def extract_images(
     """
     from tqdm.auto import tqdm
 
+    # a bad setting is the config's fault: raise once here, not once per file as a bad-audio report
+    _interpolation(config.resize)
+    _check_durations(config)
     names = [str(p) for p in paths]
     size = config.image_size
     images: list[Optional[np.ndarray]] = [None] * len(names)
