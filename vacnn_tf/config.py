@@ -19,6 +19,9 @@ from typing import Any, Optional
 import yaml
 
 
+RESIZE_MODES: tuple[str, ...] = ("linear", "area", "cubic", "nearest")  # cv2 interpolations
+
+
 @dataclass(frozen=True)
 class FeatureConfig:
     """Log-mel image settings (section 3.1, 4.2). Fields marked "silent" are our choices."""
@@ -37,6 +40,18 @@ class FeatureConfig:
     trim_db: Optional[float] = None  # silent: None keeps leading/trailing silence; a number trims at that dB
     max_seconds: Optional[float] = None  # silent: None renders every utterance whole; a number keeps only its first max_seconds (after trimming)
     pad_seconds: Optional[float] = None  # silent: None pads nothing; a number zero-pads shorter utterances at the end to this length (with max_seconds equal: a fixed-length copy such as the 2.0 s EmoDB)
+
+    def __post_init__(self) -> None:
+        # checked here, once, so a bad setting is reported as the config's fault before any file
+        # is read, and never as a bad-audio report for every file of a corpus
+        if self.resize not in RESIZE_MODES:
+            raise ConfigError(f"features.resize must be one of {list(RESIZE_MODES)}. "
+                              f"Received: features.resize={self.resize!r}")
+        for name in ("max_seconds", "pad_seconds"):
+            value = getattr(self, name)
+            if value is not None and not value > 0:
+                raise ConfigError(f"features.{name} must be a positive number of seconds or null. "
+                                  f"Received: features.{name}={value!r}")
 
     def key(self) -> str:
         """A short stable hash of these settings, used to key feature caches."""

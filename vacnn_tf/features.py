@@ -28,7 +28,6 @@ from vacnn_tf.storage import load_npz, save_npz, write_json
 
 # A file whose loudest sample is below this (-80 dBFS, under 4 LSB of 16-bit audio) holds no signal.
 SILENCE_PEAK = 1e-4
-RESIZE_MODES: tuple[str, ...] = ("linear", "area", "cubic", "nearest")
 
 
 class AudioError(ValueError):
@@ -129,19 +128,9 @@ def load_audio(path: str | Path, sample_rate: int, min_duration: float = 0.1) ->
 def _interpolation(name: str) -> int:
     import cv2
 
-    modes = {"linear": cv2.INTER_LINEAR, "area": cv2.INTER_AREA, "cubic": cv2.INTER_CUBIC,
-             "nearest": cv2.INTER_NEAREST}
-    if name not in modes:
-        raise ValueError(f"features.resize must be one of {list(modes)}. Received: features.resize={name!r}")
-    return modes[name]
-
-
-def _check_durations(config: FeatureConfig) -> None:
-    for name in ("max_seconds", "pad_seconds"):
-        value = getattr(config, name)
-        if value is not None and not value > 0:
-            raise ValueError(f"features.{name} must be a positive number of seconds or null. "
-                             f"Received: features.{name}={value!r}")
+    # names checked by FeatureConfig (config.RESIZE_MODES)
+    return {"linear": cv2.INTER_LINEAR, "area": cv2.INTER_AREA, "cubic": cv2.INTER_CUBIC,
+            "nearest": cv2.INTER_NEAREST}[name]
 
 
 def fit_duration(waveform: np.ndarray, config: FeatureConfig) -> np.ndarray:
@@ -153,7 +142,6 @@ def fit_duration(waveform: np.ndarray, config: FeatureConfig) -> np.ndarray:
     """
     import librosa
 
-    _check_durations(config)
     y = waveform
     if config.max_seconds is not None:
         y = y[: int(round(config.max_seconds * config.sample_rate))]
@@ -312,9 +300,6 @@ def extract_images(
     """
     from tqdm.auto import tqdm
 
-    # a bad setting is the config's fault: raise once here, not once per file as a bad-audio report
-    _interpolation(config.resize)
-    _check_durations(config)
     names = [str(p) for p in paths]
     size = config.image_size
     images: list[Optional[np.ndarray]] = [None] * len(names)
