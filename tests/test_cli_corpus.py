@@ -9,8 +9,8 @@ from vacnn_tf.cli import main
 
 
 @pytest.fixture(scope="module")
-def data_root(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("data")
+def data_root(module_tmp) -> Path:
+    root = module_tmp / "data"
     assert main(["synth", "--out", str(root), "--per-class", "2", "--seed", "3",
                  "--corpora", "emodb", "savee"]) == 0
     return root

@@ -19,11 +19,11 @@ ENV_QUIET = {"TF_CPP_MIN_LOG_LEVEL": "2"}
 
 
 @pytest.fixture(scope="module")
-def run_dir(tmp_path_factory) -> Path:
+def run_dir(module_tmp) -> Path:
     """A fine-tuning run (fine-tuned architecture from scratch, BOVW) trained for 2 epochs."""
     from vacnn_tf import training
 
-    root = tmp_path_factory.mktemp("export")
+    root = module_tmp / "export"
     config = load_config(overrides=[
         f"out={root / 'runs'}", f"data.cache_dir={root / 'cache'}", "data.synth_per_class=4",
         "protocol.folds=2", "protocol.max_folds=1", "train.epochs=2", "train.verbose=0", "train.xla_fusion=false",
@@ -33,10 +33,10 @@ def run_dir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def exported(run_dir: Path, tmp_path_factory) -> Path:
+def exported(run_dir: Path, module_tmp) -> Path:
     from vacnn_tf.export import export_savedmodel
 
-    return export_savedmodel(run_dir, tmp_path_factory.mktemp("models"), model_name="vacnn")
+    return export_savedmodel(run_dir, module_tmp / "models", model_name="vacnn")
 
 
 def _wavs(run_dir: Path, n: int) -> list[str]:

@@ -35,10 +35,10 @@ def assert_png(path: Path, min_side: int = 200) -> tuple[int, int]:
 
 
 @pytest.fixture(scope="module")
-def corpus(tmp_path_factory) -> Path:
+def corpus(module_tmp) -> Path:
     from vacnn_tf.synth import generate
 
-    root = tmp_path_factory.mktemp("data")
+    root = module_tmp / "data"
     generate(root, per_class=1, seed=5, corpora=("emodb",))
     return root
 
@@ -49,8 +49,8 @@ def wav(corpus) -> Path:
 
 
 @pytest.fixture(scope="module")
-def config(tmp_path_factory) -> RunConfig:
-    cache = tmp_path_factory.mktemp("cache")
+def config(module_tmp) -> RunConfig:
+    cache = module_tmp / "cache"
     return replace(RunConfig(), **{"bovw.k": K, "data.cache_dir": str(cache), "data.workers": 1})
 
 
@@ -67,7 +67,7 @@ def vocabulary(corpus, config):
 
 
 @pytest.fixture(scope="module")
-def finetuned_run(tmp_path_factory, corpus, config, vocabulary) -> Path:
+def finetuned_run(module_tmp, corpus, config, vocabulary) -> Path:
     """A run directory as `vacnn finetune` leaves it, holding a random fine-tuned VACNN + BOVW."""
     import keras
 
@@ -76,11 +76,11 @@ def finetuned_run(tmp_path_factory, corpus, config, vocabulary) -> Path:
     from vacnn_tf.storage import atomic_write
 
     keras.utils.set_random_seed(0)
-    run = tmp_path_factory.mktemp("run")
+    run = module_tmp / "run"
     classes = list(classes_for("emodb"))
     model = build_finetuned(build_vacnn(7), len(classes), config.model, bovw_size=K)
     fold = run / "fold_0"
-    fold.mkdir()
+    fold.mkdir(parents=True)
     atomic_write(fold / "model.keras", model.save, suffix=".keras")
     vocabulary.save(fold / "vocabulary.npz")
     write_text(run / "config.yaml", to_yaml(config))

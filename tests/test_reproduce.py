@@ -16,11 +16,11 @@ TINY = ["--set", "data.synth_per_class=4", "--set", "protocol.folds=2", "--set",
 
 
 @pytest.fixture(scope="module")
-def results(tmp_path_factory) -> Path:
+def results(module_tmp) -> Path:
     """Tables 2-9 built once (they share one VACNN pretraining, one VACNN-CBAM pretraining, 9 runs)."""
     from reproduce import all as reproduce_all
 
-    out = tmp_path_factory.mktemp("results")
+    out = module_tmp / "results"
     tables = tuple(t for t in reproduce_all.TABLES if t != "table10")
     code = reproduce_all.main(["--out", str(out), *TINY], tables=tables)
     assert code == 0

@@ -15,8 +15,8 @@ PER_CLASS = 3
 
 
 @pytest.fixture(scope="module")
-def corpus(tmp_path_factory) -> dict[str, Path]:
-    return generate(tmp_path_factory.mktemp("synth"), per_class=PER_CLASS, seed=1)
+def corpus(module_tmp) -> dict[str, Path]:
+    return generate(module_tmp / "synth", per_class=PER_CLASS, seed=1)
 
 
 def digest(root: Path) -> dict[str, str]:

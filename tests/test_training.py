@@ -29,9 +29,9 @@ def _crash_at(epoch: int):
 
 
 @pytest.fixture(scope="module")
-def cache(tmp_path_factory) -> Path:
+def cache(module_tmp) -> Path:
     """One synthetic corpus and feature cache for the whole module."""
-    return tmp_path_factory.mktemp("cache")
+    return module_tmp / "cache"
 
 
 def tiny(cache: Path, out: Path, **changes) -> RunConfig:
@@ -215,6 +215,8 @@ def test_end_to_end_pretrain_then_finetune_writes_the_run_layout(cache, tmp_path
     for k in range(2):
         for name in ("model.keras", "vocabulary.npz", "metrics.json", "predictions.csv", "DONE"):
             assert (run / f"fold_{k}" / name).is_file(), (k, name)
+        # model.keras holds the selected weights: the resume-only copies would double a run's disk use
+        assert not (run / f"fold_{k}" / "best.weights.h5").exists() and not (run / f"fold_{k}" / "backup").exists()
     assert len(summary.folds) == 2 and 0.0 <= summary.accuracy_mean <= 1.0
     assert evaluate(run)["summary"].loc["mean", "accuracy"] == pytest.approx(summary.accuracy_mean)
 

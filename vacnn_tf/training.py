@@ -17,7 +17,7 @@ Run directory layout (export and reproduce rely on it)::
 
     RUN/config.yaml  manifest.json  labels.json  folds.json  summary.json  DONE
     RUN/fold_K/model.keras  vocabulary.npz  metrics.json  predictions.csv  history.csv
-    RUN/fold_K/selection.json  best.weights.h5  logs/  DONE
+    RUN/fold_K/selection.json  logs/  DONE  (best.weights.h5 and the resume backup only while the fold runs)
     RUN/metrics/summary|per_class|per_class_pooled|confusion|confusion_normalized .csv/.md, confusion*.png
     PRETRAIN/pretrain/model.keras  metrics.json  predictions.csv ...  (a pretraining run)
 """
