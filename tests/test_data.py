@@ -45,6 +45,24 @@ def test_bad_input_is_named():
         make_dataset(images, labels, np.zeros((3, 128)))
 
 
+def test_a_repeating_set_draws_each_epoch_from_the_seed_and_its_index():
+    """Epoch e of a set started at epoch e equals epoch e of one started at 0: what resume needs."""
+    images, labels = np.full((10, 16, 12), 200, np.uint8), np.arange(10)
+    make = lambda first: make_dataset(images, labels, batch_size=4, shuffle=True, seed=3, repeat=True, first_epoch=first,
+                                      masking=Masking(masks=1, freq_width=4, time_width=4), mixup=0.3, num_classes=10)
+    batches = 3  # 4 + 4 + 2: each epoch's last batch stays partial
+    stream = [(f["logmel"].numpy(), y.numpy()) for f, y in make(0).take(3 * batches)]
+    assert [len(y) for _, y in stream] == [4, 4, 2] * 3
+    for epoch in (1, 2):
+        resumed = [(f["logmel"].numpy(), y.numpy()) for f, y in make(epoch).take(batches)]
+        for (x, y), (x0, y0) in zip(resumed, stream[epoch * batches:(epoch + 1) * batches]):
+            np.testing.assert_array_equal(x, x0)
+            np.testing.assert_array_equal(y, y0)
+    epochs = [np.concatenate([y for _, y in stream[e * batches:(e + 1) * batches]]) for e in range(3)]
+    assert not np.array_equal(epochs[0], epochs[1])  # new order, masks and weights each epoch
+    assert all(np.allclose(e.sum(axis=1), 1.0) and (e.max(axis=0) > 0).all() for e in epochs)  # every utterance, once a blend
+
+
 def test_pipeline_throughput_is_positive():
     images, labels, bovw = _arrays()
     ds = make_dataset(images, labels, bovw, batch_size=8, shuffle=True, repeat=True)

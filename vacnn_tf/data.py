@@ -139,6 +139,22 @@ def _mix_batch(feats: dict[str, Any], label: Any, seed: Any, alpha: float, num_c
     return {name: blend(value) for name, value in feats.items()}, blend(one_hot)
 
 
+def _epoch_batches(n: int, batch_size: int, shuffle: bool, seed: int, epoch: Any, per_batch_seeds: bool) -> Any:
+    """One epoch of index batches (with a stateless seed per batch when asked), from (seed, epoch) alone."""
+    import tensorflow as tf
+
+    order = tf.range(n, dtype=tf.int64)
+    key = tf.stack([tf.constant(seed, tf.int64), 2 * epoch])
+    if shuffle and n > 1:
+        order = tf.random.experimental.stateless_shuffle(order, seed=key)
+    batches = tf.data.Dataset.from_tensor_slices(order).batch(batch_size)
+    if not per_batch_seeds:
+        return batches
+    count = -(-n // batch_size)
+    seeds = tf.random.stateless_uniform([count, 2], key + tf.constant([0, 1], tf.int64), minval=None, maxval=None, dtype=tf.int64)
+    return tf.data.Dataset.zip(batches, tf.data.Dataset.from_tensor_slices(seeds))
+
+
 def make_dataset(
     images: np.ndarray,
     labels: np.ndarray,
@@ -148,6 +164,7 @@ def make_dataset(
     shuffle: bool = False,
     seed: int = 0,
     repeat: bool = False,
+    first_epoch: int = 0,
     masking: Optional[Masking] = None,
     mixup: float = 0.0,
     num_classes: Optional[int] = None,
@@ -160,8 +177,13 @@ def make_dataset(
         bovw: Optional float32 histograms ``(N, k)``; when None the element has only ``"logmel"``.
         batch_size: Batch size (paper: 8). The last partial batch is kept.
         shuffle: Shuffle the whole set each epoch (training); evaluation sets keep their order.
-        seed: Shuffle seed; the order of epoch e is a function of (seed, e) only.
-        repeat: Repeat forever (for benchmarks); Keras ``fit`` does not need it.
+        seed: Shuffle seed. Without ``repeat`` each pass over the set (each iterator) draws a
+            new order and new augmentation seeds, the n-th pass's a function of (seed, n).
+        repeat: Repeat forever, epoch after epoch, each epoch's batches whole (the last one may
+            be partial); fit with ``steps_per_epoch``. Epoch e's order, masks and mixup
+            weights are a function of (seed, e) alone, not of how many passes came before, so
+            a fit resumed at epoch e (``first_epoch=e``) sees what an unbroken one saw there.
+        first_epoch: With ``repeat``: the index of the first epoch delivered.
         masking: Augment every batch with :class:`Masking` (training sets only); masks are
             drawn from ``seed`` and differ from epoch to epoch.
         mixup: Mixup's alpha (Zhang et al. 2018; training sets only, not the paper's): each
@@ -203,16 +225,19 @@ def make_dataset(
     label_t = tf.constant(labels)
     bovw_t = tf.constant(bovw) if bovw is not None else None
 
-    ds = tf.data.Dataset.range(n)
-    if shuffle and n > 1:
-        ds = ds.shuffle(n, seed=seed, reshuffle_each_iteration=True)
+    per_batch_seeds = masking is not None or bool(mixup)
     if repeat:
-        ds = ds.repeat()
-    ds = ds.batch(batch_size)
-    if masking is not None or mixup:
-        # One stateless seed per batch, new each epoch and a function of `seed` only.
-        seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
-        ds = tf.data.Dataset.zip(ds, seeds)
+        ds = tf.data.Dataset.counter(int(first_epoch), dtype=tf.int64).flat_map(
+            lambda epoch: _epoch_batches(n, batch_size, shuffle, seed, epoch, per_batch_seeds))
+    else:
+        ds = tf.data.Dataset.range(n)
+        if shuffle and n > 1:
+            ds = ds.shuffle(n, seed=seed, reshuffle_each_iteration=True)
+        ds = ds.batch(batch_size)
+        if per_batch_seeds:
+            # One stateless seed per batch, new each pass and a function of `seed` only.
+            seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
+            ds = tf.data.Dataset.zip(ds, seeds)
 
     def gather(idx: Any, batch_seed: Any = None) -> Any:
         x = tf.cast(tf.gather(image_t, idx), tf.float32)[..., None]

@@ -159,6 +159,14 @@ def load_state(fold_dir: str | Path) -> dict[str, Any]:
     return {"history": [], "best": None, "wait": 0, "stopped": False, "finished": False}
 
 
+def backed_up_epochs(fold_dir: str | Path) -> int:
+    """Epochs finished by the fit whose BackupAndRestore backup is in ``fold_dir`` (0 without one)."""
+    path = Path(fold_dir) / BACKUP_DIR / "training_metadata.json"
+    if not path.is_file():
+        return 0
+    return int(read_json(path).get("epoch", 0))
+
+
 def _tensorboard(log_dir: Path) -> list[Any]:
     """A TensorBoard callback, or none (with a warning) where the tensorboard package is missing.
 
@@ -181,6 +189,7 @@ def fit_resumable(
     fold_dir: str | Path,
     *,
     epochs: int,
+    steps_per_epoch: Optional[int] = None,
     patience: int,
     verbose: int = 1,
     extra_callbacks: Optional[list[Any]] = None,
@@ -191,10 +200,15 @@ def fit_resumable(
 
     Args:
         model: A compiled Keras model.
-        train_ds: Training ``tf.data.Dataset`` (shuffled per seed).
+        train_ds: Training ``tf.data.Dataset``, or a function of the first epoch to run (0, or
+            the epoch a resumed fit restarts at) returning one that repeats epoch after epoch
+            from there (``make_dataset(..., repeat=True, first_epoch=e)``); with a function pass
+            ``steps_per_epoch``. Only the function form makes a resumed fit the same as an
+            unbroken one: a plain dataset starts its shuffle over.
         val_ds: Validation dataset, or None (then the last epoch's weights are kept).
         fold_dir: Where the fold's state, backup, TensorBoard logs and history.csv live.
         epochs: Maximum epochs.
+        steps_per_epoch: Batches an epoch (required with a repeating training set).
         patience: Early-stopping patience in epochs.
         verbose: Keras progress-bar mode (0, 1, 2).
         extra_callbacks: More callbacks (tests use one to simulate a crash).
@@ -210,6 +224,8 @@ def fit_resumable(
     """
     import keras
 
+    if callable(train_ds) and not steps_per_epoch:
+        raise ValueError("A repeating training set needs steps_per_epoch, or the first epoch never ends.")
     fold_dir = Path(fold_dir)
     fold_dir.mkdir(parents=True, exist_ok=True)
     state = load_state(fold_dir)
@@ -229,9 +245,16 @@ def fit_resumable(
             *_tensorboard(fold_dir / "logs"),
             *(extra_callbacks or []),
         ]
+        # A resumed fit starts where the backup left off; the training set must start there too,
+        # so that epoch k gets the order and masks an unbroken fit gives epoch k. (Should the
+        # newest backup be unreadable, Keras falls back to the one before: one epoch's draws
+        # then repeat, and the run differs from an unbroken one by that much.)
+        if callable(train_ds):
+            train_ds = train_ds(backed_up_epochs(fold_dir))
         with quiet_dict_inputs():
             # shuffle=False: the datasets shuffle themselves, per seed (Keras would ignore True and warn).
-            model.fit(train_ds, validation_data=val_ds, epochs=epochs, callbacks=callbacks, verbose=verbose, shuffle=False)
+            model.fit(train_ds, validation_data=val_ds, epochs=epochs, steps_per_epoch=steps_per_epoch,
+                      callbacks=callbacks, verbose=verbose, shuffle=False)
         state = select.state
         state["finished"] = True
         write_json(fold_dir / STATE_FILE, state)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any, Callable
@@ -11,11 +13,28 @@ from typing import Any, Callable
 import numpy as np
 
 
+class DiskFullError(OSError):
+    """The disk filled up while writing a file; what was finished before is intact."""
+
+
+def _disk_full(path: Path, err: OSError) -> DiskFullError:
+    try:
+        free = f"{shutil.disk_usage(path.parent).free / 2**20:.0f} MB free there now"
+    except OSError:
+        free = "free space unknown"
+    return DiskFullError(errno.ENOSPC, (
+        f"No space left on device while writing {path} ({free}). Nothing finished is lost: every file "
+        "is written whole or not at all. Free some space, then rerun the same command "
+        "(`vacnn` commands with --resume; `python -m reproduce...` resumes by itself)."
+    ), str(path))
+
+
 def atomic_write(path: str | Path, writer: Callable[[Path], None], suffix: str = "") -> Path:
     """Call ``writer(tmp_path)`` then rename onto ``path``, so a killed process leaves no torn file.
 
     ``suffix`` is appended to the temporary name for writers that insist on an extension
-    (``np.savez`` adds ``.npz``, Keras checks ``.keras``).
+    (``np.savez`` adds ``.npz``, Keras checks ``.keras``). A full disk raises DiskFullError,
+    which names the file and how to go on, instead of h5py's or zipfile's low-level message.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -25,6 +44,11 @@ def atomic_write(path: str | Path, writer: Callable[[Path], None], suffix: str =
     try:
         writer(tmp_path)
         os.replace(tmp_path, path)
+    except OSError as err:
+        if err.errno == errno.ENOSPC and not isinstance(err, DiskFullError):
+            tmp_path.unlink(missing_ok=True)  # first, so the free space reported counts it
+            raise _disk_full(path, err) from err
+        raise
     finally:
         if tmp_path.exists():
             tmp_path.unlink()

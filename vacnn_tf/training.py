@@ -29,7 +29,7 @@ import json
 import logging
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Optional, Sequence
+from typing import Any, Callable, Iterable, Mapping, Optional, Sequence
 
 import numpy as np
 import pandas as pd
@@ -136,21 +136,25 @@ def finetune_dir(config: RunConfig, target: str, variant: str) -> Path:
 
 # --- one fold / one stage ---------------------------------------------------------------------
 
-def _datasets(config: RunConfig, data: CorpusData, fold: Fold, bovw: Optional[np.ndarray], seed: int) -> tuple[Any, Optional[Any], Any]:
+def _datasets(
+    config: RunConfig, data: CorpusData, fold: Fold, bovw: Optional[np.ndarray], seed: int,
+) -> tuple[Callable[[int], Any], Optional[Any], Any]:
+    """Train (a function of the first epoch: it repeats from there, for resume), validation, test."""
     from vacnn_tf.data import Masking, make_dataset
 
     bs = config.train.batch_size
     masking = Masking.from_train_config(config.train, config.features.low_freq_at_bottom)
 
-    def part(idx: np.ndarray, shuffle: bool) -> Any:
+    def part(idx: np.ndarray, train: bool, first_epoch: int = 0) -> Any:
         return make_dataset(
             data.images[idx], data.y[idx], bovw[idx] if bovw is not None else None,
-            batch_size=bs, shuffle=shuffle, seed=seed, masking=masking if shuffle else None,
-            mixup=config.train.mixup if shuffle else 0.0, num_classes=len(data.classes),
+            batch_size=bs, shuffle=train, seed=seed, repeat=train, first_epoch=first_epoch,
+            masking=masking if train else None, mixup=config.train.mixup if train else 0.0,
+            num_classes=len(data.classes),
         )
 
     val = part(fold.val, False) if len(fold.val) else None
-    return part(fold.train, True), val, part(fold.test, False)
+    return (lambda first_epoch: part(fold.train, True, first_epoch)), val, part(fold.test, False)
 
 
 def _train_and_test(
@@ -169,7 +173,7 @@ def _train_and_test(
     compile_model(model, config.train, steps_per_epoch=steps)
     audit = (lambda: accuracy(data.y[fold.test], predict(model, test_ds).argmax(axis=1))) if config.train.audit_test else None
     state = fit_resumable(
-        model, train_ds, val_ds, stage_dir, epochs=epochs, patience=config.train.patience,
+        model, train_ds, val_ds, stage_dir, epochs=epochs, steps_per_epoch=steps, patience=config.train.patience,
         verbose=config.train.verbose, extra_callbacks=callbacks, select_on=config.train.select_on, audit=audit,
     )
     atomic_write(stage_dir / "model.keras", model.save, suffix=".keras")

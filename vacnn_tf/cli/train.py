@@ -42,17 +42,18 @@ def _config(args: argparse.Namespace) -> Any:
 
 
 def _run(func: Any) -> Any:
-    """Turn expected failures (bad config, existing run, missing data) into a message and exit code 2."""
+    """Turn expected failures (bad config, existing run, missing data, full disk) into a message and exit code 2."""
 
     def wrapped(args: argparse.Namespace) -> int:
         from vacnn_tf.config import ConfigError
         from vacnn_tf.runs import RunExistsError
+        from vacnn_tf.storage import DiskFullError
 
         logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
         try:
             return func(args)
-        except (ConfigError, RunExistsError, FileNotFoundError, ValueError) as err:
-            print(f"vacnn {args.command}: error: {err}")
+        except (ConfigError, RunExistsError, FileNotFoundError, ValueError, DiskFullError) as err:
+            print(f"vacnn {args.command}: error: {err.strerror if isinstance(err, DiskFullError) else err}")
             return 2
 
     return wrapped
