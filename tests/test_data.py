@@ -45,22 +45,30 @@ def test_bad_input_is_named():
         make_dataset(images, labels, np.zeros((3, 128)))
 
 
-def test_a_repeating_set_draws_each_epoch_from_the_seed_and_its_index():
-    """Epoch e of a set started at epoch e equals epoch e of one started at 0: what resume needs."""
+def test_draws_keyed_to_the_epoch_variable_follow_its_value_not_the_pass_count():
+    """What resume needs: epoch e's order, masks and mixup weights depend on (seed, e) alone."""
+    import tensorflow as tf
+
     images, labels = np.full((10, 16, 12), 200, np.uint8), np.arange(10)
-    make = lambda first: make_dataset(images, labels, batch_size=4, shuffle=True, seed=3, repeat=True, first_epoch=first,
-                                      masking=Masking(masks=1, freq_width=4, time_width=4), mixup=0.3, num_classes=10)
-    batches = 3  # 4 + 4 + 2: each epoch's last batch stays partial
-    stream = [(f["logmel"].numpy(), y.numpy()) for f, y in make(0).take(3 * batches)]
-    assert [len(y) for _, y in stream] == [4, 4, 2] * 3
-    for epoch in (1, 2):
-        resumed = [(f["logmel"].numpy(), y.numpy()) for f, y in make(epoch).take(batches)]
-        for (x, y), (x0, y0) in zip(resumed, stream[epoch * batches:(epoch + 1) * batches]):
+    epoch = tf.Variable(0, dtype=tf.int64)
+    ds = make_dataset(images, labels, batch_size=4, shuffle=True, seed=3, epoch=epoch,
+                      masking=Masking(masks=1, freq_width=4, time_width=4), mixup=0.3, num_classes=10)
+    assert int(ds.cardinality()) == 3  # 4 + 4 + 2: Keras sizes the epoch by it
+
+    def draw(e: int) -> list[tuple[np.ndarray, np.ndarray]]:
+        epoch.assign(e)
+        return [(f["logmel"].numpy(), y.numpy()) for f, y in ds]
+
+    first = {e: draw(e) for e in (0, 1, 2)}
+    for e in (2, 0, 1, 2):  # any number of passes in any order: the value decides
+        for (x, y), (x0, y0) in zip(draw(e), first[e], strict=True):
             np.testing.assert_array_equal(x, x0)
             np.testing.assert_array_equal(y, y0)
-    epochs = [np.concatenate([y for _, y in stream[e * batches:(e + 1) * batches]]) for e in range(3)]
-    assert not np.array_equal(epochs[0], epochs[1])  # new order, masks and weights each epoch
-    assert all(np.allclose(e.sum(axis=1), 1.0) and (e.max(axis=0) > 0).all() for e in epochs)  # every utterance, once a blend
+    soft = {e: np.concatenate([y for _, y in first[e]]) for e in first}
+    assert not np.array_equal(soft[0], soft[1])  # new order, masks and weights each epoch
+    assert all(np.allclose(v.sum(axis=1), 1.0) and (v.max(axis=0) > 0).all() for v in soft.values())  # every utterance, once a blend
+    with pytest.raises(ValueError, match="repeat"):
+        make_dataset(images, labels, shuffle=True, epoch=epoch, repeat=True)
 
 
 def test_pipeline_throughput_is_positive():

@@ -164,7 +164,7 @@ def make_dataset(
     shuffle: bool = False,
     seed: int = 0,
     repeat: bool = False,
-    first_epoch: int = 0,
+    epoch: Any = None,
     masking: Optional[Masking] = None,
     mixup: float = 0.0,
     num_classes: Optional[int] = None,
@@ -177,13 +177,15 @@ def make_dataset(
         bovw: Optional float32 histograms ``(N, k)``; when None the element has only ``"logmel"``.
         batch_size: Batch size (paper: 8). The last partial batch is kept.
         shuffle: Shuffle the whole set each epoch (training); evaluation sets keep their order.
-        seed: Shuffle seed. Without ``repeat`` each pass over the set (each iterator) draws a
+        seed: Shuffle seed. Without ``epoch``, each pass over the set (each iterator) draws a
             new order and new augmentation seeds, the n-th pass's a function of (seed, n).
-        repeat: Repeat forever, epoch after epoch, each epoch's batches whole (the last one may
-            be partial); fit with ``steps_per_epoch``. Epoch e's order, masks and mixup
-            weights are a function of (seed, e) alone, not of how many passes came before, so
-            a fit resumed at epoch e (``first_epoch=e``) sees what an unbroken one saw there.
-        first_epoch: With ``repeat``: the index of the first epoch delivered.
+        repeat: Repeat forever (for benchmarks); Keras ``fit`` does not need it.
+        epoch: Key the draws to an epoch index instead of to the pass count: an int, or an
+            int64 ``tf.Variable`` read each time an iterator starts (``fit_resumable`` sets one
+            at the start of every epoch). Epoch e's order, masks and mixup weights are then a
+            function of (seed, e) alone, so a fit resumed at epoch e sees what an unbroken one
+            saw there; counting passes cannot give that, as Keras makes more than one iterator
+            an epoch. Not with ``repeat``.
         masking: Augment every batch with :class:`Masking` (training sets only); masks are
             drawn from ``seed`` and differ from epoch to epoch.
         mixup: Mixup's alpha (Zhang et al. 2018; training sets only, not the paper's): each
@@ -226,13 +228,20 @@ def make_dataset(
     bovw_t = tf.constant(bovw) if bovw is not None else None
 
     per_batch_seeds = masking is not None or bool(mixup)
-    if repeat:
-        ds = tf.data.Dataset.counter(int(first_epoch), dtype=tf.int64).flat_map(
-            lambda epoch: _epoch_batches(n, batch_size, shuffle, seed, epoch, per_batch_seeds))
+    if epoch is not None:
+        if repeat:
+            raise ValueError("epoch keys one epoch's draws; it cannot be combined with repeat.")
+        # from_tensors(0).flat_map defers the read of `epoch` to the start of each iterator.
+        ds = tf.data.Dataset.from_tensors(0).flat_map(
+            lambda _: _epoch_batches(n, batch_size, shuffle, seed, tf.cast(tf.convert_to_tensor(epoch), tf.int64),
+                                     per_batch_seeds))
+        ds = ds.apply(tf.data.experimental.assert_cardinality(-(-n // batch_size)))  # Keras sizes its epochs by it
     else:
         ds = tf.data.Dataset.range(n)
         if shuffle and n > 1:
             ds = ds.shuffle(n, seed=seed, reshuffle_each_iteration=True)
+        if repeat:
+            ds = ds.repeat()
         ds = ds.batch(batch_size)
         if per_batch_seeds:
             # One stateless seed per batch, new each pass and a function of `seed` only.
@@ -257,7 +266,14 @@ def make_dataset(
 
     options = tf.data.Options()
     options.deterministic = True
-    ds = ds.map(gather, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    # A pipeline that reads a variable is stateful, and TensorFlow's op determinism (set_seed)
+    # then runs its maps one call at a time anyway, rewriting them with an error-level log
+    # line; asking for that directly keeps the log clean. Prefetch still overlaps the map
+    # with training, and a batch's gather costs milliseconds against a step's hundreds.
+    if epoch is None:
+        ds = ds.map(gather, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    else:
+        ds = ds.map(gather)
     return ds.with_options(options).prefetch(tf.data.AUTOTUNE)
 
 

@@ -13,7 +13,7 @@ One public function per figure, each also a ``vacnn figures`` subcommand (:mod:`
   computes the numbers behind it. :func:`attention_figure` loads a ``.keras`` checkpoint of a
   run and a wav file.
 * :func:`plot_training_curves` -- loss and accuracy per epoch for every fold of a run, read
-  from ``fold_K/history.csv`` (Keras' CSVLogger, written by :mod:`vacnn_tf.fitting`).
+  from ``fold_K/history.csv`` (one row an epoch in Keras CSVLogger's layout, written by :mod:`vacnn_tf.fitting`).
 
 Every figure is drawn with matplotlib's Agg backend (no display needed) and written
 atomically (:func:`vacnn_tf.storage.atomic_write`), so an interrupted command never leaves a
@@ -471,7 +471,7 @@ def attention_figure(
 # --- 4. training curves ----------------------------------------------------------------------
 
 def read_history(path: str | Path) -> "pd.DataFrame":
-    """One fit's ``history.csv`` (Keras CSVLogger: ``epoch`` plus one column per metric).
+    """One fit's ``history.csv`` (``epoch`` plus one column per metric, as Keras CSVLogger lays it out).
 
     A resumed fit appends to the same file, so an epoch that was redone after a crash appears
     twice; the last record of each epoch is the one that counted.
@@ -483,7 +483,7 @@ def read_history(path: str | Path) -> "pd.DataFrame":
     except pd.errors.EmptyDataError:  # the fit was killed before its first epoch ended
         return pd.DataFrame(columns=["epoch"])
     if "epoch" not in frame:
-        raise ValueError(f"{path} has no 'epoch' column; is it a Keras CSVLogger history?")
+        raise ValueError(f"{path} has no 'epoch' column; is it a training history (fold_K/history.csv)?")
     return frame.drop_duplicates("epoch", keep="last").sort_values("epoch").reset_index(drop=True)
 
 
@@ -520,7 +520,7 @@ def plot_training_curves(run_dir: str | Path, out_path: str | Path | None = None
     for i, stage in enumerate(stages):
         history = read_history(stage / "history.csv")
         colour = colours[i % len(colours)]
-        epochs = history["epoch"].to_numpy() + 1  # CSVLogger counts from 0; people count from 1
+        epochs = history["epoch"].to_numpy() + 1  # Keras counts epochs from 0; people count from 1
         for ax, key in ((ax_loss, "loss"), (ax_acc, "accuracy")):
             if key in history:
                 ax.plot(epochs, history[key], color=colour, label=f"{stage.name} train")

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import shutil
 import warnings
 from pathlib import Path
@@ -26,6 +27,7 @@ from vacnn_tf.storage import atomic_write, read_json, write_json
 STATE_FILE = "selection.json"
 BEST_WEIGHTS = "best.weights.h5"
 BACKUP_DIR = "backup"
+HISTORY_FILE = "history.csv"
 #: Values of ``TrainConfig.select_on``: what model selection and early stopping watch.
 SELECT_ON: tuple[str, ...] = ("accuracy", "loss")
 
@@ -119,6 +121,43 @@ class SelectBest(_callback_base()):  # type: ignore[misc]
                 self.state["stopped"] = True
                 self.model.stop_training = True
         write_json(self.fold_dir / STATE_FILE, self.state)
+        write_history_csv(self.fold_dir, history)
+
+
+def write_history_csv(fold_dir: Path, history: list[dict[str, Any]]) -> None:
+    """``history.csv`` from the selection record, one row an epoch (Keras CSVLogger's columns).
+
+    Written whole from the record rather than appended, so it can neither miss an epoch nor
+    repeat a redone one.
+    """
+    import pandas as pd
+
+    frame = pd.DataFrame(history)
+    frame = frame[["epoch", *sorted(c for c in frame.columns if c != "epoch")]]
+    atomic_write(fold_dir / HISTORY_FILE, lambda p: frame.to_csv(p, index=False))
+
+
+def align_backup(fold_dir: str | Path, recorded: int) -> None:
+    """Make the resume backup agree with the selection record before a fit resumes.
+
+    Keras writes its backup at the end of an epoch before SelectBest records the epoch, so a
+    kill in between leaves a backup one epoch ahead of the record. Resuming from it would skip
+    that epoch's record (and its chance to be the selected model). Go back to the backup
+    before it, which Keras keeps (``double_checkpoint``): the epoch is redone, with the same
+    numbers, and recorded. Without that earlier backup the fit starts over.
+    """
+    backup = Path(fold_dir) / BACKUP_DIR
+    meta, weights = backup / "training_metadata.json", backup / "latest.weights.h5"
+    if not meta.is_file() or int(read_json(meta).get("epoch", 0)) <= recorded:
+        return
+    prev_meta, prev_weights = meta.with_name(meta.name + ".bkp"), weights.with_name(weights.name + ".bkp")
+    if recorded > 0 and prev_meta.is_file() and prev_weights.is_file() and int(read_json(prev_meta).get("epoch", -1)) == recorded:
+        log.info("%s: the backup is one epoch ahead of the record; resuming from the one before", backup)
+        os.replace(prev_weights, weights)
+        os.replace(prev_meta, meta)
+    else:
+        log.info("%s: the backup is ahead of the record and has no earlier copy; the fit starts over", backup)
+        shutil.rmtree(backup)
 
 
 class TestAudit(_callback_base()):  # type: ignore[misc]
@@ -142,6 +181,24 @@ class TestAudit(_callback_base()):  # type: ignore[misc]
             logs["audit_test_accuracy"] = float(self.score())
 
 
+class EpochIndex(_callback_base()):  # type: ignore[misc]
+    """Hold the index of the epoch being fitted in ``variable``, which the training set reads.
+
+    Keras calls ``on_epoch_begin(e)`` with the true index, resumed fits included, before it
+    starts the epoch's iterator; ``make_dataset(..., epoch=variable)`` reads the variable when
+    an iterator starts, so each epoch draws its order and augmentation from (seed, e).
+    """
+
+    def __init__(self) -> None:
+        import tensorflow as tf
+
+        super().__init__()
+        self.variable = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch_index")
+
+    def on_epoch_begin(self, epoch: int, logs: Optional[dict[str, Any]] = None) -> None:
+        self.variable.assign(epoch)
+
+
 def audit_facts(state: dict[str, Any]) -> dict[str, Any]:
     """The leak audit's summary of a fit: the best per-epoch test accuracy and its epoch (empty without audit)."""
     scored = [(h["audit_test_accuracy"], -h["epoch"]) for h in state.get("history", []) if "audit_test_accuracy" in h]
@@ -157,14 +214,6 @@ def load_state(fold_dir: str | Path) -> dict[str, Any]:
     if path.is_file():
         return read_json(path)
     return {"history": [], "best": None, "wait": 0, "stopped": False, "finished": False}
-
-
-def backed_up_epochs(fold_dir: str | Path) -> int:
-    """Epochs finished by the fit whose BackupAndRestore backup is in ``fold_dir`` (0 without one)."""
-    path = Path(fold_dir) / BACKUP_DIR / "training_metadata.json"
-    if not path.is_file():
-        return 0
-    return int(read_json(path).get("epoch", 0))
 
 
 def _tensorboard(log_dir: Path) -> list[Any]:
@@ -189,7 +238,6 @@ def fit_resumable(
     fold_dir: str | Path,
     *,
     epochs: int,
-    steps_per_epoch: Optional[int] = None,
     patience: int,
     verbose: int = 1,
     extra_callbacks: Optional[list[Any]] = None,
@@ -200,15 +248,14 @@ def fit_resumable(
 
     Args:
         model: A compiled Keras model.
-        train_ds: Training ``tf.data.Dataset``, or a function of the first epoch to run (0, or
-            the epoch a resumed fit restarts at) returning one that repeats epoch after epoch
-            from there (``make_dataset(..., repeat=True, first_epoch=e)``); with a function pass
-            ``steps_per_epoch``. Only the function form makes a resumed fit the same as an
-            unbroken one: a plain dataset starts its shuffle over.
+        train_ds: Training ``tf.data.Dataset``, or a function that builds one from an int64
+            ``tf.Variable`` holding the epoch index (``make_dataset(..., epoch=variable)``),
+            which this fit sets at the start of every epoch, resumed ones included. Only the
+            function form makes a resumed fit the same as an unbroken one: a plain dataset
+            starts its shuffle over.
         val_ds: Validation dataset, or None (then the last epoch's weights are kept).
         fold_dir: Where the fold's state, backup, TensorBoard logs and history.csv live.
         epochs: Maximum epochs.
-        steps_per_epoch: Batches an epoch (required with a repeating training set).
         patience: Early-stopping patience in epochs.
         verbose: Keras progress-bar mode (0, 1, 2).
         extra_callbacks: More callbacks (tests use one to simulate a crash).
@@ -224,37 +271,32 @@ def fit_resumable(
     """
     import keras
 
-    if callable(train_ds) and not steps_per_epoch:
-        raise ValueError("A repeating training set needs steps_per_epoch, or the first epoch never ends.")
     fold_dir = Path(fold_dir)
     fold_dir.mkdir(parents=True, exist_ok=True)
     state = load_state(fold_dir)
     if not (state.get("stopped") or state.get("finished")):
+        align_backup(fold_dir, len(state.get("history", [])))
         select = SelectBest(fold_dir, patience, "val_accuracy" if val_ds is not None else None, select_on)
         callbacks = [
             # BackupAndRestore first: its epoch-end backup (weights, optimizer, epoch) is written
             # before SelectBest's state, so a kill in between at worst forgets one epoch's record.
-            keras.callbacks.BackupAndRestore(str(fold_dir / BACKUP_DIR), delete_checkpoint=False),
+            keras.callbacks.BackupAndRestore(str(fold_dir / BACKUP_DIR), delete_checkpoint=False, double_checkpoint=True),
             # With an EMA optimizer: validation runs on the averaged weights, and they sit in the
             # model during the epoch-end callbacks after this one, so SelectBest saves them. The
             # backup above keeps the raw weights (and the average in the optimizer state).
             *([keras.callbacks.SwapEMAWeights(swap_on_epoch=True)] if getattr(model.optimizer, "use_ema", False) else []),
             *([TestAudit(audit)] if audit is not None else []),
             select,
-            keras.callbacks.CSVLogger(str(fold_dir / "history.csv"), append=True),
             *_tensorboard(fold_dir / "logs"),
             *(extra_callbacks or []),
         ]
-        # A resumed fit starts where the backup left off; the training set must start there too,
-        # so that epoch k gets the order and masks an unbroken fit gives epoch k. (Should the
-        # newest backup be unreadable, Keras falls back to the one before: one epoch's draws
-        # then repeat, and the run differs from an unbroken one by that much.)
         if callable(train_ds):
-            train_ds = train_ds(backed_up_epochs(fold_dir))
+            epoch = EpochIndex()
+            train_ds = train_ds(epoch.variable)
+            callbacks.insert(0, epoch)
         with quiet_dict_inputs():
             # shuffle=False: the datasets shuffle themselves, per seed (Keras would ignore True and warn).
-            model.fit(train_ds, validation_data=val_ds, epochs=epochs, steps_per_epoch=steps_per_epoch,
-                      callbacks=callbacks, verbose=verbose, shuffle=False)
+            model.fit(train_ds, validation_data=val_ds, epochs=epochs, callbacks=callbacks, verbose=verbose, shuffle=False)
         state = select.state
         state["finished"] = True
         write_json(fold_dir / STATE_FILE, state)

@@ -17,7 +17,7 @@ Run directory layout (export and reproduce rely on it)::
 
     RUN/config.yaml  manifest.json  labels.json  folds.json  summary.json  DONE
     RUN/fold_K/model.keras  vocabulary.npz  metrics.json  predictions.csv  history.csv
-    RUN/fold_K/selection.json  logs/  DONE  (best.weights.h5 and the resume backup only while the fold runs)
+    RUN/fold_K/selection.json  logs/  DONE  (best.weights.h5 and backup/ only while the fold runs)
     RUN/metrics/summary|per_class|per_class_pooled|confusion|confusion_normalized .csv/.md, confusion*.png
     PRETRAIN/pretrain/model.keras  metrics.json  predictions.csv ...  (a pretraining run)
 """
@@ -138,23 +138,23 @@ def finetune_dir(config: RunConfig, target: str, variant: str) -> Path:
 
 def _datasets(
     config: RunConfig, data: CorpusData, fold: Fold, bovw: Optional[np.ndarray], seed: int,
-) -> tuple[Callable[[int], Any], Optional[Any], Any]:
-    """Train (a function of the first epoch: it repeats from there, for resume), validation, test."""
+) -> tuple[Callable[[Any], Any], Optional[Any], Any]:
+    """Train (a function of the epoch-index variable: its draws follow the epoch, for resume), validation, test."""
     from vacnn_tf.data import Masking, make_dataset
 
     bs = config.train.batch_size
     masking = Masking.from_train_config(config.train, config.features.low_freq_at_bottom)
 
-    def part(idx: np.ndarray, train: bool, first_epoch: int = 0) -> Any:
+    def part(idx: np.ndarray, train: bool, epoch: Any = None) -> Any:
         return make_dataset(
             data.images[idx], data.y[idx], bovw[idx] if bovw is not None else None,
-            batch_size=bs, shuffle=train, seed=seed, repeat=train, first_epoch=first_epoch,
+            batch_size=bs, shuffle=train, seed=seed, epoch=epoch,
             masking=masking if train else None, mixup=config.train.mixup if train else 0.0,
             num_classes=len(data.classes),
         )
 
     val = part(fold.val, False) if len(fold.val) else None
-    return (lambda first_epoch: part(fold.train, True, first_epoch)), val, part(fold.test, False)
+    return (lambda epoch: part(fold.train, True, epoch)), val, part(fold.test, False)
 
 
 def _train_and_test(
@@ -173,7 +173,7 @@ def _train_and_test(
     compile_model(model, config.train, steps_per_epoch=steps)
     audit = (lambda: accuracy(data.y[fold.test], predict(model, test_ds).argmax(axis=1))) if config.train.audit_test else None
     state = fit_resumable(
-        model, train_ds, val_ds, stage_dir, epochs=epochs, steps_per_epoch=steps, patience=config.train.patience,
+        model, train_ds, val_ds, stage_dir, epochs=epochs, patience=config.train.patience,
         verbose=config.train.verbose, extra_callbacks=callbacks, select_on=config.train.select_on, audit=audit,
     )
     atomic_write(stage_dir / "model.keras", model.save, suffix=".keras")
