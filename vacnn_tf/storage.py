@@ -25,7 +25,7 @@ def _disk_full(path: Path, err: OSError) -> DiskFullError:
     return DiskFullError(errno.ENOSPC, (
         f"No space left on device while writing {path} ({free}). Nothing finished is lost: every file "
         "is written whole or not at all. Free some space, then rerun the same command "
-        "(`vacnn` commands with --resume; `python -m reproduce...` resumes by itself)."
+        "(`vacnn` commands with --resume; `python -m reproduce.tableN` resumes by itself)."
     ), str(path))
 
 
