@@ -139,6 +139,10 @@ def _mix_batch(feats: dict[str, Any], label: Any, seed: Any, alpha: float, num_c
     return {name: blend(value) for name, value in feats.items()}, blend(one_hot)
 
 
+def _batch_count(n: int, batch_size: int) -> int:
+    return -(-n // batch_size)  # the last batch may be partial
+
+
 def _epoch_batches(n: int, batch_size: int, shuffle: bool, seed: int, epoch: Any, per_batch_seeds: bool) -> Any:
     """One epoch of index batches (with a stateless seed per batch when asked), from (seed, epoch) alone."""
     import tensorflow as tf
@@ -150,8 +154,7 @@ def _epoch_batches(n: int, batch_size: int, shuffle: bool, seed: int, epoch: Any
     batches = tf.data.Dataset.from_tensor_slices(order).batch(batch_size)
     if not per_batch_seeds:
         return batches
-    count = -(-n // batch_size)
-    seeds = tf.random.stateless_uniform([count, 2], key + tf.constant([0, 1], tf.int64), minval=None, maxval=None, dtype=tf.int64)
+    seeds = tf.random.stateless_uniform([_batch_count(n, batch_size), 2], key + tf.constant([0, 1], tf.int64), minval=None, maxval=None, dtype=tf.int64)
     return tf.data.Dataset.zip(batches, tf.data.Dataset.from_tensor_slices(seeds))
 
 
@@ -235,7 +238,7 @@ def make_dataset(
         ds = tf.data.Dataset.from_tensors(0).flat_map(
             lambda _: _epoch_batches(n, batch_size, shuffle, seed, tf.cast(tf.convert_to_tensor(epoch), tf.int64),
                                      per_batch_seeds))
-        ds = ds.apply(tf.data.experimental.assert_cardinality(-(-n // batch_size)))  # Keras sizes its epochs by it
+        ds = ds.apply(tf.data.experimental.assert_cardinality(_batch_count(n, batch_size)))  # Keras sizes its epochs by it
     else:
         ds = tf.data.Dataset.range(n)
         if shuffle and n > 1:

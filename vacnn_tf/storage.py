@@ -16,6 +16,9 @@ import numpy as np
 class DiskFullError(OSError):
     """The disk filled up while writing a file; what was finished before is intact."""
 
+    def __str__(self) -> str:  # the message alone: it already names the file
+        return str(self.strerror)
+
 
 def _disk_full(path: Path, err: OSError) -> DiskFullError:
     try:

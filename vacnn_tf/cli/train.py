@@ -53,7 +53,7 @@ def _run(func: Any) -> Any:
         try:
             return func(args)
         except (ConfigError, RunExistsError, FileNotFoundError, ValueError, DiskFullError) as err:
-            print(f"vacnn {args.command}: error: {err.strerror if isinstance(err, DiskFullError) else err}")
+            print(f"vacnn {args.command}: error: {err}")
             return 2
 
     return wrapped
