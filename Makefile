@@ -3,14 +3,17 @@ PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 ARGS ?=
+# The versions CI tests; `make setup CONSTRAINTS=` installs from requirements.txt's ranges alone.
+CONSTRAINTS ?= constraints.txt
+PIN := $(if $(CONSTRAINTS),-c $(CONSTRAINTS))
 
 .PHONY: setup reproduce test bench docs-config docs-cli
 
-$(BIN)/vacnn: setup.cfg requirements.txt
+$(BIN)/vacnn: setup.cfg requirements.txt $(CONSTRAINTS)
 	$(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -r requirements.txt
-	$(BIN)/python -m pip install -q -e ".[test]"
+	$(BIN)/python -m pip install -q $(PIN) -r requirements.txt
+	$(BIN)/python -m pip install -q $(PIN) -e ".[test]"
 	touch $(BIN)/vacnn
 
 setup: $(BIN)/vacnn

@@ -173,7 +173,6 @@ def write_savedmodel(model: Any, target: str | Path, classes: list[str], config:
     Returns:
         ``target``.
     """
-    import keras
     import tensorflow as tf
 
     target = Path(target)
@@ -191,14 +190,7 @@ def write_savedmodel(model: Any, target: str | Path, classes: list[str], config:
             shutil.copyfile(vocabulary, staging / ASSET_VOCABULARY)
             asset_files.append(ASSET_VOCABULARY)
 
-        # Assets are tracked by the SavedModel itself, so they travel with it and TF Serving
-        # or tf.saved_model.load see them as part of the model, not loose files.
-        holder = tf.Module()
-        holder.assets = {name: tf.saved_model.Asset(str(staging / name)) for name in asset_files}
         label_table = tf.constant(classes)
-
-        archive = keras.export.ExportArchive()
-        archive.track(model)
         logmel_spec = tf.TensorSpec([None, 224, 224, 1], tf.float32, name="logmel")
         if uses_bovw:
             bovw_spec = tf.TensorSpec([None, config.bovw.k], tf.float32, name="bovw")
@@ -215,18 +207,24 @@ def write_savedmodel(model: Any, target: str | Path, classes: list[str], config:
                 return {"probabilities": probs, "label": tf.gather(label_table, tf.argmax(probs, -1))}
 
             signature = [logmel_spec]
-        archive.add_endpoint(name="serving_default", fn=serve, input_signature=signature)
-        # The archive saves only what hangs off its root object; hanging the assets there makes
-        # tf.saved_model copy them into assets/ and record them in the object graph.
-        archive._tf_trackable.vacnn_assets = holder  # noqa: SLF001 - no public hook for plain assets
+        serving_fn = tf.function(serve, input_signature=signature, autograph=False)
+        with quiet_dict_inputs():
+            endpoint = serving_fn.get_concrete_function()
+        # A plain tf.Module is the root rather than keras.export.ExportArchive, which offers no
+        # public way to attach files: what hangs off the root is what tf.saved_model writes, so
+        # the assets land in assets/ and in the object graph (tf.saved_model.load sees them), and
+        # the variables the graph reads are saved with it.
+        root = tf.Module()
+        root.serving_variables = list(endpoint.variables)
+        root.serving_default = serving_fn
+        root.assets = {name: tf.saved_model.Asset(str(staging / name)) for name in asset_files}
         # Write beside the target then rename, so a killed export leaves no half version
         # that TF Serving would try to load.
         partial = base / f".{version}.partial"
         if partial.exists():
             shutil.rmtree(partial)
         base.mkdir(parents=True, exist_ok=True)
-        with quiet_dict_inputs():
-            archive.write_out(str(partial), verbose=False)
+        tf.saved_model.save(root, str(partial), signatures={"serving_default": endpoint})
         partial.rename(target)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
