@@ -19,7 +19,7 @@ from typing import Any, Callable, Mapping, Optional, Sequence
 
 import pandas as pd
 
-from vacnn_tf.config import RunConfig, load_config, replace
+from vacnn_tf.config import RunConfig, load_config, packaged_config, replace
 from vacnn_tf.storage import read_json, write_json, write_text
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -108,7 +108,7 @@ def make_config(args: argparse.Namespace) -> RunConfig:
         raise SystemExit("--profile demo runs on the synthetic corpus; drop --data-root or choose paper|quick.")
     if profile != "demo" and args.data_root is None:
         raise SystemExit(f"--profile {profile} needs real corpora: pass --data-root DIR.")
-    config = load_config(ROOT / "configs" / "profiles" / f"{profile}.yaml")
+    config = load_config(packaged_config(f"profiles/{profile}.yaml"))
     if args.config or args.overrides:
         config = load_config(args.config, args.overrides, base=_as_tree(config))
     out = Path(args.out)

@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from vacnn_tf.config import ConfigError, RunConfig, load_config, reference_markdown, replace
+from vacnn_tf.config import ConfigError, RunConfig, load_config, packaged_configs, reference_markdown, replace
 
 
 def test_defaults_follow_the_paper():
@@ -39,3 +39,28 @@ def test_replace_with_dotted_keys():
 def test_configuration_reference_is_current():
     doc = Path(__file__).resolve().parents[1] / "docs" / "configuration.md"
     assert doc.read_text() == reference_markdown(), "run `make docs-config` to regenerate"
+
+
+@pytest.mark.parametrize("name", packaged_configs())
+def test_every_shipped_config_loads_from_any_folder(name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.chdir(tmp_path)
+    assert isinstance(load_config(name), RunConfig)
+
+
+def test_a_file_on_disk_wins_over_the_shipped_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "configs").mkdir()
+    (tmp_path / "configs" / "demo.yaml").write_text("seed: 3\n")
+    assert load_config("configs/demo.yaml").seed == 3
+
+
+@pytest.mark.parametrize(
+    "path, overrides, message",
+    [("configs/dmeo.yaml", [], r"Config file not found: configs/dmeo.yaml; did you mean configs/demo.yaml\?"),
+     (None, ["model.dense_unit=3"], r"Did you mean model.dense_units\?"),
+     (None, ["trian.epochs=3"], r"Did you mean train\?")],
+)
+def test_near_misses_get_a_suggestion(path, overrides, message):
+    with pytest.raises(ConfigError, match=message) as raised:
+        load_config(path, overrides)
+    assert "\n" not in str(raised.value)

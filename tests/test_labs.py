@@ -232,12 +232,9 @@ def test_training_commands_in_labs_take_lab_set():
 
 
 def run_lab(path: Path, workdir: Path, lab_set: str = TINY_SET, timeout: int = 1800) -> tuple[float, str]:
-    """Run a handout's ```bash blocks in ``workdir`` as a student would (repo-relative paths work
-    through a ``configs`` link); returns (seconds, output)."""
+    """Run a handout's ```bash blocks in ``workdir`` as a student would (``--config configs/...``
+    names the configs the package ships, from any folder); returns (seconds, output)."""
     workdir.mkdir(parents=True, exist_ok=True)
-    link = workdir / "configs"
-    if not link.exists():
-        link.symlink_to(ROOT / "configs")
     env = dict(os.environ)
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     env["PYTHONPATH"] = f"{ROOT}{os.pathsep}{env.get('PYTHONPATH', '')}"  # `python -m reproduce...` as from the repo root

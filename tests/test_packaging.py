@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import configparser
+import os
+import shutil
+import subprocess
+import sys
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -83,3 +88,61 @@ def test_constraints_pin_versions_the_requirements_allow():
             assert requirement.specifier.contains(pins[name], prereleases=True), (
                 f"constraints.txt pins {name}=={pins[name]}, outside {requirement}")
     assert "vacnn-tf" not in pins
+
+
+# What a wheel is built from: the files setup.cfg and pyproject.toml read.
+WHEEL_SOURCES = ("pyproject.toml", "setup.cfg", "README.md", "LICENSE", "vacnn_tf", "reproduce")
+
+
+def _run(argv: list[str], cwd: Path, timeout: int = 120) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV", "PYTHONHOME")}
+    env["TF_CPP_MIN_LOG_LEVEL"] = "2"
+    result = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    assert result.returncode == 0, f"{' '.join(argv)} failed ({result.returncode}):\n{result.stdout[-2000:]}\n{result.stderr[-3000:]}"
+    return result
+
+
+def test_wheel_installs_outside_the_checkout_with_its_configs(tmp_path: Path):
+    """Build a wheel from a copy of the sources, install it alone into a fresh virtual
+    environment outside the checkout (the dependencies come from this environment through a
+    .pth file: no network), and, from another folder, load the demo profile as
+    ``python -m reproduce.table10`` does and run ``vacnn --help``."""
+    source = tmp_path / "src"  # a copy: an in-tree build would leave build/ in the checkout
+    source.mkdir()
+    for name in WHEEL_SOURCES:
+        if (ROOT / name).is_dir():
+            shutil.copytree(ROOT / name, source / name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        elif (ROOT / name).is_file():
+            shutil.copy2(ROOT / name, source / name)
+    _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path / "dist"), str(source)], tmp_path)
+    (wheel,) = (tmp_path / "dist").glob("vacnn_tf-*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        names = archive.namelist()
+    assert "vacnn_tf/configs/profiles/demo.yaml" in names and "vacnn_tf/configs/labs/lab.yaml" in names
+    assert "reproduce/table10.py" in names
+
+    venv = tmp_path / "venv"
+    _run([sys.executable, "-m", "venv", "--without-pip", str(venv)], tmp_path)
+    python = venv / ("Scripts" if os.name == "nt" else "bin") / "python"
+    _run([sys.executable, "-m", "pip", "--python", str(python), "install", "--no-deps", "-q", str(wheel)], tmp_path)
+    site = _run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"], tmp_path).stdout.strip()
+    # A plain path line: this environment's .pth files (the editable install of the checkout) stay unread.
+    (Path(site) / "dependencies.pth").write_text("\n".join(p for p in sys.path if p.endswith("site-packages")) + "\n")
+
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    script = (
+        "import vacnn_tf, reproduce.table10\n"
+        "from reproduce.common import make_config, parser\n"
+        "from vacnn_tf.config import load_config\n"
+        "config = make_config(parser('').parse_args([]))\n"
+        "assert load_config('configs/labs/lab.yaml').bovw.k == 32\n"
+        "print(vacnn_tf.__file__)\n"
+        "print(config.profile, config.train.epochs, config.protocol.max_folds)\n"
+    )
+    out = _run([str(python), "-c", script], elsewhere).stdout.split("\n")
+    assert Path(out[0]).is_relative_to(venv), f"vacnn_tf imported from {out[0]}, not from the wheel"
+    assert out[1] == "demo 4 1"
+    scripts = python.parent
+    help_text = _run([str(scripts / "vacnn"), "--help"], elsewhere).stdout
+    assert help_text.startswith("usage: vacnn") and "finetune" in help_text

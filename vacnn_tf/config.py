@@ -9,14 +9,22 @@ The docs' configuration reference (docs/configuration.md) is generated from thes
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import hashlib
 import json
+import os
 import typing
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, Union
 
 import yaml
+
+try:
+    from importlib.resources.abc import Traversable
+except ImportError:  # Python 3.10
+    from importlib.abc import Traversable
 
 
 RESIZE_MODES: tuple[str, ...] = ("linear", "area", "cubic", "nearest")  # cv2 interpolations
@@ -163,6 +171,56 @@ class ConfigError(ValueError):
     """A configuration key or value that does not fit the schema."""
 
 
+# The YAML files shipped inside the package (vacnn_tf/configs/). A config path beginning with
+# this folder name that names no file on disk is read from there, so `--config
+# configs/demo.yaml` works from any folder, in a checkout or an installed wheel alike.
+PACKAGED_DIR = "configs"
+
+ConfigSource = Union[str, "os.PathLike[str]", Traversable]
+
+
+def packaged_config(name: str) -> Traversable:
+    """A config shipped with the package, e.g. ``packaged_config("profiles/demo.yaml")``."""
+    node = resources.files("vacnn_tf").joinpath(PACKAGED_DIR)
+    for part in Path(name).parts:
+        node = node.joinpath(part)
+    return node
+
+
+def packaged_configs() -> list[str]:
+    """Every shipped config as the path that names it: ``configs/demo.yaml``, ``configs/profiles/paper.yaml``, ..."""
+    found: list[str] = []
+
+    def walk(node: Traversable, prefix: str) -> None:
+        for child in sorted(node.iterdir(), key=lambda c: c.name):
+            if child.is_dir():
+                walk(child, f"{prefix}{child.name}/")
+            elif child.name.endswith(".yaml"):
+                found.append(f"{prefix}{child.name}")
+
+    walk(resources.files("vacnn_tf").joinpath(PACKAGED_DIR), f"{PACKAGED_DIR}/")
+    return found
+
+
+def _config_file(path: ConfigSource) -> Traversable:
+    """The file a ``--config`` value names: a file on disk first, else a shipped config."""
+    if not isinstance(path, (str, os.PathLike)):
+        if not path.is_file():
+            raise ConfigError(f"Config file not found: {path}")
+        return path
+    disk = Path(path)
+    if disk.is_file():
+        return disk
+    parts = disk.parts
+    if not disk.is_absolute() and len(parts) > 1 and parts[0] == PACKAGED_DIR:
+        shipped = packaged_config("/".join(parts[1:]))
+        if shipped.is_file():
+            return shipped
+    close = difflib.get_close_matches(disk.as_posix(), packaged_configs(), n=1, cutoff=0.75)
+    hint = f"; did you mean {close[0]}?" if close else f" (shipped configs: {', '.join(packaged_configs())})"
+    raise ConfigError(f"Config file not found: {path}{hint}")
+
+
 def _field_types(cls: type) -> dict[str, Any]:
     return typing.get_type_hints(cls)
 
@@ -202,8 +260,10 @@ def _build(cls: type, values: dict[str, Any], prefix: str = "") -> Any:
     types = _field_types(cls)
     unknown = sorted(set(values) - set(types))
     if unknown:
+        guesses = [f"{prefix}{m[0]}" for u in unknown if (m := difflib.get_close_matches(u, list(types), n=1))]
+        hint = f"Did you mean {' or '.join(guesses)}? " if guesses else ""
         raise ConfigError(
-            f"Unknown config key(s) {[prefix + u for u in unknown]}. "
+            f"Unknown config key(s) {[prefix + u for u in unknown]}. {hint}"
             f"Allowed under {prefix or 'top level'}: {sorted(types)}"
         )
     kwargs = {name: _coerce(val, types[name], prefix + name) for name, val in values.items()}
@@ -229,19 +289,24 @@ def parse_override(text: str) -> tuple[str, Any]:
 
 
 def load_config(
-    path: str | Path | None = None,
+    path: ConfigSource | None = None,
     overrides: list[str] | None = None,
     base: dict[str, Any] | None = None,
 ) -> RunConfig:
-    """Build a RunConfig from defaults, then ``base``, then a YAML file, then ``--set`` overrides."""
+    """Build a RunConfig from defaults, then ``base``, then a YAML file, then ``--set`` overrides.
+
+    Args:
+        path: A YAML file; a relative ``configs/...`` path that names no file is read from the
+            configs shipped with the package (:func:`packaged_configs`).
+        overrides: ``section.key=value`` strings, applied last.
+        base: A nested mapping applied before the file (a profile's settings).
+    """
     tree: dict[str, Any] = {}
     for key, value in _flatten(base or {}):
         _set_dotted(tree, key, value)
     if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"Config file not found: {path}")
-        loaded = yaml.safe_load(path.read_text()) or {}
+        source = _config_file(path)
+        loaded = yaml.safe_load(source.read_text()) or {}
         if not isinstance(loaded, dict):
             raise ConfigError(f"Config file {path} must hold a mapping at the top level.")
         for key, value in _flatten(loaded):
