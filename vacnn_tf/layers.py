@@ -441,7 +441,7 @@ class BandStandardization(keras.layers.Layer):
     non-trainable weights so that the saved model and the serving graph carry them. A band
     that is loud in every utterance no longer dominates the first convolutions; what is left
     is how an utterance departs from the corpus's average spectrum, the information a linear
-    model on per-band statistics uses (docs/emodb-results.md). Until :meth:`adapt` is called it
+    model on per-band statistics uses (docs/results.md). Until :meth:`adapt` is called it
     is the identity (mean 0, std 1).
     """
 

@@ -7,7 +7,7 @@ percentile (3 x 224 numbers); with ``model.use_bovw`` the fold's BOVW histogram 
 The features are standardised on the training part and a multinomial logistic regression
 with an L2 penalty (``model.linear_c``, scikit-learn's ``C``) is fitted on training +
 validation (it has no epochs to select). ``vacnn finetune --variant linear`` runs it through
-the same folds, metrics and reports as the networks (docs/emodb-results.md).
+the same folds, metrics and reports as the networks (docs/results.md).
 """
 
 from __future__ import annotations
