@@ -17,10 +17,17 @@ TABLES = ("table2", "table3", "table4", "table5", "table6", "table7", "table8", 
 
 def main(argv: list[str] | None = None, tables: tuple[str, ...] = TABLES) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    from reproduce.common import parser
+    from reproduce.common import make_config, parser
+    from vacnn_tf.config import ConfigError
     from vacnn_tf.storage import read_json
 
-    out = Path(parser("").parse_args(argv).out)
+    cli = parser("", prog="python -m reproduce.all")
+    args = cli.parse_args(argv)
+    try:
+        make_config(args)  # a bad flag or config stops here, once, not in every table
+    except ConfigError as err:
+        cli.error(str(err))
+    out = Path(args.out)
     codes = {}
     for name in tables:
         module = importlib.import_module(f"reproduce.{name}")

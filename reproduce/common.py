@@ -19,7 +19,8 @@ from typing import Any, Callable, Mapping, Optional, Sequence
 
 import pandas as pd
 
-from vacnn_tf.config import RunConfig, load_config, packaged_config, replace
+from vacnn_tf.cli.errors import OneLineParser
+from vacnn_tf.config import ConfigError, RunConfig, load_config, packaged_config, replace
 from vacnn_tf.storage import read_json, write_json, write_text
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -76,8 +77,9 @@ class Outcome:
         return f"failed: {self.error}"
 
 
-def parser(description: str) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=description)
+def parser(description: str, prog: str = "python -m reproduce") -> argparse.ArgumentParser:
+    """The flags every table script takes; errors print one line (``PROG: error: ...``) and exit 2."""
+    p = OneLineParser(prog=prog, description=description)
     p.add_argument("--data-root", default=None,
                    help="folder with ravdess/ emodb/ tess/ savee/ (default: the synthetic corpus, demo profile)")
     p.add_argument("--profile", choices=PROFILES, default=None,
@@ -102,12 +104,20 @@ def profile_of(args: argparse.Namespace) -> str:
 
 
 def make_config(args: argparse.Namespace) -> RunConfig:
-    """Profile YAML, then --config, then --set; data root, protocol, seed and out from flags."""
+    """Profile YAML, then --config, then --set; data root, protocol, seed and out from flags.
+
+    Raises:
+        ConfigError: flags that do not fit together, a --data-root that is not a folder, or a
+            config key or value that does not fit the schema.
+    """
     profile = profile_of(args)
     if profile == "demo" and args.data_root is not None:
-        raise SystemExit("--profile demo runs on the synthetic corpus; drop --data-root or choose paper|quick.")
+        raise ConfigError("--profile demo runs on the synthetic corpus; drop --data-root or choose paper|quick.")
     if profile != "demo" and args.data_root is None:
-        raise SystemExit(f"--profile {profile} needs real corpora: pass --data-root DIR.")
+        raise ConfigError(f"--profile {profile} needs real corpora: pass --data-root DIR.")
+    if args.data_root is not None and not Path(args.data_root).is_dir():
+        # a mistyped root would otherwise give a table of "corpora missing" rows
+        raise ConfigError(f"--data-root {args.data_root}: the folder does not exist.")
     config = load_config(packaged_config(f"profiles/{profile}.yaml"))
     if args.config or args.overrides:
         config = load_config(args.config, args.overrides, base=_as_tree(config))
@@ -257,8 +267,12 @@ def _readme(index: dict[str, Any]) -> str:
 def main_for(table: str, description: str, needs: Callable[[RunConfig], list[Need]],
              render: Callable[[RunConfig, list[Outcome], Path], list[Path]], argv: Optional[list[str]] = None) -> int:
     """The body of every ``reproduce.tableN`` main: parse, run what is needed, render, record."""
-    args = parser(description).parse_args(argv)
-    config = make_config(args)
+    cli = parser(description, prog=f"python -m reproduce.{table}")
+    args = cli.parse_args(argv)
+    try:
+        config = make_config(args)
+    except ConfigError as err:
+        cli.error(str(err))
     out_dir = Path(args.out)
     started = time.time()
     print(f"[reproduce] {table}: profile {config.profile}, protocol {config.protocol.name}, "

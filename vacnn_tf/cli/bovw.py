@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 from typing import Any
+
+from vacnn_tf.cli.errors import CommandFailed
 
 CORPUS_NAMES = ("ravdess", "emodb", "tess", "savee")
 
@@ -75,29 +76,20 @@ def plot_silhouette(table: Any, path: str | Path, title: str) -> Path:
 
 def cmd_bovw_silhouette(args: argparse.Namespace) -> int:
     from vacnn_tf.bovw import descriptors_for, silhouette_study
-    from vacnn_tf.config import ConfigError, load_config
+    from vacnn_tf.config import load_config
     from vacnn_tf.corpora import find_corpus_dir, read_corpus
     from vacnn_tf.features import extract_images
     from vacnn_tf.storage import write_text
 
-    try:
-        config = load_config(args.config, args.set)
-    except ConfigError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    config = load_config(args.config, args.set)
     seed = config.seed if args.seed is None else args.seed
     workers = config.data.workers if args.workers is None else args.workers
     cache = Path(args.cache if args.cache is not None else config.data.cache_dir)
     out = Path(args.out) if args.out is not None else Path(config.out) / "bovw-silhouette" / args.corpus
     root = find_corpus_dir(args.root, args.corpus)
-    try:
-        scan = read_corpus(args.corpus, root)
-    except FileNotFoundError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    scan = read_corpus(args.corpus, root)
     if not len(scan):
-        print(f"error: no {args.corpus} files found under {root}", file=sys.stderr)
-        return 1
+        raise CommandFailed(f"no {args.corpus} files found under {root}")
 
     start = time.perf_counter()
     batch = extract_images(list(scan.table["path"]), config.features, cache, workers=workers)
@@ -106,11 +98,7 @@ def cmd_bovw_silhouette(args: argparse.Namespace) -> int:
     n_desc = sum(len(d) for d in descriptors)
     print(f"{args.corpus}: {len(descriptors)} images, {n_desc} KAZE descriptors "
           f"({len(batch.failures)} unreadable files), {time.perf_counter() - start:.1f} s")
-    try:
-        table = silhouette_study(descriptors, args.k, sample_size=args.sample, seed=seed, config=config.bovw)
-    except ValueError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    table = silhouette_study(descriptors, args.k, sample_size=args.sample, seed=seed, config=config.bovw)
     table.insert(0, "corpus", args.corpus)
     write_text(out / "silhouette.csv", table.to_csv(index=False))
     title = (f"{args.corpus}: {config.bovw.kmeans} K-means on {int(table['n_fit_descriptors'][0])} KAZE descriptors\n"

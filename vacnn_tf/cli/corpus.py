@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from typing import Any
+
+from vacnn_tf.cli.errors import CommandFailed
 
 CORPUS_NAMES = ("ravdess", "emodb", "tess", "savee")
 
@@ -63,11 +64,7 @@ def cmd_corpus_stats(args: argparse.Namespace) -> int:
     from vacnn_tf.corpora import CORPUS_TITLES, corpus_stats, find_corpus_dir
 
     root = find_corpus_dir(args.root, args.corpus)
-    try:
-        stats = corpus_stats(args.corpus, root)
-    except FileNotFoundError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    stats = corpus_stats(args.corpus, root)
     if args.json:
         print(json.dumps(stats, indent=2))
         return 0 if stats["files"] else 1
@@ -87,8 +84,7 @@ def cmd_corpus_stats(args: argparse.Namespace) -> int:
     print(f"unmatched: {len(unmatched)}")
     _print_unmatched(unmatched, limit=50)
     if not stats["files"]:
-        print(f"error: no {CORPUS_TITLES[args.corpus]} files found under {root}", file=sys.stderr)
-        return 1
+        raise CommandFailed(f"no {CORPUS_TITLES[args.corpus]} files found under {root}")
     return 0
 
 
@@ -100,11 +96,7 @@ def cmd_synth(args: argparse.Namespace) -> int:
     per_class = defaults.data.synth_per_class if args.per_class is None else args.per_class
     seed = defaults.seed if args.seed is None else args.seed
     start = time.perf_counter()
-    try:
-        roots = generate(args.out, per_class=per_class, seed=seed, corpora=args.corpora)
-    except (ValueError, FileExistsError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    roots = generate(args.out, per_class=per_class, seed=seed, corpora=args.corpora)
     print(f"synthetic corpus (per_class={per_class}, seed={seed}) in {time.perf_counter() - start:.1f} s:")
     for name, folder in roots.items():
         count = sum(1 for _ in folder.rglob("*.wav"))
@@ -113,27 +105,18 @@ def cmd_synth(args: argparse.Namespace) -> int:
 
 
 def cmd_features(args: argparse.Namespace) -> int:
-    from vacnn_tf.config import ConfigError, load_config
+    from vacnn_tf.config import load_config
     from vacnn_tf.corpora import find_corpus_dir, read_corpus
     from vacnn_tf.features import extract_images
 
-    try:
-        config = load_config(args.config, args.set)
-    except ConfigError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    config = load_config(args.config, args.set)
     root = find_corpus_dir(args.root, args.corpus)
-    try:
-        scan = read_corpus(args.corpus, root)
-    except FileNotFoundError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    scan = read_corpus(args.corpus, root)
     if scan.unmatched:
         print(f"{len(scan.unmatched)} file(s) do not follow the {args.corpus} convention and are skipped:")
         _print_unmatched(scan.unmatched, limit=20)
     if not len(scan):
-        print(f"error: no {args.corpus} files found under {root}", file=sys.stderr)
-        return 1
+        raise CommandFailed(f"no {args.corpus} files found under {root}")
     cache = args.cache if args.cache is not None else config.data.cache_dir
     workers = config.data.workers if args.workers is None else args.workers
     start = time.perf_counter()

@@ -14,7 +14,6 @@ Each command is a thin wrapper over one function of :mod:`vacnn_tf.figures`.
 from __future__ import annotations
 
 import argparse
-import sys
 from typing import Any
 
 from vacnn_tf.cli.options import add_config_options
@@ -41,7 +40,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--wav", required=True, metavar="FILE", help="audio file")
     p.add_argument("--out", required=True, metavar="PNG", help="the figure to write")
     _config_args(p)
-    p.set_defaults(func=_guard(cmd_features))
+    p.set_defaults(func=cmd_features)
 
     p = what.add_parser("bovw", help="BOVW histogram of one utterance per class",
                         description="Histograms of visual words for the first utterance (by path) of each class. "
@@ -55,7 +54,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--vocabulary", metavar="NPZ", help="with --corpus: a saved vocabulary instead of fitting one")
     p.add_argument("--out", required=True, metavar="PNG", help="the figure to write")
     _config_args(p)
-    p.set_defaults(func=_guard(cmd_bovw))
+    p.set_defaults(func=cmd_bovw)
 
     p = what.add_parser("attention", help="VA/CBAM channel and spatial attention maps and Grad-CAM of a model",
                         description="Load a .keras checkpoint (RUN/fold_K/model.keras or RUN/pretrain/model.keras), "
@@ -69,29 +68,14 @@ def register(subparsers: Any) -> None:
     p.add_argument("--vocabulary", metavar="NPZ", help="BOVW vocabulary (default: vocabulary.npz beside the model)")
     p.add_argument("--config", default=None, metavar="YAML",
                    help="settings to use instead of the run's config.yaml (for a model outside a run)")
-    p.set_defaults(func=_guard(cmd_attention))
+    p.set_defaults(func=cmd_attention, uses_tensorflow=True)
 
     p = what.add_parser("curves", help="training curves per fold from a run's history.csv files",
                         description="Loss and accuracy per epoch of every fold (and pretraining stage) of a run; "
                         "a dot marks the epoch kept by model selection.")
     p.add_argument("--run", required=True, metavar="RUN", help="run directory")
     p.add_argument("--out", default=None, metavar="PNG", help="default: RUN/figures/training_curves.png")
-    p.set_defaults(func=_guard(cmd_curves))
-
-
-def _guard(func: Any) -> Any:
-    """Expected failures (bad file, bad config, missing run part) become one message and exit code 2."""
-
-    def wrapped(args: argparse.Namespace) -> int:
-        from vacnn_tf.config import ConfigError
-
-        try:
-            return func(args)
-        except (ConfigError, FileNotFoundError, ValueError) as err:  # AudioError is a ValueError
-            print(f"vacnn figures {args.figure}: error: {err}", file=sys.stderr)
-            return 2
-
-    return wrapped
+    p.set_defaults(func=cmd_curves)
 
 
 def _load(args: argparse.Namespace) -> Any:

@@ -29,7 +29,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--no-bovw", action="store_true", help="finetuned only: without the BOVW branch")
     add_config_options(parser, "YAML run config (its model section is used)",
                        "config override, e.g. --set model.freeze_through=va_block2 (repeatable)")
-    parser.set_defaults(func=run_model_summary)
+    parser.set_defaults(func=run_model_summary, uses_tensorflow=True)
 
 
 def run_model_summary(args: argparse.Namespace) -> int:

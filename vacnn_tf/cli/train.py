@@ -41,20 +41,15 @@ def _config(args: argparse.Namespace) -> Any:
     return load_config(args.config, overrides)
 
 
-def _run(func: Any) -> Any:
-    """Turn expected failures (bad config, existing run, missing data, full disk) into a message and exit code 2."""
+def _logged(func: Any) -> Any:
+    """Show the stages' progress log (fold starts, cache hits) on stderr while ``func`` runs.
+
+    Errors are reported by vacnn_tf.cli.errors, as for every command.
+    """
 
     def wrapped(args: argparse.Namespace) -> int:
-        from vacnn_tf.config import ConfigError
-        from vacnn_tf.runs import RunExistsError
-        from vacnn_tf.storage import DiskFullError
-
         logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-        try:
-            return func(args)
-        except (ConfigError, RunExistsError, FileNotFoundError, ValueError, DiskFullError) as err:
-            print(f"vacnn {args.command}: error: {err}")
-            return 2
+        return func(args)
 
     return wrapped
 
@@ -104,20 +99,40 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def register(subparsers: Any) -> None:
     """Add ``pretrain``, ``finetune`` and ``evaluate`` to the ``vacnn`` command."""
-    p = subparsers.add_parser("pretrain", help="pretrain on TESS + RAVDESS (7 labels, section 4.2)")
+    p = subparsers.add_parser(
+        "pretrain", help="pretrain on TESS + RAVDESS (7 labels, section 4.2)",
+        description="Train the network model.architecture names (the VACNN by default) on TESS and "
+        "RAVDESS with the 7 pretraining labels, the paper's source model (section 4.2); a stratified "
+        "hold-out of 1/protocol.folds of the data is kept out of training and scored (Table 2). Writes "
+        "RUN/pretrain/model.keras, its history and metrics; a pretraining that exists is an error "
+        "unless --resume (reuse or continue it) or --force (start over).",
+    )
     _common(p)
-    p.set_defaults(func=_run(cmd_pretrain))
+    p.set_defaults(func=_logged(cmd_pretrain), uses_tensorflow=True)
 
-    p = subparsers.add_parser("finetune", help="cross-validate on a target corpus (fine-tuned or pure)")
+    p = subparsers.add_parser(
+        "finetune", help="cross-validate on a target corpus (fine-tuned or pure)",
+        description="Cross-validate on RAVDESS, EmoDB or SAVEE with the folds of --protocol: per fold, "
+        "fit the BOVW vocabulary on the training part, fine-tune the pretrained VACNN (pretraining "
+        "first when none is given), pick the epoch on validation accuracy and score the test part. "
+        "Writes RUN/fold_K/ (model, predictions, metrics, TensorBoard logs), folds.json and "
+        "RUN/metrics/, and prints accuracy and UAR per fold with their mean and spread.",
+    )
     _common(p)
     p.add_argument("--target", required=True, choices=("ravdess", "emodb", "savee"), help="target corpus")
     p.add_argument("--variant", default="finetuned", choices=("finetuned", "pure", "linear"),
                    help="finetuned: from the pretrained VACNN; pure: same architecture, random init, nothing frozen; "
                         "linear (not the paper's): logistic regression on per-mel-band statistics + the BOVW histogram")
     p.add_argument("--pretrained", help="pretraining run dir or .keras file to use for every fold (default: pretrain as needed)")
-    p.set_defaults(func=_run(cmd_finetune))
+    p.set_defaults(func=_logged(cmd_finetune), uses_tensorflow=True)
 
-    p = subparsers.add_parser("evaluate", help="rebuild a run's tables and figures from its predictions")
+    p = subparsers.add_parser(
+        "evaluate", help="rebuild a run's tables and figures from its predictions",
+        description="Read the predictions.csv of the finished folds (or the pretraining hold-out) of a run "
+        "and rewrite RUN/metrics/: the summary (accuracy, UAR and macro-F1 per fold, their mean and "
+        "standard deviation), per-class precision/recall/F1 and the confusion matrices (CSV, Markdown, "
+        "PNG). Nothing is retrained.",
+    )
     p.add_argument("--run", required=True, help="run directory")
     p.add_argument("--json", action="store_true", help="also print the summary as JSON")
-    p.set_defaults(func=_run(cmd_evaluate))
+    p.set_defaults(func=_logged(cmd_evaluate))
