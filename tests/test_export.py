@@ -176,3 +176,45 @@ def test_serving_model_swaps_group_norm_and_keeps_outputs():
               "bovw": rng.dirichlet(np.ones(128), size=2).astype(np.float32)}
     np.testing.assert_allclose(np.asarray(copy(inputs, training=False)), np.asarray(model(inputs, training=False)),
                                atol=1e-5, rtol=0)
+
+
+def test_model_card_travels_in_the_assets(exported: Path, run_dir: Path):
+    import pandas as pd
+    import tensorflow as tf
+
+    from vacnn_tf.model_card import PAPER_DOI
+
+    card = (exported / "assets" / "MODEL_CARD.md").read_text()
+    for heading in ("## Model", "## Training data and protocol", "## Metrics", "## Intended use", "## Limits", "## Citation"):
+        assert heading in card
+    summary = json.loads((run_dir / "summary.json").read_text())
+    spread = f"{100 * summary['accuracy_mean']:.1f}% +- {100 * summary['accuracy_std']:.1f}"
+    assert f"accuracy: {spread}" in card
+    f1 = pd.read_csv(run_dir / "metrics" / "summary.csv", index_col=0)["macro_f1"]
+    assert f"macro-F1: {100 * f1['mean']:.1f}% +- {100 * f1['std']:.1f}" in card
+    assert "synthetic corpus in EmoDB's layout" in card and "Synthetic corpus" in card
+    assert "Acted speech only: EmoDB hold" in card and "Languages seen: German." in card
+    assert "protocol `paper`" in card and PAPER_DOI in card
+    # in the object graph too, not only a loose file in the folder
+    loaded = tf.saved_model.load(str(exported))
+    assert Path(loaded.assets["MODEL_CARD.md"].asset_path.numpy().decode()).name == "MODEL_CARD.md"
+
+
+def test_model_card_of_a_real_corpus_run(tmp_path: Path):
+    """The card's wording for recorded corpora, from a run's files alone (no training)."""
+    from vacnn_tf.model_card import model_card
+
+    fold = tmp_path / "fold_1"
+    fold.mkdir()
+    (tmp_path / "summary.json").write_text(json.dumps({
+        "target": "savee", "variant": "finetuned", "protocol": "speaker", "architecture": "vacnn", "use_bovw": True,
+        "folds": [{"fold": 0, "accuracy": 0.5, "uar": 0.45, "test": 120}, {"fold": 1, "accuracy": 0.6, "uar": 0.55, "test": 120}],
+        "accuracy_mean": 0.55, "accuracy_std": 0.0707, "uar_mean": 0.5, "uar_std": 0.0707, "audit": None}))
+    (fold / "metrics.json").write_text(json.dumps({"fold": 1, "accuracy": 0.6, "uar": 0.55, "best_val_accuracy": 0.62}))
+    config = load_config(overrides=["data.data_root=/corpora", "protocol.name=speaker"])
+    card = model_card(tmp_path, fold, config, ["neutral", "happy"], "vacnn", 3, chosen_by_user=True)
+    assert "Synthetic" not in card and "synthetic" not in card
+    assert "target: SAVEE (English; acted, 4 male speakers)" in card and "pretraining: TESS + RAVDESS" in card
+    assert "Languages seen: English." in card and "Acted speech only: SAVEE, TESS and RAVDESS hold" in card
+    assert "accuracy: 55.0% +- 7.1" in card and "range from 50.0% to 60.0%" in card
+    assert "protocol `speaker`" in card and "chosen with `--fold`" in card and "macro-F1" not in card

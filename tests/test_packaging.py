@@ -146,3 +146,17 @@ def test_wheel_installs_outside_the_checkout_with_its_configs(tmp_path: Path):
     scripts = python.parent
     help_text = _run([str(scripts / "vacnn"), "--help"], elsewhere).stdout
     assert help_text.startswith("usage: vacnn") and "finetune" in help_text
+
+
+def test_the_paper_is_cited_alike_everywhere():
+    import yaml
+
+    from vacnn_tf.model_card import PAPER_CITATION, PAPER_DOI
+
+    cff = yaml.safe_load((ROOT / "CITATION.cff").read_text())
+    paper = cff["preferred-citation"]
+    assert paper["doi"] == PAPER_DOI and paper["title"] in PAPER_CITATION and str(paper["year"]) in PAPER_CITATION
+    assert cff["license"] == "MIT" and "MIT License" in (ROOT / "LICENSE").read_text()
+    for doc in ("README.md", "docs/index.md"):
+        text = " ".join((ROOT / doc).read_text().split())
+        assert paper["title"] in text and f"doi.org/{PAPER_DOI}" in text, f"{doc} does not cite the paper"

@@ -7,6 +7,7 @@ Layout written (TF Serving looks for numbered version folders under a model fold
     OUT/<model_name>/<version>/assets/labels.json          {"classes": [...]}
     OUT/<model_name>/<version>/assets/feature_config.json  features + BOVW/KAZE settings
     OUT/<model_name>/<version>/assets/vocabulary.npz       BOVW visual words (models with BOVW)
+    OUT/<model_name>/<version>/assets/MODEL_CARD.md        data, protocol, metrics, intended use, limits
 
 Signature ``serving_default``: inputs ``logmel`` float32 [batch, 224, 224, 1] (pixel values
 0-255, as the training images) and, for models with BOVW, ``bovw`` float32 [batch, k] (k = ``bovw.k``, 128 by default);
@@ -24,11 +25,13 @@ from typing import Any
 
 from vacnn_tf.config import RunConfig, load_config
 from vacnn_tf.fitting import quiet_dict_inputs
+from vacnn_tf.model_card import model_card as card_markdown
 from vacnn_tf.storage import read_json
 
 ASSET_LABELS = "labels.json"
 ASSET_FEATURES = "feature_config.json"
 ASSET_VOCABULARY = "vocabulary.npz"
+ASSET_MODEL_CARD = "MODEL_CARD.md"
 
 
 class ExportError(ValueError):
@@ -131,8 +134,12 @@ def export_savedmodel(
     if target.exists():
         raise ExportError(f"{target} exists; choose another --version or remove it.")
 
+    try:
+        card = card_markdown(run_dir, fold_dir, config, classes, model_name, version, chosen_by_user=fold is not None)
+    except FileNotFoundError as err:
+        raise ExportError(str(err)) from None
     vocabulary = fold_dir / ASSET_VOCABULARY if uses_bovw else None
-    return write_savedmodel(model, target, classes, config, vocabulary)
+    return write_savedmodel(model, target, classes, config, vocabulary, model_card=card)
 
 
 def serving_model(model: Any) -> Any:
@@ -158,7 +165,8 @@ def serving_model(model: Any) -> Any:
 
 
 def write_savedmodel(model: Any, target: str | Path, classes: list[str], config: RunConfig,
-                     vocabulary: str | Path | None = None, serving_graph: bool = True) -> Path:
+                     vocabulary: str | Path | None = None, serving_graph: bool = True,
+                     model_card: str | None = None) -> Path:
     """Write a Keras model as a SavedModel at ``target`` with the serving signature and assets.
 
     Args:
@@ -169,6 +177,7 @@ def write_savedmodel(model: Any, target: str | Path, classes: list[str], config:
         vocabulary: The fold's ``vocabulary.npz`` for models with BOVW input.
         serving_graph: Export :func:`serving_model`'s copy (the faster GroupNormalization);
             False exports ``model`` as it is (benchmarks/serving_latency.py compares the two).
+        model_card: Markdown written as ``assets/MODEL_CARD.md`` (:func:`vacnn_tf.model_card.model_card`).
 
     Returns:
         ``target``.
@@ -189,6 +198,9 @@ def write_savedmodel(model: Any, target: str | Path, classes: list[str], config:
         if uses_bovw:
             shutil.copyfile(vocabulary, staging / ASSET_VOCABULARY)
             asset_files.append(ASSET_VOCABULARY)
+        if model_card is not None:
+            (staging / ASSET_MODEL_CARD).write_text(model_card)
+            asset_files.append(ASSET_MODEL_CARD)
 
         label_table = tf.constant(classes)
         logmel_spec = tf.TensorSpec([None, 224, 224, 1], tf.float32, name="logmel")
