@@ -146,6 +146,9 @@ def test_wheel_installs_outside_the_checkout_with_its_configs(tmp_path: Path):
     scripts = python.parent
     help_text = _run([str(scripts / "vacnn"), "--help"], elsewhere).stdout
     assert help_text.startswith("usage: vacnn") and "finetune" in help_text
+    from vacnn_tf import __version__
+
+    assert _run([str(scripts / "vacnn"), "--version"], elsewhere).stdout.strip() == f"vacnn {__version__}"
 
 
 def test_the_paper_is_cited_alike_everywhere():
