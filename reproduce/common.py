@@ -10,6 +10,7 @@ table, and a table whose runs exist only re-renders.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import platform
 import sys
 import time
@@ -57,12 +58,19 @@ class Need:
 
 @dataclass
 class Outcome:
-    """A need's result: the run directory, or why it was not run."""
+    """A need's result: the run directory of each seed, or why it was not run."""
 
     need: Need
-    run_dir: Optional[Path] = None
+    run_dir: Optional[Path] = None  # the first seed's run: what the per-class and confusion tables show
     missing: tuple[str, ...] = ()
     error: str = ""
+    seed_runs: tuple[Path, ...] = ()  # one run per seed, in --seeds order (empty: run_dir alone)
+    seeds: tuple[int, ...] = ()  # the seeds asked for (empty: the config's one seed)
+    ensemble: bool = False  # --ensemble: accuracy tables add the seed ensemble's row
+
+    @property
+    def several_seeds(self) -> bool:
+        return len(self.seeds) > 1
 
     @property
     def ok(self) -> bool:
@@ -90,11 +98,37 @@ def parser(description: str, prog: str = "python -m reproduce") -> argparse.Argu
     p.add_argument("--config", default=None, help="extra YAML config applied after the profile")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="config override, repeatable (e.g. --set train.epochs=5)")
-    p.add_argument("--seed", type=int, default=None, help="the one seed (folds, weights, shuffling)")
+    seeds = p.add_mutually_exclusive_group()
+    seeds.add_argument("--seed", type=int, default=None, help="the one seed (folds, weights, shuffling)")
+    seeds.add_argument("--seeds", type=seed_list, default=None, metavar="N,N,...",
+                       help="run every need once per seed; accuracy rows give the mean and sd over seeds")
+    p.add_argument("--ensemble", action="store_true",
+                   help="with --seeds: add a seed-ensemble row (probabilities averaged over seeds) per accuracy row")
     p.add_argument("--force", action="store_true", help="redo runs that already finished")
     p.add_argument("--device", default=None,
                    help="TensorFlow device string such as /GPU:0 or /CPU:0 (default: TensorFlow's choice)")
     return p
+
+
+def seed_list(text: str) -> tuple[int, ...]:
+    """``42,43,44`` as a tuple of distinct ints (argparse's ``type`` for ``--seeds``)."""
+    try:
+        seeds = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"seeds are integers separated by commas. Received: {text!r}") from None
+    if len(set(seeds)) != len(seeds):
+        raise argparse.ArgumentTypeError(f"each seed once. Received: {text!r}")
+    return seeds
+
+
+def seeds_of(args: argparse.Namespace, config: RunConfig) -> tuple[int, ...]:
+    """The seeds to run: ``--seeds``, else the config's one seed."""
+    return tuple(args.seeds) if args.seeds else (config.seed,)
+
+
+def seeds_in(outcomes: Sequence[Outcome]) -> tuple[int, ...]:
+    """The seeds a table's runs were asked for (empty for outcomes made without them)."""
+    return outcomes[0].seeds if outcomes else ()
 
 
 def profile_of(args: argparse.Namespace) -> str:
@@ -115,6 +149,8 @@ def make_config(args: argparse.Namespace) -> RunConfig:
         raise ConfigError("--profile demo runs on the synthetic corpus; drop --data-root or choose paper|quick.")
     if profile != "demo" and args.data_root is None:
         raise ConfigError(f"--profile {profile} needs real corpora: pass --data-root DIR.")
+    if args.ensemble and len(args.seeds or ()) < 2:
+        raise ConfigError("--ensemble averages over seeds: give two or more with --seeds (e.g. --seeds 42,43,44).")
     if args.data_root is not None and not Path(args.data_root).is_dir():
         # a mistyped root would otherwise give a table of "corpora missing" rows
         raise ConfigError(f"--data-root {args.data_root}: the folder does not exist.")
@@ -129,8 +165,8 @@ def make_config(args: argparse.Namespace) -> RunConfig:
         "data.data_root": str(Path(args.data_root).resolve()) if args.data_root else None,
         "data.cache_dir": str(out / "cache") if config.data.cache_dir == "cache" else config.data.cache_dir,
     }
-    if args.seed is not None:
-        changes["seed"] = args.seed
+    if args.seed is not None or args.seeds:
+        changes["seed"] = args.seeds[0] if args.seeds else args.seed
     return replace(config, **changes)
 
 
@@ -148,30 +184,43 @@ def available_corpora(config: RunConfig) -> set[str]:
     return {name for name in ("ravdess", "emodb", "tess", "savee") if (root / name).is_dir()}
 
 
-def run_needs(config: RunConfig, needs: Sequence[Need], force: bool = False) -> list[Outcome]:
-    """Run (or reuse) every need whose corpora are present; report the others with the reason."""
+def run_needs(config: RunConfig, needs: Sequence[Need], force: bool = False,
+              seeds: Sequence[int] = ()) -> list[Outcome]:
+    """Run (or reuse) every need whose corpora are present, once per seed; report the others with the reason.
+
+    Seed by seed, so that the first seed's runs are all there before the next seed starts. A need
+    that fails for one seed is not run for the seeds after it: its row needs every seed.
+    """
+    seeds = tuple(seeds) or (config.seed,)
+    present = available_corpora(config)
+    missing = [tuple(c for c in need.corpora() if c not in present) for need in needs]
+    runs: list[list[Path]] = [[] for _ in needs]
+    errors: dict[int, str] = {}
+    for seed in seeds:
+        for i, need in enumerate(needs):
+            if missing[i] or i in errors:
+                continue
+            try:
+                runs[i].append(_run_need(replace(config, seed=seed, **dict(need.overrides)), need, force))
+            except Exception as err:  # noqa: BLE001 - one failed run must not lose the others' results
+                where = f" (seed {seed})" if len(seeds) > 1 else ""
+                errors[i] = f"{type(err).__name__}: {err}{where}"
+                print(f"[reproduce] {need.key} on {need.target} failed: {errors[i]}", file=sys.stderr)
+    outcomes = []
+    for i, need in enumerate(needs):
+        if missing[i] or i in errors:
+            outcomes.append(Outcome(need, missing=missing[i], error=errors.get(i, ""), seeds=seeds))
+        else:
+            outcomes.append(Outcome(need, run_dir=runs[i][0], seed_runs=tuple(runs[i]), seeds=seeds))
+    return outcomes
+
+
+def _run_need(config: RunConfig, need: Need, force: bool) -> Path:
     from vacnn_tf import training
 
-    present = available_corpora(config)
-    outcomes: list[Outcome] = []
-    for need in needs:
-        missing = tuple(c for c in need.corpora() if c not in present)
-        if missing:
-            outcomes.append(Outcome(need, missing=missing))
-            continue
-        cfg = replace(config, **dict(need.overrides))
-        try:
-            if need.variant == "pretrain":
-                run_dir = training.pretrain(cfg, resume=True, force=force)
-            else:
-                summary = training.finetune(cfg, need.target, variant=need.variant, resume=True, force=force)
-                run_dir = Path(summary.run_dir)
-        except Exception as err:  # noqa: BLE001 - one failed run must not lose the others' results
-            print(f"[reproduce] {need.key} on {need.target} failed: {type(err).__name__}: {err}", file=sys.stderr)
-            outcomes.append(Outcome(need, error=f"{type(err).__name__}: {err}"))
-            continue
-        outcomes.append(Outcome(need, run_dir=Path(run_dir)))
-    return outcomes
+    if need.variant == "pretrain":
+        return Path(training.pretrain(config, resume=True, force=force))
+    return Path(training.finetune(config, need.target, variant=need.variant, resume=True, force=force).run_dir)
 
 
 def summary_of(run_dir: Path) -> dict[str, Any]:
@@ -200,6 +249,9 @@ def write_outputs(out_dir: Path, name: str, frame: pd.DataFrame, title: str, not
 
 def notes_for(config: RunConfig, outcomes: Sequence[Outcome]) -> list[str]:
     notes = [PROFILE_NOTES[config.profile], f"protocol: {config.protocol.name}"]
+    seeds = seeds_in(outcomes)
+    if len(seeds) > 1:
+        notes.append(f"seeds: {', '.join(map(str, seeds))}")
     if config.protocol.name == "paper":
         from vacnn_tf.folds import LEAKAGE_CAVEAT
 
@@ -211,8 +263,12 @@ def notes_for(config: RunConfig, outcomes: Sequence[Outcome]) -> list[str]:
     return notes
 
 
-def record(out_dir: Path, table: str, config: RunConfig, outcomes: Sequence[Outcome], seconds: float, files: Sequence[Path]) -> None:
-    """Add this table to ``results/index.json`` and rewrite ``results/README.md``."""
+def record(out_dir: Path, table: str, config: RunConfig, outcomes: Sequence[Outcome], seconds: float,
+           files: Sequence[Path], seeds: Sequence[int] = ()) -> None:
+    """Add this table to ``results/index.json`` and rewrite ``results/README.md``.
+
+    ``seeds``: every seed the table ran (default: the config's one); ``seed`` stays the first.
+    """
     from vacnn_tf.runs import git_revision, package_versions
 
     index_path = out_dir / "index.json"
@@ -221,6 +277,7 @@ def record(out_dir: Path, table: str, config: RunConfig, outcomes: Sequence[Outc
         "profile": config.profile,
         "protocol": config.protocol.name,
         "seed": config.seed,
+        "seeds": list(seeds) or [config.seed],
         "data_root": config.data.data_root,
         "wall_seconds": round(seconds, 1),
         "finished": time.strftime("%Y-%m-%d %H:%M:%S"),
@@ -228,7 +285,8 @@ def record(out_dir: Path, table: str, config: RunConfig, outcomes: Sequence[Outc
         "versions": package_versions(),
         "git_revision": git_revision(ROOT),
         "files": [str(Path(f).relative_to(out_dir)) for f in files],
-        "runs": {f"{o.need.key}/{o.need.target}": {"status": o.status, "run_dir": str(o.run_dir) if o.ok else None}
+        "runs": {f"{o.need.key}/{o.need.target}": {"status": o.status, "run_dir": str(o.run_dir) if o.ok else None,
+                                                   "run_dirs": [str(r) for r in o.seed_runs]}
                  for o in outcomes},
     }
     write_json(index_path, index)
@@ -251,7 +309,8 @@ def _readme(index: dict[str, Any]) -> str:
             f"## {name}", "",
             f"- files: {', '.join(f'[{f}]({f})' for f in t['files'])}",
             f"- profile: **{t['profile']}** ({PROFILE_NOTES[t['profile']]})",
-            f"- protocol: **{t['protocol']}**, seed {t['seed']}, data root: {t['data_root'] or 'synthetic corpus'}",
+            f"- protocol: **{t['protocol']}**, {_seeds_text(t.get('seeds') or [t['seed']])}, "
+            f"data root: {t['data_root'] or 'synthetic corpus'}",
             f"- wall time: {t['wall_seconds']} s on {t['machine']}, finished {t['finished']}",
             f"- git revision: {t['git_revision']}; versions: "
             + ", ".join(f"{k} {v}" for k, v in t["versions"].items()),
@@ -262,6 +321,10 @@ def _readme(index: dict[str, Any]) -> str:
         lines.append("")
     lines += ["## Caveats of the `paper` protocol", "", LEAKAGE_CAVEAT, ""]
     return "\n".join(lines)
+
+
+def _seeds_text(seeds: Sequence[int]) -> str:
+    return f"seed {seeds[0]}" if len(seeds) == 1 else f"seeds {', '.join(map(str, seeds))}"
 
 
 def main_for(table: str, description: str, needs: Callable[[RunConfig], list[Need]],
@@ -275,7 +338,8 @@ def main_for(table: str, description: str, needs: Callable[[RunConfig], list[Nee
         cli.error(str(err))
     out_dir = Path(args.out)
     started = time.time()
-    print(f"[reproduce] {table}: profile {config.profile}, protocol {config.protocol.name}, "
+    seeds = seeds_of(args, config)
+    print(f"[reproduce] {table}: profile {config.profile}, protocol {config.protocol.name}, {_seeds_text(seeds)}, "
           f"data {config.data.data_root or 'synthetic corpus'} -> {out_dir}")
     if config.profile == "demo":
         print("[reproduce] " + PROFILE_NOTES["demo"])
@@ -287,9 +351,10 @@ def main_for(table: str, description: str, needs: Callable[[RunConfig], list[Nee
 
         device = tf.device(args.device)
     with device:
-        outcomes = run_needs(config, needs(config), force=args.force)
+        outcomes = run_needs(config, needs(config), force=args.force, seeds=seeds)
+    outcomes = [dataclasses.replace(o, ensemble=args.ensemble) for o in outcomes]
     files = render(config, outcomes, out_dir)
-    record(out_dir, table, config, outcomes, time.time() - started, files)
+    record(out_dir, table, config, outcomes, time.time() - started, files, seeds)
     for f in files:
         print(f"[reproduce] wrote {f}")
     missing = [o for o in outcomes if not o.ok]

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Mapping, Optional, Sequence
 
 import numpy as np
 import pandas as pd
 
 from reproduce import paper
-from reproduce.common import Outcome, summary_of
+from reproduce.common import Outcome, seeds_in, summary_of
 from vacnn_tf.config import RunConfig
+from vacnn_tf.seeds import SeedReport, seed_report
 
 PRF = ("precision", "recall", "f1")
 
@@ -50,14 +51,37 @@ def _lookup(table: pd.DataFrame | None, cls: str, metric: str) -> float:
     return float(table.loc[key, metric])
 
 
+def accuracy_rows(dataset: str, method: str, outcome: Outcome, paper_accuracy: float, config: RunConfig,
+                  label: str = "") -> list[dict[str, object]]:
+    """:func:`accuracy_row`, followed by the seed ensemble's row when ``outcome.ensemble``."""
+    report = _seed_report(outcome)
+    rows = [_accuracy_row(dataset, method, outcome, paper_accuracy, config, label, report)]
+    if outcome.ensemble:
+        rows.append(_ensemble_row(dataset, method, outcome, paper_accuracy, config, label, report))
+    return rows
+
+
 def accuracy_row(dataset: str, method: str, outcome: Outcome, paper_accuracy: float, config: RunConfig,
                  label: str = "") -> dict[str, object]:
-    """One accuracy row in percent, as the paper prints accuracies."""
-    stats = summary_of(outcome.run_dir) if outcome.ok else {k: np.nan for k in ("accuracy", "accuracy_std", "uar", "uar_std")}
+    """One accuracy row in percent, as the paper prints accuracies.
+
+    One seed: the run's mean and standard deviation over test folds. Several seeds: the mean over
+    seeds of each seed's fold mean, ``*_std`` over seeds, ``*_fold_std`` over all folds of all
+    seeds, and ``n_seeds``.
+    """
+    return _accuracy_row(dataset, method, outcome, paper_accuracy, config, label, _seed_report(outcome))
+
+
+def _seed_report(outcome: Outcome) -> Optional[SeedReport]:
+    return seed_report(outcome.seed_runs) if outcome.ok and outcome.several_seeds else None
+
+
+def _row(dataset: str, method: str, label: str, stats: Mapping[str, float], paper_accuracy: float,
+         config: RunConfig, status: str) -> dict[str, object]:
     return {
         "dataset": dataset,
         "method": method,
-        "label": label or method,
+        "label": label,
         "accuracy": stats["accuracy"],
         "uar": stats["uar"],
         "accuracy_std": stats["accuracy_std"],
@@ -66,8 +90,68 @@ def accuracy_row(dataset: str, method: str, outcome: Outcome, paper_accuracy: fl
         "delta": stats["accuracy"] - paper_accuracy,
         "protocol": config.protocol.name,
         "profile": config.profile,
-        "status": outcome.status,
+        "status": status,
     }
+
+
+def _accuracy_row(dataset: str, method: str, outcome: Outcome, paper_accuracy: float, config: RunConfig,
+                  label: str, report: Optional[SeedReport]) -> dict[str, object]:
+    stats = {k: np.nan for k in ("accuracy", "accuracy_std", "uar", "uar_std", "accuracy_fold_std", "uar_fold_std")}
+    if report is not None:
+        stats = {"accuracy": 100 * report.accuracy_mean, "accuracy_std": 100 * report.accuracy_std,
+                 "uar": 100 * report.uar_mean, "uar_std": 100 * report.uar_std,
+                 "accuracy_fold_std": 100 * report.accuracy_fold_std, "uar_fold_std": 100 * report.uar_fold_std}
+    elif outcome.ok:
+        stats = summary_of(outcome.run_dir)
+    row = _row(dataset, method, label or method, stats, paper_accuracy, config, outcome.status)
+    if outcome.several_seeds:
+        row.update(accuracy_fold_std=stats["accuracy_fold_std"], uar_fold_std=stats["uar_fold_std"],
+                   n_seeds=len(outcome.seeds))
+    return row
+
+
+def _ensemble_row(dataset: str, method: str, outcome: Outcome, paper_accuracy: float, config: RunConfig,
+                  label: str, report: Optional[SeedReport]) -> dict[str, object]:
+    """The seed ensemble (ours, not the paper's): one prediction per utterance, so no spread."""
+    stats = {"accuracy": np.nan, "uar": np.nan, "accuracy_std": np.nan, "uar_std": np.nan}
+    status = outcome.status if not outcome.ok else "no seed ensemble: one seed"
+    utterances = 0
+    if report is not None:
+        ens = report.ensemble
+        stats.update(accuracy=100 * ens.accuracy, uar=100 * ens.uar)
+        status, utterances = ens.coverage or "ok", ens.utterances
+    row = _row(dataset, f"{method}_seed_ensemble", f"{label or method} (seed ensemble)", stats, paper_accuracy,
+               config, status)
+    row.update(n_seeds=len(outcome.seeds), utterances=utterances)
+    return row
+
+
+def accuracy_notes(config: RunConfig, outcomes: Sequence[Outcome]) -> list[str]:
+    """What the accuracy columns mean, for one seed or several, and the seed ensemble's rows."""
+    seeds = seeds_in(outcomes)
+    if len(seeds) < 2:
+        return ["Accuracy and UAR in percent, mean over test folds; *_std over folds."]
+    notes = [f"Accuracy and UAR in percent over the {len(seeds)} seeds: the mean over "
+             "seeds of each seed's mean over test folds; accuracy_std and uar_std are the standard deviation "
+             "over seeds of those fold means, *_fold_std over all folds of all seeds; n_seeds counts the seeds."]
+    if any(o.ensemble for o in outcomes):
+        notes.append("Rows '(seed ensemble)' are ours, not the paper's: each utterance's class probabilities averaged "
+                     "over the seeds' runs (each tested it in the fold that left it out of training), scored once; "
+                     "utterances counts those every seed's run tested, and the status says when that is not all "
+                     "of them (protocol.max_folds, protocol.subsample).")
+        if config.data.data_root is None:
+            notes.append("The synthetic corpus is generated from the seed: runs of different seeds test different "
+                         "utterances, and no seed ensemble can be formed on it.")
+    return notes
+
+
+def first_seed_notes(outcomes: Sequence[Outcome]) -> list[str]:
+    """For the tables that show one run: which seed's, when several were run."""
+    seeds = seeds_in(outcomes)
+    if len(seeds) < 2:
+        return []
+    return [f"Several seeds were run ({', '.join(map(str, seeds))}); this table shows the first seed's run "
+            f"(seed {seeds[0]}) only."]
 
 
 def confusion_rows(dataset: str, outcome: Outcome, config: RunConfig) -> tuple[list[dict[str, object]], np.ndarray | None]:
@@ -135,7 +219,7 @@ def per_class_table(dataset: str, config: RunConfig, outcomes: Sequence[Outcome]
 
     number = paper.TABLE_PRF_NUMBER[dataset]
     rows = prf_rows(dataset, outcomes[0], paper.TABLE_PRF[dataset], config)
-    notes = notes_for(config, outcomes) + [
+    notes = notes_for(config, outcomes) + first_seed_notes(outcomes) + [
         "Per-class precision, recall and F1 pooled over the test folds; 'average' is the macro average."]
     return list(write_outputs(out, f"table{number}", frame(rows),
                               f"Table {number}: fine-tuned VACNN + BOVW on {dataset}, per class", notes))
@@ -147,7 +231,7 @@ def confusion_table(dataset: str, config: RunConfig, outcomes: Sequence[Outcome]
 
     number = paper.CONFUSION_TABLE_NUMBER[dataset]
     rows, mine = confusion_rows(dataset, outcomes[0], config)
-    notes = notes_for(config, outcomes) + [
+    notes = notes_for(config, outcomes) + first_seed_notes(outcomes) + [
         "Rows: true class; columns: predicted; pooled over the test folds and normalised per row."]
     files = list(write_outputs(out, f"table{number}", frame(rows),
                                f"Table {number}: confusion matrix on {dataset}", notes))

@@ -17,7 +17,7 @@ import numpy as np
 
 from reproduce import paper
 from reproduce.common import Need, Outcome, main_for, notes_for, write_outputs
-from reproduce.render import accuracy_row, frame
+from reproduce.render import accuracy_notes, accuracy_rows, frame
 from vacnn_tf.config import RunConfig
 
 METHODS = {
@@ -44,10 +44,9 @@ def render(config: RunConfig, outcomes: list[Outcome], out: Path) -> list[Path]:
                          "profile": "", "status": "cited from the paper, not rerun"})
         for o in outcomes:
             if o.need.target == target:
-                rows.append(accuracy_row(target, o.need.key, o, paper.TABLE10_ACCURACY[target][o.need.key],
-                                         config, paper.TABLE10_METHODS[o.need.key]))
-    notes = notes_for(config, outcomes) + [
-        "Accuracy and UAR in percent, mean over test folds; *_std over folds.",
+                rows += accuracy_rows(target, o.need.key, o, paper.TABLE10_ACCURACY[target][o.need.key],
+                                      config, paper.TABLE10_METHODS[o.need.key])
+    notes = notes_for(config, outcomes) + accuracy_notes(config, outcomes) + [
         "Literature rows are cited from the paper (other authors, other protocols) and were not rerun."]
     return list(write_outputs(out, "table10", frame(rows), "Table 10: methods compared", notes))
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from reproduce import paper
 from reproduce.common import Need, Outcome, main_for, notes_for, summary_of, write_outputs
-from reproduce.render import frame, prf_rows
+from reproduce.render import first_seed_notes, frame, prf_rows
 from vacnn_tf.config import RunConfig
 
 
@@ -28,7 +28,7 @@ def render(config: RunConfig, outcomes: list[Outcome], out: Path) -> list[Path]:
     rows.append({"dataset": "tess+ravdess", "class": "overall accuracy (%)", "precision": acc,
                  "paper_precision": paper.TABLE2_ACCURACY, "delta_precision": acc - paper.TABLE2_ACCURACY,
                  "protocol": config.protocol.name, "profile": config.profile, "status": outcome.status})
-    notes = notes_for(config, outcomes) + [
+    notes = notes_for(config, outcomes) + first_seed_notes(outcomes) + [
         "Pretraining is evaluated on a stratified hold-out of TESS + RAVDESS (1/folds of the data), "
         "never trained on. The last row holds the overall accuracy in percent in the precision columns."]
     return list(write_outputs(out, "table2", frame(rows), "Table 2: pretraining on TESS + RAVDESS (VACNN)", notes))

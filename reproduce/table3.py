@@ -13,7 +13,7 @@ from pathlib import Path
 
 from reproduce import paper
 from reproduce.common import Need, Outcome, main_for, notes_for, write_outputs
-from reproduce.render import accuracy_row, frame
+from reproduce.render import accuracy_notes, accuracy_rows, frame
 from vacnn_tf.config import RunConfig
 
 VARIANTS = {
@@ -29,9 +29,10 @@ def needs(config: RunConfig) -> list[Need]:
 
 
 def render(config: RunConfig, outcomes: list[Outcome], out: Path) -> list[Path]:
-    rows = [accuracy_row(o.need.target, o.need.key, o, 100 * paper.TABLE3_ACCURACY[o.need.target][o.need.key],
-                         config, paper.TABLE3_VARIANTS[o.need.key]) for o in outcomes]
-    notes = notes_for(config, outcomes) + ["Accuracy and UAR in percent, mean over test folds; *_std over folds."]
+    rows = [row for o in outcomes
+            for row in accuracy_rows(o.need.target, o.need.key, o, 100 * paper.TABLE3_ACCURACY[o.need.target][o.need.key],
+                                     config, paper.TABLE3_VARIANTS[o.need.key])]
+    notes = notes_for(config, outcomes) + accuracy_notes(config, outcomes)
     return list(write_outputs(out, "table3", frame(rows), "Table 3: VACNN + BOVW variants", notes))
 
 

@@ -76,6 +76,12 @@ def uar(y_true: Sequence[int], y_pred: Sequence[int], classes: Sequence[str]) ->
     return float(table.loc[present, "recall"].mean()) if present.any() else float("nan")
 
 
+def sample_std(values: Sequence[float]) -> float:
+    """Sample standard deviation (ddof=1) of fold or seed figures; 0 for a single value, as in every report."""
+    a = np.asarray(values, dtype=float)
+    return float(a.std(ddof=1)) if len(a) > 1 else 0.0
+
+
 def fold_metrics(y_true: Sequence[int], y_pred: Sequence[int], classes: Sequence[str]) -> dict[str, Any]:
     """All metrics of one fold as a JSON-ready dict (accuracy, uar, per_class, confusion)."""
     table = per_class_table(y_true, y_pred, classes)

@@ -36,6 +36,7 @@ import pandas as pd
 
 from vacnn_tf.config import RunConfig, replace
 from vacnn_tf.corpus_data import CorpusData, describe, load_corpus
+from vacnn_tf.evaluation import sample_std
 from vacnn_tf.folds import (
     LEAKAGE_CAVEAT,
     Fold,
@@ -428,7 +429,7 @@ def _summary(run_dir: Path, config: RunConfig, target: str, variant: str, classe
         run_dir=str(run_dir), target=target, variant=variant, protocol=config.protocol.name,
         architecture=config.model.architecture, use_bovw=config.model.use_bovw, classes=list(classes),
         folds=[{k: m[k] for k in ("fold", "accuracy", "uar", "test", "test_speakers", "best_epoch", "epochs_run")} for m in per_fold],
-        accuracy_mean=float(acc.mean()), accuracy_std=_fold_std(acc), uar_mean=float(uar.mean()), uar_std=_fold_std(uar),
+        accuracy_mean=float(acc.mean()), accuracy_std=sample_std(acc), uar_mean=float(uar.mean()), uar_std=sample_std(uar),
         caveat=LEAKAGE_CAVEAT if config.protocol.name == "paper" else "",
         audit=_audit_summary(per_fold),
     )
@@ -438,15 +439,11 @@ AUDIT_NOTE = ("Leak audit (train.audit_test): the test accuracy of the epoch bes
               "the checkpoint on the test fold would report. Not a result: the selected models' accuracy is above.")
 
 
-def _fold_std(a: np.ndarray) -> float:
-    return float(a.std(ddof=1)) if len(a) > 1 else 0.0
-
-
 def _audit_summary(per_fold: list[dict[str, Any]]) -> Optional[dict[str, Any]]:
     if not per_fold or not all("audit_best_test_accuracy" in m for m in per_fold):
         return None
     best = np.array([m["audit_best_test_accuracy"] for m in per_fold])
-    return {"best_test_accuracy_mean": float(best.mean()), "best_test_accuracy_std": _fold_std(best),
+    return {"best_test_accuracy_mean": float(best.mean()), "best_test_accuracy_std": sample_std(best),
             "per_fold": [{"fold": m["fold"], "best_test_accuracy": m["audit_best_test_accuracy"],
                           "epoch": m["audit_best_test_epoch"]} for m in per_fold],
             "note": AUDIT_NOTE}

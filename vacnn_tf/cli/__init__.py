@@ -22,6 +22,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "vacnn_tf.cli.model",
     "vacnn_tf.cli.bovw",
     "vacnn_tf.cli.train",
+    "vacnn_tf.cli.seeds",
     "vacnn_tf.cli.serve",
     "vacnn_tf.cli.bench",
     "vacnn_tf.cli.figures",
