@@ -23,13 +23,14 @@ from typing import Iterator, NamedTuple
 
 import pytest
 
+from vacnn_tf.labs.handouts import FENCE, code_blocks, lab_script
+
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = sorted([ROOT / "README.md", *(ROOT / "docs").rglob("*.md")])
 LABS = sorted((ROOT / "docs" / "labs").glob("lab*.md"))
 # What the test passes as $LAB_SET: the smallest run that still exercises every stage.
 TINY_SET = "--set train.epochs=1 --set train.pretrain_epochs=1 --set protocol.max_folds=1"
 
-_FENCE = re.compile(r"^```([\w-]*)[^\n]*\n(.*?)^```", re.MULTILINE | re.DOTALL)
 _SHELL_LANGS = {"bash", "sh", "shell", "console", ""}
 _ASSIGN = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)=(\S*)\s*(?:#.*)?$")
 _VAR = re.compile(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)\}?")
@@ -43,17 +44,6 @@ class Command(NamedTuple):
     argv: list[str]
     complete: bool  # False for an inline mention such as `vacnn corpus-stats` in prose
     gpu_only: bool
-
-
-def code_blocks(text: str) -> Iterator[tuple[str, str, int]]:
-    """``(language, body, line number)`` of every fenced block."""
-    for match in _FENCE.finditer(text):
-        yield match.group(1), match.group(2), text.count("\n", 0, match.start()) + 2
-
-
-def lab_script(path: Path) -> str:
-    """The ```bash blocks of a lab handout, in order: the lab as one shell script."""
-    return "\n".join(body for lang, body, _ in code_blocks(path.read_text()) if lang == "bash")
 
 
 def _logical_lines(body: str) -> Iterator[tuple[int, str]]:
@@ -126,7 +116,7 @@ def doc_commands(paths: list[Path] = DOCS) -> list[Command]:
                     argv = _tool(words)
                     if argv:
                         found.append(Command(f"{rel}:{first_line + offset}", argv, True, "gpu-only" in line.lower()))
-        prose = _FENCE.sub(lambda m: "\n" * m.group(0).count("\n"), text)
+        prose = FENCE.sub(lambda m: "\n" * m.group(0).count("\n"), text)
         for match in re.finditer(r"`([^`\n]+)`", prose):
             span = match.group(1).strip()
             if span.startswith("vacnn ") or span.startswith("python -m reproduce."):

@@ -106,7 +106,8 @@ def test_wheel_installs_outside_the_checkout_with_its_configs(tmp_path: Path):
     """Build a wheel from a copy of the sources, install it alone into a fresh virtual
     environment outside the checkout (the dependencies come from this environment through a
     .pth file: no network), and, from another folder, load the demo profile as
-    ``python -m reproduce.table10`` does and run ``vacnn --help``."""
+    ``python -m reproduce.table10`` does, run ``vacnn --help``, and start and grade a lab
+    (its starter ships in the wheel, the instructor's solutions do not)."""
     source = tmp_path / "src"  # a copy: an in-tree build would leave build/ in the checkout
     source.mkdir()
     for name in WHEEL_SOURCES:
@@ -120,6 +121,8 @@ def test_wheel_installs_outside_the_checkout_with_its_configs(tmp_path: Path):
         names = archive.namelist()
     assert "vacnn_tf/configs/profiles/demo.yaml" in names and "vacnn_tf/configs/labs/lab.yaml" in names
     assert "reproduce/table10.py" in names
+    assert "vacnn_tf/labs/starter/lab1/features_lab.py" in names and "vacnn_tf/labs/checks/lab4.py" in names
+    assert not [n for n in names if n.startswith("instructor/") or "/solutions/" in n], "the lab solutions are in the wheel"
 
     venv = tmp_path / "venv"
     _run([sys.executable, "-m", "venv", "--without-pip", str(venv)], tmp_path)
@@ -149,6 +152,15 @@ def test_wheel_installs_outside_the_checkout_with_its_configs(tmp_path: Path):
     from vacnn_tf import __version__
 
     assert _run([str(scripts / "vacnn"), "--version"], elsewhere).stdout.strip() == f"vacnn {__version__}"
+
+    # The labs from the wheel: the starter is package data, the grader runs, the solutions are not there.
+    started = _run([str(scripts / "vacnn"), "lab", "start", "1", "lab1"], elsewhere).stdout
+    assert (elsewhere / "lab1" / "features_lab.py").is_file(), started
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV", "PYTHONHOME")}
+    for argv, code, expected in ((["lab1"], 1, "score: 0/"), (["--solutions"], 2, "not part of the installed package")):
+        graded = subprocess.run([str(scripts / "vacnn"), "lab", "grade", "1", *argv], cwd=elsewhere, env=env,
+                                capture_output=True, text=True, timeout=120)
+        assert graded.returncode == code and expected in graded.stdout + graded.stderr, graded.stdout + graded.stderr
 
 
 def test_the_paper_is_cited_alike_everywhere():

@@ -26,6 +26,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "vacnn_tf.cli.serve",
     "vacnn_tf.cli.bench",
     "vacnn_tf.cli.figures",
+    "vacnn_tf.cli.lab",
 )
 
 
