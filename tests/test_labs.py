@@ -1,5 +1,7 @@
-"""The docs cannot rot: every command they quote parses, the CLI reference is current, and
-every teaching lab runs end to end (at a tiny size) and leaves its figures where it says.
+"""The docs cannot rot: every command they quote parses, the CLI reference is current, every
+teaching lab runs end to end (at a tiny size) and leaves its figures where it says, each
+handout holds its assignment (and not the instructor's answers), and each lab's notebook is
+what its handout and starter generate.
 
 Conventions the docs follow (docs/labs/README.md says them to authors):
 
@@ -12,6 +14,7 @@ Conventions the docs follow (docs/labs/README.md says them to authors):
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shlex
@@ -23,11 +26,15 @@ from typing import Iterator, NamedTuple
 
 import pytest
 
-from vacnn_tf.labs.handouts import FENCE, code_blocks, lab_script
+from vacnn_tf.labs import LABS as LAB_SPECS, assignment_dir
+from vacnn_tf.labs.handouts import FENCE, code_blocks, handout_path, lab_script
+from vacnn_tf.labs.notebooks import notebook_text
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = sorted([ROOT / "README.md", *(ROOT / "docs").rglob("*.md")])
 LABS = sorted((ROOT / "docs" / "labs").glob("lab*.md"))
+# What instructors read (not linked from docs/index.md, not in the package); its commands are checked too.
+INSTRUCTOR_DOCS = sorted((ROOT / "instructor").rglob("*.md"))
 # What the test passes as $LAB_SET: the smallest run that still exercises every stage.
 TINY_SET = "--set train.epochs=1 --set train.pretrain_epochs=1 --set protocol.max_folds=1"
 
@@ -168,7 +175,7 @@ def check_command(command: Command) -> None:
     assert not unknown, f"options {unknown} are not options of {parser.prog}"
 
 
-COMMANDS = doc_commands()
+COMMANDS = doc_commands(DOCS + INSTRUCTOR_DOCS)
 
 
 def test_the_docs_quote_commands():
@@ -221,6 +228,36 @@ def _training_lines_have_lab_set(path: Path) -> list[str]:
 def test_training_commands_in_labs_take_lab_set():
     for path in LABS:
         assert not _training_lines_have_lab_set(path), f"{path.name}: add $LAB_SET"
+
+
+LAB_NUMBERS = sorted(LAB_SPECS)
+
+
+@pytest.mark.parametrize("number", LAB_NUMBERS)
+def test_notebooks_match_their_handout_and_starter(number: int):
+    spec = LAB_SPECS[number]
+    path = ROOT / "docs" / "labs" / f"{spec.stem}.ipynb"
+    assert path.is_file() and path.read_text() == notebook_text(number), (
+        f"{path.name} is stale: python -m vacnn_tf.labs.notebooks docs/labs")
+    doc = json.loads(path.read_text())
+    assert doc["nbformat"] == 4 and doc["nbformat_minor"] >= 5
+    ids = [cell["id"] for cell in doc["cells"]]
+    assert len(set(ids)) == len(ids)
+    sources = ["".join(cell["source"]) for cell in doc["cells"] if cell["cell_type"] == "code"]
+    bash_blocks = [body for lang, body, _ in code_blocks(handout_path(number).read_text()) if lang == "bash"]
+    assert all(any(block.strip() in source for source in sources) for block in bash_blocks)
+    assert f"%%writefile {assignment_dir(number)}/{spec.module}" in "\n".join(sources)
+
+
+@pytest.mark.parametrize("number", LAB_NUMBERS)
+def test_handouts_hold_the_assignment_not_the_answers(number: int):
+    text = handout_path(number).read_text()
+    assert "For the instructor" not in text and "## Assignment" in text
+    commands = "\n".join(body for lang, body, _ in code_blocks(text) if lang == "sh")
+    folder = assignment_dir(number)
+    assert f"vacnn lab start {number} {folder}" in commands and f"vacnn lab grade {number} {folder}" in commands
+    answers = ROOT / "instructor" / "answers" / LAB_SPECS[number].handout
+    assert answers.is_file() and "## The assignment" in answers.read_text()
 
 
 def run_lab(path: Path, workdir: Path, lab_set: str = TINY_SET, timeout: int = 1800) -> tuple[float, str]:
