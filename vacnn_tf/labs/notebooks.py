@@ -66,12 +66,13 @@ def _bash_cell(body: str, assignments: list[str]) -> str:
 def _assignment_cells(cells: _Cells, number: int) -> None:
     spec = lab(number)
     folder = assignment_dir(number)
+    cells.code(f"# the assignment's folder (what `vacnn lab start` would create)\nimport os\n\n"
+               f"os.makedirs({folder!r}, exist_ok=True)")
     cells.markdown(
         f"In this notebook the next cell holds the starter code (what `vacnn lab start {number} {folder}` "
         f"copies). Write your code in it and run it: it saves the cell as `{folder}/{spec.module}`. Then run "
         "the cell after it to grade the file."
     )
-    cells.code(f"import os\n\nos.makedirs({folder!r}, exist_ok=True)")
     code = starter_dir(number).joinpath(spec.module).read_text()
     cells.code(f"%%writefile {folder}/{spec.module}\n{code}")
     cells.code(f"%%bash\nvacnn lab grade {number} {folder}")
