@@ -218,3 +218,103 @@ def test_model_card_of_a_real_corpus_run(tmp_path: Path):
     assert "Languages seen: English." in card and "Acted speech only: SAVEE, TESS and RAVDESS hold" in card
     assert "accuracy: 55.0% +- 7.1" in card and "range from 50.0% to 60.0%" in card
     assert "protocol `speaker`" in card and "chosen with `--fold`" in card and "macro-F1" not in card
+
+
+# --- the waveform signatures: the log-mel image computed in the graph ---------------------------
+
+def _padded(waves: list[np.ndarray]) -> dict[str, np.ndarray]:
+    batch = np.zeros((len(waves), max(len(w) for w in waves)), np.float32)
+    for i, w in enumerate(waves):
+        batch[i, :len(w)] = w
+    return {"waveform": batch, "length": np.array([len(w) for w in waves], np.int32)}
+
+
+def _call(signature, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    import tensorflow as tf
+
+    specs = signature.structured_input_signature[1]
+    return {k: v.numpy() for k, v in signature(**{k: tf.constant(v, specs[k].dtype) for k, v in inputs.items()}).items()}
+
+
+@pytest.fixture(scope="module")
+def signatures(exported: Path):
+    import tensorflow as tf
+
+    loaded = tf.saved_model.load(str(exported))
+    return loaded, loaded.signatures
+
+
+def test_waveform_signature_matches_the_python_features(exported: Path, run_dir: Path, signatures):
+    """In-graph images of a padded batch of synthetic utterances of different lengths against
+    vacnn_tf.features.logmel_image, and the labels of the two paths (the Python histogram in both)."""
+    from vacnn_tf.features import load_audio
+    from vacnn_tf.serving import Preprocessor
+
+    pre = Preprocessor.from_savedmodel(exported)
+    waves = [load_audio(p, pre.features.sample_rate) for p in _wavs(run_dir, 6)]
+    assert len({len(w) for w in waves}) > 1  # the padding and the lengths are exercised
+    python = [pre.from_waveform(w, pre.features.sample_rate) for w in waves]
+    images = np.concatenate([p["logmel"] for p in python])
+    bovw = np.concatenate([p["bovw"] for p in python])
+    graph = _call(signatures[1]["waveform_logmel"], _padded(waves))["logmel"]
+    diff = np.abs(graph - images)
+    assert graph.shape == images.shape and diff.max() <= 1.0 and diff.mean() < 1e-3
+    by_graph = _call(signatures[1]["waveform"], {**_padded(waves), "bovw": bovw})
+    by_python = _call(signatures[1]["serving_default"], {"logmel": images, "bovw": bovw})
+    assert list(by_graph["label"]) == list(by_python["label"])
+    np.testing.assert_allclose(by_graph["probabilities"], by_python["probabilities"], atol=1e-3)
+
+
+@pytest.mark.parametrize("case, reason", [("silent", "all silent"), ("short", "too short"), ("width", "must not exceed")])
+def test_waveform_signature_refuses_bad_audio(signatures, case: str, reason: str):
+    import tensorflow as tf
+
+    wave = (0.1 * np.sin(np.arange(16000) / 5.0)).astype(np.float32)
+    inputs = {"silent": _padded([np.zeros(16000, np.float32)]), "short": _padded([wave[:200]]),
+              "width": {"waveform": wave[None], "length": np.array([16001], np.int32)}}[case]
+    with pytest.raises(tf.errors.InvalidArgumentError, match=reason):
+        _call(signatures[1]["waveform_logmel"], inputs)
+
+
+def test_waveform_signature_of_a_model_without_bovw_needs_audio_only(tmp_path: Path, run_dir: Path):
+    """TF Serving alone turns audio into labels: the signature takes waveform and length, nothing else."""
+    import tensorflow as tf
+
+    from vacnn_tf.export import write_savedmodel
+    from vacnn_tf.features import load_audio, logmel_image
+    from vacnn_tf.models import build_vacnn
+
+    config = load_config()
+    target = write_savedmodel(build_vacnn(7), tmp_path / "vacnn" / "1", list("abcdefg"), config)
+    loaded = tf.saved_model.load(str(target))
+    assert sorted(loaded.signatures["waveform"].structured_input_signature[1]) == ["length", "waveform"]
+    waves = [load_audio(p, 16000) for p in _wavs(run_dir, 3)]
+    images = np.stack([logmel_image(w, 16000, config.features) for w in waves]).astype(np.float32)[..., None]
+    by_graph = _call(loaded.signatures["waveform"], _padded(waves))
+    assert list(by_graph["label"]) == list(_call(loaded.signatures["serving_default"], {"logmel": images})["label"])
+    spec = json.loads((target / "assets" / "feature_config.json").read_text())
+    assert spec["waveform_signature"] == "present" and "waveform" in spec["signatures"]
+
+
+def test_waveform_signature_is_left_out_where_the_graph_cannot_copy_the_features(tmp_path: Path):
+    import tensorflow as tf
+
+    from vacnn_tf.export import write_savedmodel
+    from vacnn_tf.models import build_vacnn
+
+    config = load_config(overrides=["features.resize=area"])
+    target = write_savedmodel(build_vacnn(3), tmp_path / "vacnn" / "1", list("abc"), config)
+    assert sorted(tf.saved_model.load(str(target)).signatures) == ["serving_default"]
+    assert "resize='area'" in json.loads((target / "assets" / "feature_config.json").read_text())["waveform_signature"]
+
+
+def test_export_cli_in_a_fresh_process_and_saved_model_cli_shows_the_waveform_signature(run_dir: Path, tmp_path: Path):
+    env = {**os.environ, **ENV_QUIET}
+    result = subprocess.run([sys.executable, "-m", "vacnn_tf", "export", "--run", str(run_dir), "--out", str(tmp_path)],
+                            capture_output=True, text=True, env=env)
+    assert result.returncode == 0, result.stderr
+    cli = Path(sys.executable).with_name("saved_model_cli")
+    out = subprocess.run([str(cli), "show", "--dir", str(tmp_path / "vacnn" / "1"), "--tag_set", "serve",
+                          "--signature_def", "waveform"], capture_output=True, text=True, env=env, check=True).stdout
+    assert "inputs['waveform']" in out and "(-1, -1)" in out and "inputs['length']" in out and "DT_INT32" in out
+    assert "inputs['bovw']" in out and "outputs['label']" in out

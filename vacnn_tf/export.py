@@ -9,9 +9,20 @@ Layout written (TF Serving looks for numbered version folders under a model fold
     OUT/<model_name>/<version>/assets/vocabulary.npz       BOVW visual words (models with BOVW)
     OUT/<model_name>/<version>/assets/MODEL_CARD.md        data, protocol, metrics, intended use, limits
 
-Signature ``serving_default``: inputs ``logmel`` float32 [batch, 224, 224, 1] (pixel values
-0-255, as the training images) and, for models with BOVW, ``bovw`` float32 [batch, k] (k = ``bovw.k``, 128 by default);
-outputs ``probabilities`` float32 [batch, classes] and ``label`` string [batch].
+Signatures:
+
+* ``serving_default``: inputs ``logmel`` float32 [batch, 224, 224, 1] (pixel values 0-255, as
+  the training images) and, for models with BOVW, ``bovw`` float32 [batch, k] (k = ``bovw.k``,
+  128 by default); outputs ``probabilities`` float32 [batch, classes] and ``label`` string [batch].
+* ``waveform``: inputs ``waveform`` float32 [batch, samples] (mono audio at
+  ``features.sample_rate``, zero-padded) and ``length`` int32 [batch] (each example's samples),
+  plus ``bovw`` for models with BOVW (KAZE has no TensorFlow equivalent); the log-mel image is
+  computed in the graph (:mod:`vacnn_tf.graph_features`); the same outputs.
+* ``waveform_logmel``: ``waveform`` and ``length`` in, the ``logmel`` image out (what a client of
+  a BOVW model runs KAZE on).
+
+The two waveform signatures are left out, and ``feature_config.json`` says why, for feature
+settings the graph does not reproduce (:func:`vacnn_tf.graph_features.waveform_support`).
 """
 
 from __future__ import annotations
@@ -25,6 +36,7 @@ from typing import Any
 
 from vacnn_tf.config import RunConfig, load_config
 from vacnn_tf.fitting import quiet_dict_inputs
+from vacnn_tf.graph_features import WaveformFeatures, waveform_support
 from vacnn_tf.model_card import model_card as card_markdown
 from vacnn_tf.storage import read_json
 
@@ -71,15 +83,27 @@ def choose_fold(run_dir: Path, fold: int | None) -> Path:
     return max(folds, key=val_score)
 
 
-def _feature_assets(config: RunConfig, classes: list[str]) -> dict[str, Any]:
+SIGNATURE_WAVEFORM = "waveform"
+SIGNATURE_WAVEFORM_LOGMEL = "waveform_logmel"
+
+
+def _feature_assets(config: RunConfig, classes: list[str], uses_bovw: bool, waveform_note: str | None) -> dict[str, Any]:
+    size = config.features.image_size
+    contract = {
+        "logmel": f"float32 [batch, {size}, {size}, 1], pixel values 0-255 (vacnn_tf.features.logmel_image)",
+        "waveform": f"float32 [batch, samples], mono at {config.features.sample_rate} Hz, zero-padded "
+                    "(signatures waveform and waveform_logmel)",
+        "length": "int32 [batch], samples of each waveform before its padding",
+    }
+    if uses_bovw:
+        contract["bovw"] = f"float32 [batch, {config.bovw.k}] (vacnn_tf.bovw vocabulary histograms)"
     return {
         "features": dataclasses.asdict(config.features),
         "bovw": dataclasses.asdict(config.bovw),
         "classes": classes,
-        "input_contract": {
-            "logmel": "float32 [batch, 224, 224, 1], pixel values 0-255 (vacnn_tf.features.logmel_image)",
-            "bovw": f"float32 [batch, {config.bovw.k}] (vacnn_tf.bovw vocabulary histograms)",
-        },
+        "input_contract": contract,
+        "signatures": ["serving_default"] + ([] if waveform_note else [SIGNATURE_WAVEFORM, SIGNATURE_WAVEFORM_LOGMEL]),
+        "waveform_signature": waveform_note or "present",
     }
 
 
@@ -115,7 +139,9 @@ def export_savedmodel(
         raise ExportError(f"{run_dir}: labels.json missing; cannot name the classes.")
     classes = [str(c) for c in read_json(labels_path)["classes"]]
     fold_dir = choose_fold(run_dir, fold)
-    model = keras.models.load_model(fold_dir / "model.keras", safe_mode=True)
+    # compile=False: serving needs no loss or optimizer, and the training loss is a custom class
+    # (vacnn_tf.models.LabelCrossentropy) that a fresh `vacnn export` process has not imported
+    model = keras.models.load_model(fold_dir / "model.keras", compile=False, safe_mode=True)
     input_names = [t.name.split(":")[0] for t in model.inputs]
     uses_bovw = "bovw" in input_names
     if uses_bovw and not (fold_dir / ASSET_VOCABULARY).is_file():
@@ -166,7 +192,7 @@ def serving_model(model: Any) -> Any:
 
 def write_savedmodel(model: Any, target: str | Path, classes: list[str], config: RunConfig,
                      vocabulary: str | Path | None = None, serving_graph: bool = True,
-                     model_card: str | None = None) -> Path:
+                     model_card: str | None = None, waveform: bool = True) -> Path:
     """Write a Keras model as a SavedModel at ``target`` with the serving signature and assets.
 
     Args:
@@ -178,6 +204,8 @@ def write_savedmodel(model: Any, target: str | Path, classes: list[str], config:
         serving_graph: Export :func:`serving_model`'s copy (the faster GroupNormalization);
             False exports ``model`` as it is (benchmarks/serving_latency.py compares the two).
         model_card: Markdown written as ``assets/MODEL_CARD.md`` (:func:`vacnn_tf.model_card.model_card`).
+        waveform: Add the ``waveform`` and ``waveform_logmel`` signatures (where the feature
+            settings allow them).
 
     Returns:
         ``target``.
@@ -190,10 +218,12 @@ def write_savedmodel(model: Any, target: str | Path, classes: list[str], config:
     base = target.parent
     version = target.name
     uses_bovw = vocabulary is not None
+    waveform_note = waveform_support(config.features) if waveform else "not asked for (waveform=False)"
     staging = Path(tempfile.mkdtemp(prefix="vacnn-export-"))
     try:
         (staging / ASSET_LABELS).write_text(json.dumps({"classes": classes}, indent=2))
-        (staging / ASSET_FEATURES).write_text(json.dumps(_feature_assets(config, classes), indent=2))
+        assets = _feature_assets(config, classes, uses_bovw, waveform_note)
+        (staging / ASSET_FEATURES).write_text(json.dumps(assets, indent=2))
         asset_files = [ASSET_LABELS, ASSET_FEATURES]
         if uses_bovw:
             shutil.copyfile(vocabulary, staging / ASSET_VOCABULARY)
@@ -202,33 +232,16 @@ def write_savedmodel(model: Any, target: str | Path, classes: list[str], config:
             (staging / ASSET_MODEL_CARD).write_text(model_card)
             asset_files.append(ASSET_MODEL_CARD)
 
-        label_table = tf.constant(classes)
-        logmel_spec = tf.TensorSpec([None, 224, 224, 1], tf.float32, name="logmel")
-        if uses_bovw:
-            bovw_spec = tf.TensorSpec([None, config.bovw.k], tf.float32, name="bovw")
-
-            def serve(logmel: tf.Tensor, bovw: tf.Tensor) -> dict[str, tf.Tensor]:
-                probs = model({"logmel": logmel, "bovw": bovw}, training=False)
-                return {"probabilities": probs, "label": tf.gather(label_table, tf.argmax(probs, -1))}
-
-            signature = [logmel_spec, bovw_spec]
-        else:
-
-            def serve(logmel: tf.Tensor) -> dict[str, tf.Tensor]:  # type: ignore[misc]
-                probs = model({"logmel": logmel}, training=False)
-                return {"probabilities": probs, "label": tf.gather(label_table, tf.argmax(probs, -1))}
-
-            signature = [logmel_spec]
-        serving_fn = tf.function(serve, input_signature=signature, autograph=False)
+        specs = _signature_functions(model, config, classes, uses_bovw, waveform_note)
         with quiet_dict_inputs():
-            endpoint = serving_fn.get_concrete_function()
+            endpoints = {name: fn.get_concrete_function() for name, fn in specs.items()}
         # A plain tf.Module is the root rather than keras.export.ExportArchive, which offers no
         # public way to attach files: what hangs off the root is what tf.saved_model writes, so
         # the assets land in assets/ and in the object graph (tf.saved_model.load sees them), and
         # the variables the graph reads are saved with it.
         root = tf.Module()
-        root.serving_variables = list(endpoint.variables)
-        root.serving_default = serving_fn
+        root.serving_variables = list(endpoints["serving_default"].variables)
+        root.signature_functions = dict(specs)
         root.assets = {name: tf.saved_model.Asset(str(staging / name)) for name in asset_files}
         # Write beside the target then rename, so a killed export leaves no half version
         # that TF Serving would try to load.
@@ -236,8 +249,43 @@ def write_savedmodel(model: Any, target: str | Path, classes: list[str], config:
         if partial.exists():
             shutil.rmtree(partial)
         base.mkdir(parents=True, exist_ok=True)
-        tf.saved_model.save(root, str(partial), signatures={"serving_default": endpoint})
+        with quiet_dict_inputs():  # saving traces the functions again
+            tf.saved_model.save(root, str(partial), signatures=endpoints)
         partial.rename(target)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return target
+
+
+def _signature_functions(model: Any, config: RunConfig, classes: list[str], uses_bovw: bool,
+                         waveform_note: str | None) -> dict[str, Any]:
+    """The tf.functions behind each exported signature, by signature name."""
+    import tensorflow as tf
+
+    label_table = tf.constant(classes)
+    size = config.features.image_size
+    logmel = tf.TensorSpec([None, size, size, 1], tf.float32, name="logmel")
+    bovw = [tf.TensorSpec([None, config.bovw.k], tf.float32, name="bovw")] if uses_bovw else []
+    audio = [tf.TensorSpec([None, None], tf.float32, name="waveform"), tf.TensorSpec([None], tf.int32, name="length")]
+
+    def classify(image: tf.Tensor, *histogram: tf.Tensor) -> dict[str, tf.Tensor]:
+        inputs = {"logmel": image, **({"bovw": histogram[0]} if histogram else {})}
+        probs = model(inputs, training=False)
+        return {"probabilities": probs, "label": tf.gather(label_table, tf.argmax(probs, -1))}
+
+    def function(fn: Any, signature: list[Any]) -> Any:
+        return tf.function(fn, input_signature=signature, autograph=False)
+
+    functions = {"serving_default": function(classify, [logmel, *bovw])}
+    if waveform_note is None:
+        features = WaveformFeatures(config.features)
+
+        def from_waveform(waveform: tf.Tensor, length: tf.Tensor, *histogram: tf.Tensor) -> dict[str, tf.Tensor]:
+            return classify(features(waveform, length), *histogram)
+
+        def waveform_logmel(waveform: tf.Tensor, length: tf.Tensor) -> dict[str, tf.Tensor]:
+            return {"logmel": features(waveform, length)}
+
+        functions[SIGNATURE_WAVEFORM] = function(from_waveform, [*audio, *bovw])
+        functions[SIGNATURE_WAVEFORM_LOGMEL] = function(waveform_logmel, audio)
+    return functions
