@@ -14,12 +14,13 @@ changing a setting never serves a stale image.
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import struct
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import BinaryIO, Optional, Sequence
 
 import numpy as np
 
@@ -47,30 +48,30 @@ class AudioError(ValueError):
         return (type(self), (self.path, self.reason))
 
 
-def _wav_truncation(path: Path, size: int) -> Optional[str]:
-    """For RIFF/WAVE files: the reason if the data chunk promises more bytes than the file holds.
+def _wav_truncation(fh: BinaryIO, size: int) -> Optional[str]:
+    """For RIFF/WAVE data: the reason if the data chunk promises more bytes than there are.
 
     libsndfile quietly reads what is there, so a cut-off download would otherwise pass as a
     shorter utterance.
     """
-    with open(path, "rb") as fh:
-        head = fh.read(12)
-        if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+    fh.seek(0)
+    head = fh.read(12)
+    if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+        return None
+    offset = 12
+    while offset + 8 <= size:
+        fh.seek(offset)
+        chunk_id, chunk_size = struct.unpack("<4sI", fh.read(8))
+        if chunk_id == b"data":
+            available = size - offset - 8
+            # 0 and 0xFFFFFFFF are "length unknown" markers written by streaming recorders.
+            if chunk_size not in (0, 0xFFFFFFFF) and chunk_size > available:
+                return (
+                    f"truncated: the WAV header declares {chunk_size} bytes of audio "
+                    f"but the file holds {available}"
+                )
             return None
-        offset = 12
-        while offset + 8 <= size:
-            fh.seek(offset)
-            chunk_id, chunk_size = struct.unpack("<4sI", fh.read(8))
-            if chunk_id == b"data":
-                available = size - offset - 8
-                # 0 and 0xFFFFFFFF are "length unknown" markers written by streaming recorders.
-                if chunk_size not in (0, 0xFFFFFFFF) and chunk_size > available:
-                    return (
-                        f"truncated: the WAV header declares {chunk_size} bytes of audio "
-                        f"but the file holds {available}"
-                    )
-                return None
-            offset += 8 + chunk_size + (chunk_size & 1)  # chunks are padded to even sizes
+        offset += 8 + chunk_size + (chunk_size & 1)  # chunks are padded to even sizes
     return None
 
 
@@ -91,38 +92,73 @@ def load_audio(path: str | Path, sample_rate: int, min_duration: float = 0.1) ->
         AudioError: missing, empty, truncated, unreadable, NaN-containing, all-silent or too
             short files, naming the file and the reason.
     """
-    import soundfile as sf
-
     path = Path(path)
     if not path.is_file():
         raise AudioError(path, "file not found")
-    size = path.stat().st_size
+    with open(path, "rb") as fh:
+        return _read_audio(fh, path, path.stat().st_size, sample_rate, min_duration)[0]
+
+
+def decode_audio(data: bytes, sample_rate: int, min_duration: float = 0.1, max_duration: Optional[float] = None,
+                 name: str = "audio") -> tuple[np.ndarray, float]:
+    """:func:`load_audio` for a file's bytes (an upload), with an optional longest duration.
+
+    The duration is read from the header first, so an over-long body is refused before it is
+    decoded.
+
+    Args:
+        data: The bytes of a wav, flac, ogg, ... file.
+        sample_rate: The analysis rate.
+        min_duration: Shorter audio is rejected (seconds).
+        max_duration: Longer audio is rejected (seconds); None accepts any length.
+        name: What error messages call the data (e.g. "request body").
+
+    Returns:
+        The float32 mono waveform at ``sample_rate`` and the audio's duration in seconds.
+
+    Raises:
+        AudioError: as :func:`load_audio`, and for audio longer than ``max_duration``.
+    """
+    return _read_audio(io.BytesIO(data), name, len(data), sample_rate, min_duration, max_duration)
+
+
+def _read_audio(fh: BinaryIO, name: str | Path, size: int, sample_rate: int, min_duration: float,
+                max_duration: Optional[float] = None) -> tuple[np.ndarray, float]:
+    import soundfile as sf
+
     if size == 0:
-        raise AudioError(path, "empty file (0 bytes)")
-    truncated = _wav_truncation(path, size)
+        raise AudioError(name, "empty file (0 bytes)")
+    truncated = _wav_truncation(fh, size)
     if truncated:
-        raise AudioError(path, truncated)
+        raise AudioError(name, truncated)
+    fh.seek(0)
     try:
-        data, rate = sf.read(str(path), dtype="float32", always_2d=True)
+        with sf.SoundFile(fh) as audio:
+            if max_duration is not None and audio.samplerate > 0 and audio.frames / audio.samplerate > max_duration:
+                raise AudioError(name, f"too long: {audio.frames / audio.samplerate:.3f} s > {max_duration} s")
+            rate = audio.samplerate
+            data = audio.read(dtype="float32", always_2d=True)
+    except AudioError:
+        raise
     except Exception as err:  # libsndfile's errors differ by format and version
-        raise AudioError(path, f"not a readable audio file ({err})") from None
+        raise AudioError(name, f"not a readable audio file ({err})") from None
     if data.shape[0] == 0:
-        raise AudioError(path, "no audio frames (header only)")
+        raise AudioError(name, "no audio frames (header only)")
     if not np.isfinite(data).all():
-        raise AudioError(path, f"contains {int((~np.isfinite(data)).sum())} NaN or infinite samples")
+        raise AudioError(name, f"contains {int((~np.isfinite(data)).sum())} NaN or infinite samples")
     duration = data.shape[0] / rate
     if duration < min_duration:
-        raise AudioError(path, f"too short: {duration:.3f} s < {min_duration} s")
+        raise AudioError(name, f"too short: {duration:.3f} s < {min_duration} s")
     mono = data.mean(axis=1)
     peak = float(np.abs(mono).max())
     if peak < SILENCE_PEAK:
         level = "-inf" if peak == 0 else f"{20 * np.log10(peak):.0f}"
-        raise AudioError(path, f"all silent (peak {level} dBFS)")
+        raise AudioError(name, f"all silent (peak {level} dBFS)")
     if rate != sample_rate:
         import librosa
 
         mono = librosa.resample(mono, orig_sr=rate, target_sr=sample_rate, res_type="soxr_hq")
-    return np.ascontiguousarray(mono, dtype=np.float32)
+    return np.ascontiguousarray(mono, dtype=np.float32), duration
 
 
 def _interpolation(name: str) -> int:

@@ -1,4 +1,4 @@
-"""``vacnn export`` and ``vacnn predict``."""
+"""``vacnn export``, ``vacnn predict`` and ``vacnn serve``."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ import json
 import sys
 
 from vacnn_tf.cli.errors import CommandFailed
+from vacnn_tf.rest import SEND_MODES
+from vacnn_tf.server import ServerLimits
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -26,19 +28,54 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_export, uses_tensorflow=True)
 
     p = sub.add_parser(
-        "predict", help="label wav files with an exported SavedModel",
+        "predict", help="label audio files with an exported SavedModel, here or through a server",
         description="Compute each file's log-mel image and BOVW histogram exactly as in training, from "
         "the SavedModel's own assets, and print its label and class probabilities, locally or through "
-        "a TF Serving REST endpoint (--url). A file that cannot be read gets an error line and the exit "
-        "status is 1, after every other file has been labelled.",
+        "a REST endpoint (--url) of TF Serving or `vacnn serve`. --send waveform sends the samples to the "
+        "model's waveform signature instead, which computes the image in the graph; --send audio sends "
+        "the file itself to `vacnn serve`'s :classify (no --model needed). A file that cannot be read, "
+        "or that the server refuses, gets an error line and the exit status is 1, after every other "
+        "file has been labelled.",
     )
-    p.add_argument("--model", required=True, help="SavedModel version directory (OUT/NAME/VERSION)")
-    p.add_argument("files", nargs="+", help="wav files")
+    p.add_argument("--model", default=None,
+                   help="SavedModel version directory (OUT/NAME/VERSION); needed except with --send audio")
+    p.add_argument("files", nargs="+", help="audio files (wav, flac, ogg)")
     p.add_argument("--json", action="store_true", help="one JSON object per line")
-    p.add_argument("--url", default=None, help="TF Serving REST base URL, e.g. http://localhost:8501")
+    p.add_argument("--url", default=None, help="REST base URL of TF Serving or `vacnn serve`, e.g. http://localhost:8501")
     p.add_argument("--name", default="vacnn", help="model name on the server (with --url)")
     p.add_argument("--timeout", type=float, default=10.0, help="seconds per request (with --url)")
+    p.add_argument("--send", choices=SEND_MODES, default="features",
+                   help="with --url: features (default), waveform (the waveform signature) or audio (vacnn serve's :classify)")
     p.set_defaults(func=_predict, uses_tensorflow=True)
+
+    limits = ServerLimits()
+    p = sub.add_parser(
+        "serve", help="answer TF Serving's REST API, and audio files, for an exported model",
+        description="Serve one exported model over HTTP: TF Serving's REST API on its paths "
+        "(GET /v1/models/NAME and /metadata, POST /v1/models/NAME:predict in the row and the columnar "
+        "format) and POST /v1/models/NAME:classify with a wav, flac or ogg body, answered with the label, "
+        "the class probabilities and the duration. Concurrent calls are batched; a bad request gets a "
+        "4xx with a JSON error naming the reason and the server goes on.",
+    )
+    p.add_argument("--model", required=True, help="OUT/NAME/VERSION, or OUT/NAME to serve its highest version")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int, default=8501, help="port (default 8501, TF Serving's REST port)")
+    p.add_argument("--name", default=None, help="model name in URLs (default: the model folder's name)")
+    p.add_argument("--max-body-mb", type=float, default=limits.max_body_bytes / 2**20,
+                   help=f"largest request body in MiB (default {limits.max_body_bytes / 2**20:g}); larger: 413")
+    p.add_argument("--max-seconds", type=float, default=limits.max_seconds,
+                   help=f"longest audio :classify accepts (default {limits.max_seconds:g} s)")
+    p.add_argument("--max-rows", type=int, default=limits.max_rows,
+                   help=f"most rows in one :predict request (default {limits.max_rows})")
+    p.add_argument("--max-batch", type=int, default=limits.max_batch,
+                   help=f"most rows in one batched model call (default {limits.max_batch}; 1: no batching)")
+    p.add_argument("--batch-timeout-ms", type=float, default=limits.batch_timeout_ms,
+                   help=f"longest a call waits for others to join its batch (default {limits.batch_timeout_ms:g} ms)")
+    p.add_argument("--max-queue", type=int, default=limits.max_queue,
+                   help=f"most requests in the server at once; more get 503 (default {limits.max_queue})")
+    p.add_argument("--workers", type=int, default=limits.workers,
+                   help="threads for audio decoding, features and JSON (default 0: one per core)")
+    p.set_defaults(func=_serve, uses_tensorflow=True)
 
 
 def _export(args: argparse.Namespace) -> int:
@@ -52,9 +89,14 @@ def _export(args: argparse.Namespace) -> int:
 def _predict(args: argparse.Namespace) -> int:
     from vacnn_tf.serving import ServingClient, predict_local, predict_remote
 
+    if args.send != "features" and not args.url:
+        raise ValueError(f"--send {args.send} sends to a server: give its --url")
+    if args.model is None and args.send != "audio":
+        raise ValueError("--model is needed (the SavedModel's assets say how to compute the inputs), "
+                         "except with --url and --send audio")
     if args.url:
         client = ServingClient(args.url, args.name, timeout=args.timeout)
-        results = predict_remote(args.model, args.files, client)
+        results = predict_remote(args.model, args.files, client, send=args.send)
     else:
         results = predict_local(args.model, args.files)
     failed = 0
@@ -73,4 +115,16 @@ def _predict(args: argparse.Namespace) -> int:
             print(f"{r.path}\t{r.label}\t{probs}")
     if failed:
         raise CommandFailed(f"{failed} of {len(results)} file(s) could not be predicted")
+    return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from vacnn_tf.server import serve
+
+    limits = ServerLimits(
+        max_body_bytes=int(args.max_body_mb * 2**20), max_seconds=args.max_seconds, max_rows=args.max_rows,
+        max_batch=args.max_batch, batch_timeout_ms=args.batch_timeout_ms, max_queue=args.max_queue,
+        workers=args.workers,
+    )
+    serve(args.model, host=args.host, port=args.port, name=args.name, limits=limits, verbose=args.verbose)
     return 0
