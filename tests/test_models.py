@@ -402,3 +402,16 @@ def test_selection_follows_validation_accuracy_or_loss(tmp_path, select_on, best
     assert select.state["wait"] == 3 - best_epoch
     with pytest.raises(ValueError, match="train.select_on"):
         SelectBest(tmp_path, patience=5, select_on="uar")
+
+
+def test_baselines_take_the_configured_batchnorm_momentum_and_keep_it_through_a_reload(tmp_path):
+    bns = lambda m: [layer for layer in m.layers if isinstance(layer, keras.layers.BatchNormalization)]
+    default = _built("mobilenet")
+    assert bns(default) and {layer.momentum for layer in bns(default)} == {ModelConfig().bn_momentum}
+    model = models.build_model("mobilenet", 4, ModelConfig(bn_momentum=0.99))
+    assert {layer.momentum for layer in bns(model)} == {0.99}
+    model.save(tmp_path / "m.keras")
+    loaded = keras.models.load_model(tmp_path / "m.keras", safe_mode=True)
+    assert {layer.momentum for layer in bns(loaded)} == {0.99}
+    with pytest.raises(ValueError, match="model.bn_momentum"):
+        models.build_model("mobilenet", 4, ModelConfig(bn_momentum=1.0))

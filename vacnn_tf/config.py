@@ -98,6 +98,7 @@ class ModelConfig:
     head_dropout: float = 0.0  # ours, not the paper's: dropout rate before the fine-tuned model's FC and classifier layers (0: none, as the paper)
     linear_c: float = 0.1  # ours: inverse L2 strength (scikit-learn C) of the linear reference, `finetune --variant linear`
     input_norm: str = "scale"  # "scale": pixel values rescaled only (the paper); "band" (ours): each mel band standardised with the training images' statistics
+    bn_momentum: float = 0.9  # silent: moving-average momentum of the baselines' BatchNormalization (Keras's applications use 0.99; 0.9 is PyTorch's default, and tracks the weights at batch 8)
 
 
 @dataclass(frozen=True)

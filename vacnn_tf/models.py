@@ -249,6 +249,16 @@ def _apply_l2(model: keras.Model, config: ModelConfig) -> None:
             layer.kernel.regularizer = regularizer
 
 
+def _set_bn_momentum(model: keras.Model, momentum: float) -> None:
+    # keras.applications hard-code 0.99: at batch 8 with Adam at 1e-3 the moving statistics then
+    # trail the weights by ~100 steps, and inference mode sees other activations than training.
+    if isinstance(momentum, bool) or not isinstance(momentum, (int, float)) or not 0.0 <= momentum < 1.0:
+        raise ValueError(f"Config key 'model.bn_momentum' must be a number in [0, 1). Received: model.bn_momentum={momentum!r}")
+    for layer in model.layers:
+        if isinstance(layer, layers.BatchNormalization):
+            layer.momentum = float(momentum)
+
+
 def build_baseline(name: str, num_classes: int, config: ModelConfig = ModelConfig()) -> keras.Model:
     """A Table 10 baseline: a keras.applications backbone (weights=None) + the VACNN's head.
 
@@ -258,6 +268,9 @@ def build_baseline(name: str, num_classes: int, config: ModelConfig = ModelConfi
       end mirrors the VACNN's ``head_gn``/``head_relu``.
     - "inception": InceptionV3 (224x224 input is above its 75x75 minimum; 5x5x2048 at the end).
     - "mobilenet": MobileNet v1 (alpha 1.0), the paper's "MobileNet".
+
+    Every BatchNormalization takes ``config.bn_momentum`` for its moving statistics (see
+    :func:`_set_bn_momentum`: the applications' 0.99 lags the weights at batch 8).
 
     Input pixel values 0-255 are rescaled to [-1, 1] (``stem_rescale``), the range these
     applications' own ``preprocess_input`` produces. The backbone's layers are inlined (not a
@@ -283,6 +296,7 @@ def build_baseline(name: str, num_classes: int, config: ModelConfig = ModelConfi
         "mobilenet": keras.applications.MobileNet,
     }[name]
     backbone = application(include_top=False, weights=None, input_tensor=x, input_shape=INPUT_SHAPE)
+    _set_bn_momentum(backbone, config.bn_momentum)
     x = layers.GlobalAveragePooling2D(name="head_gap")(backbone.output)
     outputs = _classifier_head(x, num_classes, "head", config)
     model = keras.Model(inputs, outputs, name=MODELS[name].model_name)
