@@ -58,7 +58,8 @@ def test_npz_round_trip_refuses_object_arrays(tmp_path):
     assert not (tmp_path / "bad.npz").exists()
 
 
-def test_the_cli_turns_a_full_disk_into_a_message_and_exit_2(tmp_path, monkeypatch, capsys):
+def test_the_cli_turns_a_full_disk_into_a_message_and_exit_1(tmp_path, monkeypatch, capsys):
+    """A full disk is a failure while running, not a usage error: exit 1, one line on stderr."""
     from vacnn_tf import training
     from vacnn_tf.cli import main
 
@@ -66,7 +67,8 @@ def test_the_cli_turns_a_full_disk_into_a_message_and_exit_2(tmp_path, monkeypat
         atomic_write(tmp_path / "run" / "fold_1" / "model.keras", _fill_disk_after(b"x"), suffix=".keras")
 
     monkeypatch.setattr(training, "finetune", full)
-    assert main(["finetune", "--target", "emodb", "--out", str(tmp_path / "run")]) == 2
-    out = capsys.readouterr().out
-    assert out.startswith("vacnn finetune: error: No space left on device while writing")
-    assert "fold_1/model.keras" in out and "--resume" in out and "[Errno" not in out
+    assert main(["finetune", "--target", "emodb", "--out", str(tmp_path / "run")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("vacnn finetune: error: No space left on device while writing")
+    assert "fold_1/model.keras" in err and "--resume" in err and "[Errno" not in err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
