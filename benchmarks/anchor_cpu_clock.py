@@ -2,7 +2,7 @@
 
 Usage (in the anchor's own environment)::
 
-    /tmp/torchenv/bin/python benchmarks/anchor_cpu_clock.py ../shared/anchors/torch_vacnn_speed.py 1
+    TORCH_ENV/bin/python benchmarks/anchor_cpu_clock.py ANCHOR 1
 
 The anchor's source is executed unchanged except that ``time.time`` returns this process's CPU
 time and, when a thread count is given, ``torch.set_num_threads(2)`` becomes that count. On a

@@ -2,8 +2,8 @@
 
 Usage (from the repository root)::
 
-    .venv/bin/python benchmarks/bovw_throughput.py --corpus emodb --root ../shared/corpora/emodb \
-        --image-cache /tmp/emodb_cache
+    .venv/bin/python benchmarks/bovw_throughput.py --corpus emodb --root DATA/emodb \
+        --image-cache CACHE_DIR
     .venv/bin/python benchmarks/bovw_throughput.py            # synthetic corpus, no data needed
     .venv/bin/python benchmarks/bovw_throughput.py --images imgs.npz   # an npz with "images" (N,224,224) uint8
 

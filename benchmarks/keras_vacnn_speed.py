@@ -1,4 +1,4 @@
-"""The PyTorch anchor's protocol (../shared/anchors/torch_vacnn_speed.py), step for step, on our VACNN.
+"""The PyTorch anchor's protocol (the script ANCHOR in docs/performance.md), step for step, on our VACNN.
 
 Usage (from the repository root; KEY=VALUE arguments are config overrides)::
 

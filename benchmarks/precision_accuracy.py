@@ -2,8 +2,8 @@
 
 Usage (from the repository root)::
 
-    .venv/bin/python benchmarks/precision_accuracy.py --corpus emodb --root ../shared/corpora/emodb \
-        --cache /tmp/bench_cache --epochs 10 --seeds 0 1
+    .venv/bin/python benchmarks/precision_accuracy.py --corpus emodb --root DATA/emodb \
+        --cache CACHE_DIR --epochs 10 --seeds 0 1
     .venv/bin/python benchmarks/precision_accuracy.py --epochs 3     # synthetic corpus, no data needed
 
 For each seed: one stratified 80/20 split, then the VACNN trained from the same initial

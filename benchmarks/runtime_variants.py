@@ -5,7 +5,7 @@ Usage (from the repository root)::
     .venv/bin/python benchmarks/runtime_variants.py --rounds 3 \
         --variant "spe1=train.steps_per_execution=1" --variant "spe4=train.steps_per_execution=4" \
         --variant "bf16=train.precision=mixed_bfloat16" \
-        --anchor "/tmp/torchenv/bin/python ../shared/anchors/torch_vacnn_speed.py"
+        --anchor "TORCH_ENV/bin/python ANCHOR"
 
 A variant is ``NAME=KEY=VALUE[,KEY=VALUE...]`` (config overrides; ``NAME=`` alone is the
 defaults); a key ``env.VAR`` sets an environment variable of that variant's process instead,

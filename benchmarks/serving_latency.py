@@ -3,7 +3,7 @@
 Usage (from the repository root)::
 
     .venv/bin/python benchmarks/serving_latency.py --rounds 5 \
-        --anchor "/tmp/torchenv/bin/python ../shared/anchors/torch_vacnn_speed.py"
+        --anchor "TORCH_ENV/bin/python ANCHOR"
 
 Exports one randomly initialised VACNN twice: as ``vacnn export`` writes it (every
 GroupNormalization replaced by ``ChannelStatsGroupNormalization``, :func:`vacnn_tf.export.serving_model`)
