@@ -100,6 +100,12 @@ class ModelConfig:
     input_norm: str = "scale"  # "scale": pixel values rescaled only (the paper); "band" (ours): each mel band standardised with the training images' statistics
     bn_momentum: float = 0.9  # silent: moving-average momentum of the baselines' BatchNormalization (Keras's applications use 0.99; 0.9 is PyTorch's default, and tracks the weights at batch 8)
 
+    def __post_init__(self) -> None:
+        # checked when the config is built, so a bad value stops a run before any pretraining
+        m = self.bn_momentum
+        if isinstance(m, bool) or not isinstance(m, (int, float)) or not 0.0 <= m < 1.0:
+            raise ConfigError(f"Config key 'model.bn_momentum' must be a number in [0, 1). Received: model.bn_momentum={m!r}")
+
 
 @dataclass(frozen=True)
 class TrainConfig:

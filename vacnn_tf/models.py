@@ -252,8 +252,6 @@ def _apply_l2(model: keras.Model, config: ModelConfig) -> None:
 def _set_bn_momentum(model: keras.Model, momentum: float) -> None:
     # keras.applications hard-code 0.99: at batch 8 with Adam at 1e-3 the moving statistics then
     # trail the weights by ~100 steps, and inference mode sees other activations than training.
-    if isinstance(momentum, bool) or not isinstance(momentum, (int, float)) or not 0.0 <= momentum < 1.0:
-        raise ValueError(f"Config key 'model.bn_momentum' must be a number in [0, 1). Received: model.bn_momentum={momentum!r}")
     for layer in model.layers:
         if isinstance(layer, layers.BatchNormalization):
             layer.momentum = float(momentum)
