@@ -28,6 +28,7 @@ except ImportError:  # Python 3.10
 
 
 RESIZE_MODES: tuple[str, ...] = ("linear", "area", "cubic", "nearest")  # cv2 interpolations
+BOVW_INPUTS: tuple[str, ...] = ("raw", "standardize")  # ModelConfig.bovw_input
 
 
 @dataclass(frozen=True)
@@ -98,6 +99,7 @@ class ModelConfig:
     head_dropout: float = 0.0  # ours, not the paper's: dropout rate before the fine-tuned model's FC and classifier layers (0: none, as the paper)
     linear_c: float = 0.1  # ours: inverse L2 strength (scikit-learn C) of the linear reference, `finetune --variant linear`
     input_norm: str = "scale"  # "scale": pixel values rescaled only (the paper); "band" (ours): each mel band standardised with the training images' statistics
+    bovw_input: str = "raw"  # silent: "raw" feeds the BOVW histogram to its MLP as normalised (bovw.normalization); "standardize" (ours) z-scores each word with the training fold's statistics first (docs/method.md)
     bn_momentum: float = 0.9  # silent: moving-average momentum of the baselines' BatchNormalization (Keras's applications use 0.99; 0.9 is PyTorch's default, and tracks the weights at batch 8)
 
     def __post_init__(self) -> None:
@@ -105,6 +107,8 @@ class ModelConfig:
         m = self.bn_momentum
         if isinstance(m, bool) or not isinstance(m, (int, float)) or not 0.0 <= m < 1.0:
             raise ConfigError(f"Config key 'model.bn_momentum' must be a number in [0, 1). Received: model.bn_momentum={m!r}")
+        if self.bovw_input not in BOVW_INPUTS:
+            raise ConfigError(f"Config key 'model.bovw_input' must be one of {list(BOVW_INPUTS)}. Received: model.bovw_input={self.bovw_input!r}")
 
 
 @dataclass(frozen=True)

@@ -363,12 +363,32 @@ STATE_POOLINGS: tuple[str, ...] = ("flatten", "gap", "time_gap")
 INPUT_NORMS: tuple[str, ...] = ("scale", "band")
 
 
+def bovw_statistics(histograms: Any, bovw_size: int) -> tuple[Any, Any]:
+    """Per-word mean and variance of training histograms `(n, bovw_size)`, for ``bovw_norm``.
+
+    Why: an L1 histogram's entries are about 1/k each, so through the paper's MLPs and eq. (8)
+    the fused states start some 300 times smaller than the VACNN features they multiply
+    (docs/method.md); z-scored words give the attention a signal from the first step. The
+    variance is floored at a hundredth of the median word's, so a word (nearly) unused in
+    training cannot turn one test utterance's histogram into thousands of standard deviations.
+    """
+    import numpy as np
+
+    h = np.asarray(histograms, dtype=np.float64)
+    if h.ndim != 2 or h.shape[0] < 2 or h.shape[1] != bovw_size:
+        raise ValueError(f"BOVW statistics need at least two training histograms of shape (n, {bovw_size}). Received: shape={h.shape}")
+    variance = h.var(axis=0)
+    floor = max(float(np.median(variance)) / 100.0, 1e-12)
+    return h.mean(axis=0).astype("float32"), np.maximum(variance, floor).astype("float32")
+
+
 def build_finetuned(
     pretrained: keras.Model,
     num_classes: int,
     config: ModelConfig = ModelConfig(),
     use_bovw: Optional[bool] = None,
     bovw_size: int = 128,
+    bovw_train: Optional[Any] = None,
 ) -> keras.Model:
     """The fine-tuned model of section 3.2 / Figure 3, on a copy of ``pretrained``.
 
@@ -403,6 +423,9 @@ def build_finetuned(
             ``head_dropout`` (not the paper's; 0 by default adds no layer).
         use_bovw: Fuse the BOVW histogram (Figure 3); None takes ``config.use_bovw``.
         bovw_size: Length of the BOVW histogram (``BovwConfig.k``, paper: 128).
+        bovw_train: The training part's histograms `(n, bovw_size)`; required with
+            ``config.bovw_input="standardize"``, whose ``bovw_norm`` layer carries their
+            per-word mean and variance (see :func:`bovw_statistics`).
 
     Returns:
         A ``keras.Model`` named ``<pretrained>_bovw`` or ``<pretrained>_finetuned`` with dict
@@ -439,9 +462,15 @@ def build_finetuned(
     if use_bovw:
         bovw = keras.Input((bovw_size,), dtype="float32", name="bovw")
         inputs["bovw"] = bovw
+        h = bovw
+        if config.bovw_input == "standardize":
+            if bovw_train is None:
+                raise ValueError("model.bovw_input='standardize' needs the training histograms: pass `bovw_train`.")
+            mean, variance = bovw_statistics(bovw_train, bovw_size)
+            h = layers.Normalization(mean=mean, variance=variance, name="bovw_norm")(h)
         h = layers.Dense(
             states, activation=BOVW_SQUEEZE_ACTIVATION, kernel_regularizer=_regularizer(config), name="bovw_squeeze"
-        )(bovw)
+        )(h)
         h = layers.Reshape((states, 1), name="bovw_expand")(h)
         h = layers.Dense(
             depth, activation=BOVW_HIDDEN_ACTIVATION, kernel_regularizer=_regularizer(config), name="bovw_hidden"

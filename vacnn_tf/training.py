@@ -404,7 +404,8 @@ def finetune(
                 else:
                     base = build_model(config.model.architecture, len(PRETRAIN_CLASSES), config.model)
                 model = build_finetuned(base, len(data.classes), model_cfg, use_bovw=config.model.use_bovw,
-                                        bovw_size=config.bovw.k)
+                                        bovw_size=config.bovw.k,
+                                        bovw_train=bovw[fold.train] if bovw is not None else None)
                 if variant == "pure":
                     model.trainable = True  # nothing frozen: the fine-tuned architecture trained from scratch
                     adapt_input_norm(model, data.images[fold.train])
