@@ -70,3 +70,43 @@ def test_features_fills_cache_and_reports_failures(data_root, tmp_path, capsys):
     assert len(list(cache.rglob("*.npz"))) == 14
     assert main(["features", "--corpus", "emodb", "--root", str(data_root), "--set", "features.nmels=3"]) == 2
     assert "Unknown config key" in capsys.readouterr().err
+
+
+
+def _training_reads(config, monkeypatch, descriptors: bool = False) -> None:
+    """Load a corpus (and its KAZE descriptors) as training does, failing on any recomputation."""
+    from vacnn_tf import features, kaze
+    from vacnn_tf.corpus_data import load_corpus
+    from vacnn_tf.storage import bovw_cache_dir
+
+    def computed(*args, **kwargs):
+        raise AssertionError("training recomputed what the command had cached")
+
+    monkeypatch.setattr(features, "_compute", computed)
+    monkeypatch.setattr(kaze, "extract_descriptors", computed)
+    data = load_corpus(config, "savee")
+    assert len(data.images) == 14
+    if descriptors:
+        kaze.descriptors_for(data.images, config.bovw, cache_dir=bovw_cache_dir(config), progress=False, workers=1)
+
+
+def _config(data_root, cache):
+    from vacnn_tf.config import load_config
+
+    return load_config(overrides=[f"data.data_root={data_root}", f"data.cache_dir={cache}", "data.workers=1",
+                                  "train.verbose=0"])
+
+
+def test_features_fills_the_image_cache_training_reads(data_root, tmp_path, capsys, monkeypatch):
+    cache = tmp_path / "cache"
+    assert main(["features", "--corpus", "savee", "--root", str(data_root), "--cache", str(cache), "--workers", "1"]) == 0
+    assert "14 computed" in capsys.readouterr().out
+    _training_reads(_config(data_root, cache), monkeypatch)
+
+
+def test_bovw_silhouette_fills_the_caches_training_reads(data_root, tmp_path, monkeypatch):
+    cache = tmp_path / "cache"
+    assert main(["bovw-silhouette", "--corpus", "savee", "--root", str(data_root), "--cache", str(cache),
+                 "--out", str(tmp_path / "study"), "--k", "2", "--sample", "100", "--workers", "1",
+                 "--set", "bovw.max_fit_descriptors=500", "--set", "bovw.kmeans=full"]) == 0
+    _training_reads(_config(data_root, cache), monkeypatch, descriptors=True)

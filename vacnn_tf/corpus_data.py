@@ -1,9 +1,9 @@
 """Corpus tables with their log-mel images in memory: the input of every training stage.
 
 ``data.data_root`` None means the synthetic corpus: it is generated once into
-``{cache_dir}/synthetic-{seed}-{per_class}`` and read from there with the real readers.
-Images come from the feature cache (``{cache_dir}/features``), so every table and fold that
-uses the same feature settings extracts each file once.
+``storage.synthetic_cache_dir`` and read from there with the real readers. Images come from
+the feature cache (``storage.features_cache_dir``), so every table and fold that uses the same
+feature settings extracts each file once.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import pandas as pd
 
 from vacnn_tf.config import RunConfig
 from vacnn_tf.labels import classes_for
+from vacnn_tf.storage import features_cache_dir, synthetic_cache_dir
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +52,7 @@ def synthetic_root(config: RunConfig) -> Path:
     """Generate the synthetic corpus once (atomically) and return its root folder."""
     from vacnn_tf.synth import generate
 
-    root = Path(config.data.cache_dir) / f"synthetic-{config.seed}-{config.data.synth_per_class}"
+    root = synthetic_cache_dir(config)
     if (root / "DONE").is_file():
         return root
     # Build aside and rename, so concurrent or killed runs never see a half-written corpus.
@@ -116,7 +117,7 @@ def load_corpus(
     if unknown:
         raise ValueError(f"Labels {unknown} of {name!r} are not among its classes {list(classes)}.")
     batch = extract_images(
-        table["path"].astype(str).tolist(), config.features, cache_dir=Path(config.data.cache_dir) / "features",
+        table["path"].astype(str).tolist(), config.features, cache_dir=features_cache_dir(config),
         workers=config.data.workers, progress=config.train.verbose > 0,
     )
     if batch.failures:

@@ -31,7 +31,7 @@ import numpy as np
 from vacnn_tf.config import BovwConfig, FeatureConfig, RunConfig
 # The numbers behind the attention figure; re-exported so one import serves a notebook.
 from vacnn_tf.explain import AttentionMap, GradCam, attention_maps, grad_cam, input_names
-from vacnn_tf.storage import atomic_write, read_json
+from vacnn_tf.storage import atomic_write, bovw_cache_dir, features_cache_dir, read_json
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -209,8 +209,7 @@ def plot_bovw_histograms(
 def _images(paths: Sequence[str], config: RunConfig) -> np.ndarray:
     from vacnn_tf.features import extract_images
 
-    # The training cache layout (corpus_data.load_corpus), so figures reuse training's images.
-    batch = extract_images(list(paths), config.features, cache_dir=Path(config.data.cache_dir) / "features",
+    batch = extract_images(list(paths), config.features, cache_dir=features_cache_dir(config),
                            workers=config.data.workers, progress=False)
     if batch.failures:
         path, reason = batch.failures[0]
@@ -257,7 +256,7 @@ def bovw_figure_from_corpus(
         note = f"vocabulary {vocabulary_path}"
     else:
         images = _images(scan.table["path"].tolist(), config)
-        descriptors = descriptors_for(images, config.bovw, cache_dir=Path(config.data.cache_dir) / "bovw",
+        descriptors = descriptors_for(images, config.bovw, cache_dir=bovw_cache_dir(config),
                                       progress=False, workers=config.data.workers)
         vocab = BovwVocabulary.fit(descriptors, config.bovw, seed=config.seed)
         fitted_on = len(images)

@@ -1,4 +1,9 @@
-"""Atomic file writes and plain-array npz loading: what is written is either whole or absent."""
+"""Atomic file writes, plain-array npz loading, and where the caches live.
+
+What is written is either whole or absent. Every stage that reads or fills a cache takes its
+folder from :func:`features_cache_dir`, :func:`bovw_cache_dir` or :func:`synthetic_cache_dir`,
+so a command that fills a cache fills the one training reads.
+"""
 
 from __future__ import annotations
 
@@ -8,9 +13,12 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from vacnn_tf.config import RunConfig
 
 
 class DiskFullError(OSError):
@@ -87,3 +95,18 @@ def load_npz(path: str | Path) -> dict[str, np.ndarray]:
     """Load every array of an npz file, never unpickling anything."""
     with np.load(path, allow_pickle=False) as data:
         return {name: data[name] for name in data.files}
+
+
+def features_cache_dir(config: RunConfig) -> Path:
+    """Root of the log-mel image cache: ``{data.cache_dir}/features`` (``logmel/<settings key>/`` below it)."""
+    return Path(config.data.cache_dir) / "features"
+
+
+def bovw_cache_dir(config: RunConfig) -> Path:
+    """Root of the KAZE descriptor cache: ``{data.cache_dir}/bovw`` (``kaze/<settings key>/`` below it)."""
+    return Path(config.data.cache_dir) / "bovw"
+
+
+def synthetic_cache_dir(config: RunConfig) -> Path:
+    """Where the synthetic corpus of this seed and size is generated: ``{data.cache_dir}/synthetic-{seed}-{per_class}``."""
+    return Path(config.data.cache_dir) / f"synthetic-{config.seed}-{config.data.synth_per_class}"

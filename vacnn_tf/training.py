@@ -51,7 +51,7 @@ from vacnn_tf.folds import (
 from vacnn_tf.labels import PRETRAIN_CLASSES, classes_for
 from vacnn_tf.runtime import configure_runtime
 from vacnn_tf.runs import DONE, Manifest, is_done, mark_done, neutral_config, prepare_run_dir, run_key
-from vacnn_tf.storage import atomic_write, read_json, write_json
+from vacnn_tf.storage import atomic_write, bovw_cache_dir, read_json, write_json
 
 log = logging.getLogger(__name__)
 
@@ -373,7 +373,7 @@ def finetune(
     if config.model.use_bovw:
         with manifest.stage("descriptors"):
             descriptors = descriptors_for(
-                data.images, config.bovw, cache_dir=Path(config.data.cache_dir) / "bovw",
+                data.images, config.bovw, cache_dir=bovw_cache_dir(config),
                 progress=config.train.verbose > 0, workers=config.data.workers,
             )
     pretrained_for: dict[int, str] = {}

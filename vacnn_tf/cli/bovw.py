@@ -37,7 +37,8 @@ def register(subparsers: Any) -> None:
     sil.add_argument("--k", type=_int_list, default=[16, 32, 64, 128, 256], metavar="K,K,...",
                      help="cluster counts (default: 16,32,64,128,256)")
     sil.add_argument("--cache", default=None, metavar="DIR",
-                     help="feature cache root (default: data.cache_dir); descriptors go to DIR/bovw like training's")
+                     help="cache root (default: data.cache_dir); images and descriptors go to DIR/features "
+                     "and DIR/bovw, where training reads them")
     sil.add_argument("--out", default=None, metavar="DIR", help="default: {out}/bovw-silhouette/{corpus}")
     sil.add_argument("--sample", type=int, default=10000, metavar="N",
                      help="descriptors scored per k; silhouette costs O(N^2) (default 10000: seconds per k)")
@@ -76,15 +77,16 @@ def plot_silhouette(table: Any, path: str | Path, title: str) -> Path:
 
 def cmd_bovw_silhouette(args: argparse.Namespace) -> int:
     from vacnn_tf.bovw import descriptors_for, silhouette_study
-    from vacnn_tf.config import load_config
+    from vacnn_tf.config import load_config, replace
     from vacnn_tf.corpora import find_corpus_dir, read_corpus
     from vacnn_tf.features import extract_images
-    from vacnn_tf.storage import write_text
+    from vacnn_tf.storage import bovw_cache_dir, features_cache_dir, write_text
 
     config = load_config(args.config, args.set)
+    if args.cache is not None:
+        config = replace(config, **{"data.cache_dir": args.cache})
     seed = config.seed if args.seed is None else args.seed
     workers = config.data.workers if args.workers is None else args.workers
-    cache = Path(args.cache if args.cache is not None else config.data.cache_dir)
     out = Path(args.out) if args.out is not None else Path(config.out) / "bovw-silhouette" / args.corpus
     root = find_corpus_dir(args.root, args.corpus)
     scan = read_corpus(args.corpus, root)
@@ -92,9 +94,9 @@ def cmd_bovw_silhouette(args: argparse.Namespace) -> int:
         raise CommandFailed(f"no {args.corpus} files found under {root}")
 
     start = time.perf_counter()
-    batch = extract_images(list(scan.table["path"]), config.features, cache, workers=workers)
-    # Same descriptor cache folder as training (cache/bovw), so the study and the folds share KAZE work.
-    descriptors = descriptors_for(batch.images, config.bovw, cache_dir=cache / "bovw", workers=workers)
+    # training's cache folders, so the study and the folds share the image and KAZE work
+    batch = extract_images(list(scan.table["path"]), config.features, features_cache_dir(config), workers=workers)
+    descriptors = descriptors_for(batch.images, config.bovw, cache_dir=bovw_cache_dir(config), workers=workers)
     n_desc = sum(len(d) for d in descriptors)
     print(f"{args.corpus}: {len(descriptors)} images, {n_desc} KAZE descriptors "
           f"({len(batch.failures)} unreadable files), {time.perf_counter() - start:.1f} s")

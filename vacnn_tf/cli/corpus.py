@@ -43,7 +43,8 @@ def register(subparsers: Any) -> None:
     feats.add_argument("--corpus", required=True, choices=CORPUS_NAMES)
     feats.add_argument("--root", required=True, metavar="DIR",
                        help="the corpus folder, or a data root holding a folder named after the corpus")
-    feats.add_argument("--cache", default=None, metavar="DIR", help="default: data.cache_dir")
+    feats.add_argument("--cache", default=None, metavar="DIR",
+                       help="cache root (default: data.cache_dir); images go to DIR/features, where training reads them")
     feats.add_argument("--config", default=None, metavar="YAML")
     feats.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                        help="config override, e.g. features.n_mels=64 (repeatable)")
@@ -105,11 +106,14 @@ def cmd_synth(args: argparse.Namespace) -> int:
 
 
 def cmd_features(args: argparse.Namespace) -> int:
-    from vacnn_tf.config import load_config
+    from vacnn_tf.config import load_config, replace
     from vacnn_tf.corpora import find_corpus_dir, read_corpus
     from vacnn_tf.features import extract_images
+    from vacnn_tf.storage import features_cache_dir
 
     config = load_config(args.config, args.set)
+    if args.cache is not None:
+        config = replace(config, **{"data.cache_dir": args.cache})
     root = find_corpus_dir(args.root, args.corpus)
     scan = read_corpus(args.corpus, root)
     if scan.unmatched:
@@ -117,7 +121,7 @@ def cmd_features(args: argparse.Namespace) -> int:
         _print_unmatched(scan.unmatched, limit=20)
     if not len(scan):
         raise CommandFailed(f"no {args.corpus} files found under {root}")
-    cache = args.cache if args.cache is not None else config.data.cache_dir
+    cache = features_cache_dir(config)
     workers = config.data.workers if args.workers is None else args.workers
     start = time.perf_counter()
     batch = extract_images(list(scan.table["path"]), config.features, cache, workers=workers)
