@@ -64,3 +64,40 @@ def test_near_misses_get_a_suggestion(path, overrides, message):
     with pytest.raises(ConfigError, match=message) as raised:
         load_config(path, overrides)
     assert "\n" not in str(raised.value)
+
+
+ENUMERATED = {
+    "profile": "paper", "features.resize": "linear", "bovw.normalization": "l1", "bovw.kmeans": "minibatch",
+    "model.architecture": "vacnn", "model.state_pooling": "flatten", "model.input_norm": "scale",
+    "model.bovw_input": "raw", "train.select_on": "accuracy", "train.precision": "float32", "protocol.name": "paper",
+}
+
+
+@pytest.mark.parametrize("key", sorted(ENUMERATED))
+def test_every_enumerated_setting_is_checked_when_the_config_is_built(key: str):
+    assert load_config(None, [f"{key}={ENUMERATED[key]}"])  # the default is allowed
+    with pytest.raises(ConfigError, match=rf"Config key '{key}' must be one of \[.*'{ENUMERATED[key]}'.*\]\. "
+                                          rf"Received: {key}='flaten'$"):
+        load_config(None, [f"{key}=flaten"])
+
+
+def test_a_state_pooling_typo_stops_at_the_config():
+    with pytest.raises(ConfigError, match="model.state_pooling") as raised:
+        load_config(None, ["model.state_pooling=flaten"])
+    assert "['flatten', 'gap', 'time_gap']" in str(raised.value)
+
+
+def test_allowed_values_have_one_owner():
+    from vacnn_tf import bovw, config, folds, runtime  # not fitting or models: they load TensorFlow
+    from vacnn_tf.cli.model import MODEL_CHOICES
+
+    assert folds.PROTOCOLS is config.PROTOCOLS and runtime.PRECISIONS is config.PRECISIONS
+    assert bovw.BOVW_NORMALIZATIONS is config.BOVW_NORMALIZATIONS and bovw.KMEANS_MODES is config.KMEANS_MODES
+    assert MODEL_CHOICES == (*config.ARCHITECTURES, "finetuned")
+
+
+def test_image_size_other_than_224_is_refused():
+    assert load_config(None, ["features.image_size=224"]).features.image_size == 224
+    with pytest.raises(ConfigError, match=r"built for 224x224 images\. Received: features\.image_size=112$"):
+        load_config(None, ["features.image_size=112"])
+

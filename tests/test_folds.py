@@ -8,6 +8,7 @@ import pytest
 
 from vacnn_tf.config import ProtocolConfig
 from vacnn_tf.folds import (
+    check_protocol,
     folds_from_json,
     folds_to_json,
     holdout_split,
@@ -97,8 +98,10 @@ def test_paper_protocol_is_stratified_and_seeded():
 
 def test_max_folds_and_unknown_protocol():
     assert len(make_folds(EMODB, ProtocolConfig(name="paper", max_folds=2), 0, 0.1)) == 2
-    with pytest.raises(ValueError, match="Received: protocol='random'"):
+    with pytest.raises(ValueError, match="Received: protocol.name='random'"):
         make_folds(EMODB, ProtocolConfig(name="random"), 0, 0.1)
+    with pytest.raises(ValueError, match="Received: protocol='random'"):
+        check_protocol("random")
 
 
 def test_pretraining_excludes_target_test_actors_under_speaker():

@@ -46,7 +46,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Optional, Sequence
 
 import numpy as np
 
-from vacnn_tf.config import BovwConfig
+from vacnn_tf.config import BOVW_NORMALIZATIONS, KMEANS_MODES, BovwConfig
 from vacnn_tf.kaze import (  # re-exported: the contract names them vacnn_tf.bovw.*
     KAZE_FIELDS,
     descriptor_cache_dir,
@@ -72,8 +72,6 @@ __all__ = [
 VOCABULARY_FORMAT = 1
 #: Settings that change which histogram an image gets; a loaded vocabulary must match them.
 HISTOGRAM_FIELDS = ("k", *KAZE_FIELDS, "normalization")
-_NORMALIZATIONS = ("none", "l1", "l2")
-_KMEANS = ("minibatch", "full")
 # Rows of descriptors per nearest-centre block: bounds the (rows, k) distance matrix to ~64 MiB.
 _ASSIGN_CHUNK = 65536
 
@@ -88,13 +86,13 @@ def check_config(config: BovwConfig) -> None:
     Raises:
         ValueError: an unknown ``bovw.normalization`` or ``bovw.kmeans``, or ``bovw.k`` < 2.
     """
-    if config.normalization not in _NORMALIZATIONS:
+    if config.normalization not in BOVW_NORMALIZATIONS:
         raise ValueError(
-            f"bovw.normalization must be one of {list(_NORMALIZATIONS)}. "
+            f"bovw.normalization must be one of {list(BOVW_NORMALIZATIONS)}. "
             f"Received: normalization={config.normalization!r}"
         )
-    if config.kmeans not in _KMEANS:
-        raise ValueError(f"bovw.kmeans must be one of {list(_KMEANS)}. Received: kmeans={config.kmeans!r}")
+    if config.kmeans not in KMEANS_MODES:
+        raise ValueError(f"bovw.kmeans must be one of {list(KMEANS_MODES)}. Received: kmeans={config.kmeans!r}")
     if config.k < 2:
         raise ValueError(f"bovw.k must be at least 2. Received: k={config.k}")
 

@@ -17,7 +17,7 @@ import typing
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Any, Mapping, Optional, Union
 
 import yaml
 
@@ -27,8 +27,35 @@ except ImportError:  # Python 3.10
     from importlib.abc import Traversable
 
 
-RESIZE_MODES: tuple[str, ...] = ("linear", "area", "cubic", "nearest")  # cv2 interpolations
+# The allowed values of every enumerated setting, listed here once: the dataclasses check them
+# when a config is built (before any work starts), and the modules acting on them import them.
+PROFILES: tuple[str, ...] = ("paper", "quick", "demo")  # RunConfig.profile
+RESIZE_MODES: tuple[str, ...] = ("linear", "area", "cubic", "nearest")  # FeatureConfig.resize: cv2 interpolations
+BOVW_NORMALIZATIONS: tuple[str, ...] = ("none", "l1", "l2")  # BovwConfig.normalization
+KMEANS_MODES: tuple[str, ...] = ("minibatch", "full")  # BovwConfig.kmeans
+# ModelConfig.architecture: the keys of vacnn_tf.models.MODELS, listed here so that checking a
+# config does not import TensorFlow (a test checks the two agree)
+ARCHITECTURES: tuple[str, ...] = ("vacnn", "vacnn-cbam", "vacnn-noatt", "resnet", "inception", "mobilenet")
+STATE_POOLINGS: tuple[str, ...] = ("flatten", "gap", "time_gap")  # ModelConfig.state_pooling
+INPUT_NORMS: tuple[str, ...] = ("scale", "band")  # ModelConfig.input_norm
 BOVW_INPUTS: tuple[str, ...] = ("raw", "standardize")  # ModelConfig.bovw_input
+SELECT_ON: tuple[str, ...] = ("accuracy", "loss")  # TrainConfig.select_on
+# TrainConfig.precision: Keras dtype policies worth having on a CPU. "mixed_float16" is left
+# out: CPUs have no fast float16 arithmetic and it needs loss scaling.
+PRECISIONS: tuple[str, ...] = ("float32", "mixed_bfloat16")
+PROTOCOLS: tuple[str, ...] = ("paper", "speaker")  # ProtocolConfig.name
+# FeatureConfig.image_size: the models, the export and the serving signature are built for
+# 224x224 images (section 3.1), so no other size is accepted.
+IMAGE_SIZE = 224
+
+
+def _check_choices(section: str, config: Any, allowed: Mapping[str, tuple[str, ...]]) -> None:
+    """Raise a ConfigError naming the first field of ``config`` whose value is not allowed."""
+    for name, values in allowed.items():
+        value = getattr(config, name)
+        if value not in values:
+            key = f"{section}{name}"
+            raise ConfigError(f"Config key {key!r} must be one of {list(values)}. Received: {key}={value!r}")
 
 
 @dataclass(frozen=True)
@@ -42,7 +69,7 @@ class FeatureConfig:
     fmin: float = 0.0  # silent
     fmax: Optional[float] = None  # silent: None means sample_rate / 2
     top_db: float = 80.0  # silent: dynamic range mapped onto 0-255
-    image_size: int = 224  # paper: 224x224x1
+    image_size: int = 224  # paper: 224x224x1, the only size the models and the export are built for
     low_freq_at_bottom: bool = True  # silent: as a spectrogram is usually drawn
     resize: str = "linear"  # silent: cv2 interpolation for the 224x224 resize: linear|area|cubic|nearest
     min_duration: float = 0.1  # shorter files are rejected as bad input (seconds)
@@ -53,9 +80,11 @@ class FeatureConfig:
     def __post_init__(self) -> None:
         # checked here, once, so a bad setting is reported as the config's fault before any file
         # is read, and never as a bad-audio report for every file of a corpus
-        if self.resize not in RESIZE_MODES:
-            raise ConfigError(f"features.resize must be one of {list(RESIZE_MODES)}. "
-                              f"Received: features.resize={self.resize!r}")
+        _check_choices("features.", self, {"resize": RESIZE_MODES})
+        if self.image_size != IMAGE_SIZE:
+            raise ConfigError(f"Config key 'features.image_size' must be {IMAGE_SIZE}: the models, the export and "
+                              f"the serving signature are built for {IMAGE_SIZE}x{IMAGE_SIZE} images. "
+                              f"Received: features.image_size={self.image_size!r}")
         for name in ("max_seconds", "pad_seconds"):
             value = getattr(self, name)
             if value is not None and not value > 0:
@@ -82,6 +111,9 @@ class BovwConfig:
     max_fit_descriptors: int = 100000  # descriptors sampled from the training fold for K-means
     kmeans_batch_size: int = 4096  # MiniBatchKMeans batch size (only for kmeans=minibatch)
 
+    def __post_init__(self) -> None:
+        _check_choices("bovw.", self, {"normalization": BOVW_NORMALIZATIONS, "kmeans": KMEANS_MODES})
+
 
 @dataclass(frozen=True)
 class ModelConfig:
@@ -107,8 +139,10 @@ class ModelConfig:
         m = self.bn_momentum
         if isinstance(m, bool) or not isinstance(m, (int, float)) or not 0.0 <= m < 1.0:
             raise ConfigError(f"Config key 'model.bn_momentum' must be a number in [0, 1). Received: model.bn_momentum={m!r}")
-        if self.bovw_input not in BOVW_INPUTS:
-            raise ConfigError(f"Config key 'model.bovw_input' must be one of {list(BOVW_INPUTS)}. Received: model.bovw_input={self.bovw_input!r}")
+        _check_choices("model.", self, {
+            "architecture": ARCHITECTURES, "state_pooling": STATE_POOLINGS, "input_norm": INPUT_NORMS,
+            "bovw_input": BOVW_INPUTS,
+        })
 
 
 @dataclass(frozen=True)
@@ -141,6 +175,9 @@ class TrainConfig:
     audit_test: bool = False  # ours, a leak audit: also score the test part after every epoch (history column audit_test_accuracy); never used for selection or stopping, it measures what choosing the checkpoint on the test fold would report
     verbose: int = 1  # Keras progress bar (0 silent, 1 bar, 2 one line per epoch)
 
+    def __post_init__(self) -> None:
+        _check_choices("train.", self, {"select_on": SELECT_ON, "precision": PRECISIONS})
+
 
 @dataclass(frozen=True)
 class ProtocolConfig:
@@ -151,6 +188,9 @@ class ProtocolConfig:
     max_folds: Optional[int] = None  # run only the first N folds (quick profiles)
     ravdess_actor_groups: int = 5  # speaker protocol: RAVDESS actors held out in this many groups
     subsample: Optional[int] = None  # keep at most this many utterances per corpus (quick profiles)
+
+    def __post_init__(self) -> None:
+        _check_choices("protocol.", self, {"name": PROTOCOLS})
 
 
 @dataclass(frozen=True)
@@ -176,6 +216,9 @@ class RunConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     protocol: ProtocolConfig = field(default_factory=ProtocolConfig)
+
+    def __post_init__(self) -> None:
+        _check_choices("", self, {"profile": PROFILES})
 
 
 class ConfigError(ValueError):

@@ -22,14 +22,13 @@ from typing import Any, Callable, Iterator, Optional
 
 import numpy as np
 
+from vacnn_tf.config import SELECT_ON
 from vacnn_tf.storage import atomic_write, read_json, write_json
 
 STATE_FILE = "selection.json"
 BEST_WEIGHTS = "best.weights.h5"
 BACKUP_DIR = "backup"
 HISTORY_FILE = "history.csv"
-#: Values of ``TrainConfig.select_on``: what model selection and early stopping watch.
-SELECT_ON: tuple[str, ...] = ("accuracy", "loss")
 
 log = logging.getLogger(__name__)
 

@@ -23,10 +23,9 @@ from typing import Any, Iterable, Mapping, Optional
 import numpy as np
 import pandas as pd
 
-from vacnn_tf.config import ProtocolConfig
+from vacnn_tf.config import PROTOCOLS, ProtocolConfig
 from vacnn_tf.labels import PRETRAIN_CLASSES, pretrain_label
 
-PROTOCOLS: tuple[str, ...] = ("paper", "speaker")
 PRETRAIN_CORPORA: tuple[str, ...] = ("tess", "ravdess")
 LEAKAGE_CAVEAT = (
     "Protocol 'paper' reproduces the paper's leaks: random stratified folds put the same speakers "

@@ -23,7 +23,7 @@ import keras
 from keras import layers
 
 from vacnn_tf import layers as vlayers
-from vacnn_tf.config import ModelConfig, TrainConfig
+from vacnn_tf.config import INPUT_NORMS, STATE_POOLINGS, ModelConfig, TrainConfig
 
 __all__ = [
     "INPUT_SHAPE", "MODELS", "ModelSpec", "build_baseline", "build_finetuned", "build_model",
@@ -355,12 +355,6 @@ def _freeze_boundary(model: keras.Model, spec: ModelSpec, freeze_through: str) -
         f"one of {sorted(spec.freeze_points) or ['stem', 'va_block1', 'va_block2', 'va_block3', 'head']}, "
         f"a layer name or a layer-name prefix. Received: model.freeze_through={freeze_through!r}"
     )
-
-
-#: Values of ``ModelConfig.state_pooling``: how the fusion head reads the 49 attended states.
-STATE_POOLINGS: tuple[str, ...] = ("flatten", "gap", "time_gap")
-#: Values of ``ModelConfig.input_norm``: what ``stem_rescale`` is followed by (:func:`_input_stem`).
-INPUT_NORMS: tuple[str, ...] = ("scale", "band")
 
 
 def bovw_statistics(histograms: Any, bovw_size: int) -> tuple[Any, Any]:

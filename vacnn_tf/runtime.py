@@ -25,7 +25,7 @@ from typing import Any, Callable, Mapping, Union
 
 import numpy as np
 
-from vacnn_tf.config import TrainConfig
+from vacnn_tf.config import PRECISIONS, TrainConfig
 
 __all__ = [
     "PRECISIONS", "XLA_FUSION_FLAGS", "RuntimeSettings", "check_precision", "check_runtime_config", "configure_runtime", "predict",
@@ -40,10 +40,6 @@ log = logging.getLogger(__name__)
 XLA_FUSION_FLAGS: tuple[str, ...] = (
     "--tf_xla_cpu_global_jit", "--tf_xla_ops_to_cluster=FUSIBLE", "--tf_xla_enable_lazy_compilation=false",
 )
-
-#: Values of ``TrainConfig.precision``: Keras dtype policies worth having on a CPU.
-#: "mixed_float16" is left out: CPUs have no fast float16 arithmetic and it needs loss scaling.
-PRECISIONS: tuple[str, ...] = ("float32", "mixed_bfloat16")
 
 # Compiled forward passes, one per (model, jit) pair; weak so a dropped model frees its graph.
 _FORWARD: "weakref.WeakKeyDictionary[Any, dict[bool, Callable[..., Any]]]" = weakref.WeakKeyDictionary()

@@ -5,10 +5,11 @@ from __future__ import annotations
 import argparse
 
 from vacnn_tf.cli.options import add_config_options
+from vacnn_tf.config import ARCHITECTURES
 
-# Registry keys of vacnn_tf.models.MODELS plus "finetuned" (kept literal so that `vacnn --help`
-# does not import TensorFlow; a test checks the two agree).
-MODEL_CHOICES: tuple[str, ...] = ("vacnn", "vacnn-cbam", "vacnn-noatt", "resnet", "inception", "mobilenet", "finetuned")
+# The architectures plus "finetuned", from the config module so that `vacnn --help` does not
+# import TensorFlow.
+MODEL_CHOICES: tuple[str, ...] = (*ARCHITECTURES, "finetuned")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
