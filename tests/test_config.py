@@ -1,3 +1,4 @@
+import re
 from pathlib import Path
 
 import pytest
@@ -101,3 +102,16 @@ def test_image_size_other_than_224_is_refused():
     with pytest.raises(ConfigError, match=r"built for 224x224 images\. Received: features\.image_size=112$"):
         load_config(None, ["features.image_size=112"])
 
+
+def test_from_dict_checks_as_a_config_file_does(tmp_path: Path):
+    from dataclasses import asdict
+
+    from vacnn_tf.config import FeatureConfig, from_dict
+
+    stored = asdict(FeatureConfig(n_mels=64))
+    assert from_dict(FeatureConfig, stored, "features.") == FeatureConfig(n_mels=64)
+    source = tmp_path / "feature_config.json"
+    with pytest.raises(ConfigError, match=rf"^{re.escape(str(source))}: Unknown config key\(s\) \['features.n_melz'\]"):
+        from_dict(FeatureConfig, {**stored, "n_melz": 32}, "features.", source=source)
+    with pytest.raises(ConfigError, match="Received: features.resize='bilinear'"):
+        from_dict(FeatureConfig, {**stored, "resize": "bilinear"}, "features.")

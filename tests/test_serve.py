@@ -7,6 +7,7 @@ import asyncio
 import io
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -276,3 +277,22 @@ def serving_modes() -> tuple[str, ...]:
     from vacnn_tf.rest import SEND_MODES
 
     return SEND_MODES
+
+
+def test_stored_feature_settings_are_read_back_with_the_config_checks(tmp_path: Path):
+    from vacnn_tf.config import ConfigError
+    from vacnn_tf.export import ASSET_FEATURES, _feature_assets
+    from vacnn_tf.serving import Preprocessor
+
+    config = load_config(overrides=["features.n_mels=64", "bovw.k=16"])
+    assets = _feature_assets(config, ["neutral", "sad"], uses_bovw=False, waveform_note=None)
+    spec = tmp_path / "assets" / ASSET_FEATURES
+    spec.parent.mkdir()
+    spec.write_text(json.dumps(assets))
+    pre = Preprocessor.from_savedmodel(tmp_path)
+    assert pre.features == config.features and pre.bovw == config.bovw and pre.classes == ["neutral", "sad"]
+    # a setting this code does not know would change the features if ignored: it is refused
+    assets["features"]["n_melz"] = 32
+    spec.write_text(json.dumps(assets))
+    with pytest.raises(ConfigError, match=rf"^{re.escape(str(spec))}: Unknown config key\(s\) \['features.n_melz'\]"):
+        Preprocessor.from_savedmodel(tmp_path)

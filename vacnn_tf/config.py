@@ -17,7 +17,7 @@ import typing
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any, Mapping, Optional, Union
+from typing import Any, Mapping, Optional, TypeVar, Union
 
 import yaml
 
@@ -369,6 +369,34 @@ def load_config(
         key, value = parse_override(text)
         _set_dotted(tree, key, value)
     return _build(RunConfig, tree)
+
+
+ConfigT = TypeVar("ConfigT")
+
+
+def from_dict(cls: type[ConfigT], values: Mapping[str, Any], prefix: str = "",
+              source: str | os.PathLike[str] | None = None) -> ConfigT:
+    """A config dataclass from a mapping, checked exactly as :func:`load_config` checks a file.
+
+    For settings stored beside an artefact (an exported model's ``feature_config.json``):
+    unknown keys, wrong types and values outside the allowed ones raise a ConfigError.
+
+    Args:
+        cls: A config dataclass, e.g. ``FeatureConfig``.
+        values: Its fields by name (``dataclasses.asdict`` of one).
+        prefix: The section the keys live under, with its dot (``"features."``), so errors
+            name the key as a config file would.
+        source: The file ``values`` came from, named in errors; None names none.
+    """
+    try:
+        if not isinstance(values, Mapping):
+            raise ConfigError(f"Config section {prefix.rstrip('.') or 'top level'!r} must be a mapping. "
+                              f"Received: {values!r}")
+        return _build(cls, dict(values), prefix)
+    except ConfigError as err:
+        if source is None:
+            raise
+        raise ConfigError(f"{source}: {err}") from None
 
 
 def _flatten(tree: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:

@@ -10,13 +10,13 @@ from __future__ import annotations
 import json
 import urllib.error
 import urllib.request
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from vacnn_tf.config import BovwConfig, FeatureConfig
+from vacnn_tf.config import BovwConfig, FeatureConfig, from_dict
 from vacnn_tf.export import ASSET_FEATURES, ASSET_VOCABULARY
 from vacnn_tf.rest import SEND_MODES
 
@@ -31,11 +31,6 @@ class ServingError(RuntimeError):
     def __init__(self, message: str, status: int | None = None) -> None:
         super().__init__(message)
         self.status = status
-
-
-def _dataclass_from(cls: type, values: dict[str, Any]) -> Any:
-    names = {f.name for f in fields(cls)}
-    return cls(**{k: v for k, v in values.items() if k in names})
 
 
 @dataclass
@@ -71,9 +66,11 @@ class Preprocessor:
             from vacnn_tf.bovw import BovwVocabulary
 
             vocabulary = BovwVocabulary.load(assets / ASSET_VOCABULARY)
+        # an unknown setting is an error, never dropped: ignoring one would compute other
+        # features than the model was trained on
         return cls(
-            _dataclass_from(FeatureConfig, spec["features"]),
-            _dataclass_from(BovwConfig, spec["bovw"]),
+            from_dict(FeatureConfig, spec["features"], "features.", source=spec_path),
+            from_dict(BovwConfig, spec["bovw"], "bovw.", source=spec_path),
             list(spec["classes"]),
             vocabulary,
         )
