@@ -142,6 +142,30 @@ def test_band_input_norm_adds_a_standardization_that_adapts_to_training_images(f
         models.build_model("vacnn", 7, ModelConfig(input_norm="minmax"))
 
 
+def test_bovw_input_standardize_zscores_words_with_training_statistics(vacnn, tmp_path):
+    rng = np.random.default_rng(5)
+    train = rng.dirichlet(np.full(128, 0.3), 40).astype(np.float32)
+    train[:, 7] = 0.0  # a word no training utterance uses: floored variance, no blow-up
+    mean, variance = models.bovw_statistics(train, 128)
+    np.testing.assert_allclose(mean, train.mean(axis=0), rtol=1e-5, atol=1e-8)
+    assert variance[7] > 0 and variance[7] == pytest.approx(np.median(train.var(axis=0)) / 100, rel=1e-4)
+    config = ModelConfig(bovw_input="standardize")
+    with pytest.raises(ValueError, match="bovw_train"):
+        models.build_finetuned(vacnn, 7, config)
+    model = models.build_finetuned(vacnn, 7, config, bovw_train=train)
+    probe = keras.Model(model.inputs, model.get_layer("bovw_norm").output)
+    feeds = {"logmel": rng.uniform(0, 255, (40, 224, 224, 1)).astype(np.float32), "bovw": train}
+    z = np.asarray(probe(feeds))
+    np.testing.assert_allclose(z.mean(axis=0), 0.0, atol=1e-4)
+    assert np.abs(z[:, 7]).max() == 0.0
+    path = tmp_path / "m.keras"
+    model.save(path)
+    back = keras.models.load_model(path, compile=False, safe_mode=True)
+    few = {k: v[:2] for k, v in feeds.items()}
+    np.testing.assert_allclose(back.predict(few, verbose=0), model.predict(few, verbose=0), rtol=1e-5, atol=1e-6)
+    assert "bovw_norm" not in [layer.name for layer in models.build_finetuned(vacnn, 7, ModelConfig()).layers]
+
+
 def test_head_dropout_adds_two_dropouts_only_when_asked(vacnn, finetuned):
     names = [layer.name for layer in finetuned.layers]
     assert not any("dropout" in name for name in names)  # the paper's model: none

@@ -361,8 +361,8 @@ def bovw_statistics(histograms: Any, bovw_size: int) -> tuple[Any, Any]:
     """Per-word mean and variance of training histograms `(n, bovw_size)`, for ``bovw_norm``.
 
     Why: an L1 histogram's entries are about 1/k each, so through the paper's MLPs and eq. (8)
-    the fused states start some 300 times smaller than the VACNN features they multiply
-    (docs/method.md); z-scored words give the attention a signal from the first step. The
+    the fused states start two orders of magnitude smaller than the VACNN features they
+    multiply (docs/results.md); z-scored words give the attention a signal from the first step. The
     variance is floored at a hundredth of the median word's, so a word (nearly) unused in
     training cannot turn one test utterance's histogram into thousands of standard deviations.
     """
