@@ -92,12 +92,14 @@ def parser(description: str, prog: str = "python -m reproduce") -> argparse.Argu
                    help="folder with ravdess/ emodb/ tess/ savee/ (default: the synthetic corpus, demo profile)")
     p.add_argument("--profile", choices=PROFILES, default=None,
                    help="paper | quick | demo (default: demo without --data-root, else paper)")
-    p.add_argument("--protocol", choices=("paper", "speaker"), default="paper",
-                   help="paper: the paper's random folds (leaky); speaker: speaker-independent folds")
+    p.add_argument("--protocol", choices=("paper", "speaker"), default=None,
+                   help="paper: the paper's random folds (leaky); speaker: speaker-independent folds "
+                        "(config key protocol.name; default: the profile's, paper)")
     p.add_argument("--out", default="results", help="where tables, figures and runs are written")
     p.add_argument("--config", default=None, help="extra YAML config applied after the profile")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="config override, repeatable (e.g. --set train.epochs=5)")
+                   help="config override, repeatable (e.g. --set train.epochs=5); --set and the flags both beat "
+                        "the profile and --config, and must agree where they name one key")
     seeds = p.add_mutually_exclusive_group()
     seeds.add_argument("--seed", type=int, default=None, help="the one seed (folds, weights, shuffling)")
     seeds.add_argument("--seeds", type=seed_list, default=None, metavar="N,N,...",
@@ -137,13 +139,24 @@ def profile_of(args: argparse.Namespace) -> str:
     return "demo" if args.data_root is None else "paper"
 
 
+# config keys a table script derives from its own flags (and --out), which --set cannot change
+FLAG_ONLY_KEYS = {"profile": "--profile", "out": "--out", "data.data_root": "--data-root"}
+
+
 def make_config(args: argparse.Namespace) -> RunConfig:
-    """Profile YAML, then --config, then --set; data root, protocol, seed and out from flags.
+    """Profile YAML, then --config, then --set and the flags (:mod:`vacnn_tf.cli.options`).
+
+    ``--protocol`` and ``--seed`` / ``--seeds`` stand for ``protocol.name`` and ``seed``, at the
+    rank of ``--set``; profile, out (``--out``/runs) and data root come from their flags only.
 
     Raises:
-        ConfigError: flags that do not fit together, a --data-root that is not a folder, or a
-            config key or value that does not fit the schema.
+        ConfigError: flags that do not fit together, a flag and a --set that disagree, a --set of
+            a key only a flag sets, a --data-root that is not a folder, or a config key or value
+            that does not fit the schema.
     """
+    from vacnn_tf.cli.options import with_flags
+    from vacnn_tf.config import parse_override
+
     profile = profile_of(args)
     if profile == "demo" and args.data_root is not None:
         raise ConfigError("--profile demo runs on the synthetic corpus; drop --data-root or choose paper|quick.")
@@ -154,20 +167,23 @@ def make_config(args: argparse.Namespace) -> RunConfig:
     if args.data_root is not None and not Path(args.data_root).is_dir():
         # a mistyped root would otherwise give a table of "corpora missing" rows
         raise ConfigError(f"--data-root {args.data_root}: the folder does not exist.")
+    for text in args.overrides:
+        key = parse_override(text)[0]
+        if key in FLAG_ONLY_KEYS:
+            raise ConfigError(f"--set {text}: a table script takes {key!r} from {FLAG_ONLY_KEYS[key]}; pass that "
+                              "instead.")
+    seed = args.seeds[0] if args.seeds else args.seed
+    overrides = with_flags(args.overrides, {"protocol.name": ("--protocol", args.protocol),
+                                            "seed": ("--seeds" if args.seeds else "--seed", seed)})
     config = load_config(packaged_config(f"profiles/{profile}.yaml"))
-    if args.config or args.overrides:
-        config = load_config(args.config, args.overrides, base=_as_tree(config))
+    config = load_config(args.config, overrides, base=_as_tree(config))
     out = Path(args.out)
-    changes: dict[str, Any] = {
+    return replace(config, **{
         "profile": profile,
-        "protocol.name": args.protocol,
         "out": str(out / "runs"),
         "data.data_root": str(Path(args.data_root).resolve()) if args.data_root else None,
         "data.cache_dir": str(out / "cache") if config.data.cache_dir == "cache" else config.data.cache_dir,
-    }
-    if args.seed is not None or args.seeds:
-        changes["seed"] = args.seeds[0] if args.seeds else args.seed
-    return replace(config, **changes)
+    })
 
 
 def _as_tree(config: RunConfig) -> dict[str, Any]:

@@ -42,6 +42,8 @@ USER_ERRORS = [
     (["pretrain", "--config", "configs/dmeo.yaml"], "vacnn pretrain", "did you mean configs/demo.yaml?"),
     (["bench", "--quick", "--set", "train.precision=float8"], "vacnn bench", "train.precision"),
     (["finetune", "--target", "nowhere"], "vacnn finetune", "invalid choice: 'nowhere'"),
+    (["finetune", "--target", "emodb", "--protocol", "paper", "--set", "protocol.name=speaker"], "vacnn finetune",
+     "--protocol and --set protocol.name=speaker disagree"),
     (["finetune"], "vacnn finetune", "the following arguments are required: --target"),
     (["evaluate", "--run", "{tmp}/none"], "vacnn evaluate", "is not a run directory"),
     (["export", "--run", "{tmp}", "--out", "{tmp}/models"], "vacnn export", "config.yaml missing"),

@@ -22,22 +22,22 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", help="YAML config file (only what differs from the defaults)")
     parser.add_argument("--data-root", help="folder with ravdess/ emodb/ tess/ savee/ (default: synthetic corpus)")
     parser.add_argument("--out", help="run directory (default: derived from config and seed under the config's `out`)")
-    parser.add_argument("--protocol", choices=("paper", "speaker"), help="fold protocol (config key protocol.name)")
+    parser.add_argument("--protocol", choices=("paper", "speaker"),
+                        help="fold protocol (config key protocol.name; default: the config's)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="config override, repeatable, e.g. --set train.epochs=5")
+                        help="config override, repeatable, e.g. --set train.epochs=5; --set and the flags above both "
+                             "beat --config, and must agree where they name one key")
     parser.add_argument("--resume", action="store_true",
                         help="continue an unfinished run (finished folds are kept) or reuse a finished one")
     parser.add_argument("--force", action="store_true", help="delete an existing run directory and start over")
 
 
 def _config(args: argparse.Namespace) -> Any:
+    from vacnn_tf.cli.options import with_flags
     from vacnn_tf.config import load_config
 
-    overrides = list(args.overrides)
-    if args.data_root:
-        overrides.append(f"data.data_root={args.data_root}")
-    if args.protocol:
-        overrides.append(f"protocol.name={args.protocol}")
+    overrides = with_flags(args.overrides, {"data.data_root": ("--data-root", args.data_root),
+                                            "protocol.name": ("--protocol", args.protocol)})
     return load_config(args.config, overrides)
 
 
