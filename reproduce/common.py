@@ -16,13 +16,16 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Optional, Sequence
 
 import pandas as pd
 
 from vacnn_tf.cli.errors import OneLineParser
 from vacnn_tf.config import ConfigError, RunConfig, load_config, packaged_config, replace
 from vacnn_tf.storage import read_json, write_json, write_text
+
+if TYPE_CHECKING:
+    from vacnn_tf.progress import Progress, Unit
 
 ROOT = Path(__file__).resolve().parents[1]
 PROFILES = ("paper", "quick", "demo")
@@ -205,11 +208,18 @@ def run_needs(config: RunConfig, needs: Sequence[Need], force: bool = False,
     """Run (or reuse) every need whose corpora are present, once per seed; report the others with the reason.
 
     Seed by seed, so that the first seed's runs are all there before the next seed starts. A need
-    that fails for one seed is not run for the seeds after it: its row needs every seed.
+    that fails for one seed is not run for the seeds after it: its row needs every seed. One line
+    is printed as each training starts (:mod:`vacnn_tf.progress`): which, of how many, and the
+    time left.
     """
+    from vacnn_tf.progress import Progress
+
     seeds = tuple(seeds) or (config.seed,)
     present = available_corpora(config)
     missing = [tuple(c for c in need.corpora() if c not in present) for need in needs]
+    runnable = [need for need, gone in zip(needs, missing) if not gone]
+    progress = Progress(plan_needs(config, runnable, seeds, force),
+                        emit=lambda line: print(f"[reproduce] {line}", flush=True))
     runs: list[list[Path]] = [[] for _ in needs]
     errors: dict[int, str] = {}
     for seed in seeds:
@@ -217,7 +227,7 @@ def run_needs(config: RunConfig, needs: Sequence[Need], force: bool = False,
             if missing[i] or i in errors:
                 continue
             try:
-                runs[i].append(_run_need(replace(config, seed=seed, **dict(need.overrides)), need, force))
+                runs[i].append(_run_need(replace(config, seed=seed, **dict(need.overrides)), need, force, progress))
             except Exception as err:  # noqa: BLE001 - one failed run must not lose the others' results
                 where = f" (seed {seed})" if len(seeds) > 1 else ""
                 errors[i] = f"{type(err).__name__}: {err}{where}"
@@ -231,12 +241,30 @@ def run_needs(config: RunConfig, needs: Sequence[Need], force: bool = False,
     return outcomes
 
 
-def _run_need(config: RunConfig, need: Need, force: bool) -> Path:
+def plan_needs(config: RunConfig, needs: Sequence[Need], seeds: Sequence[int], force: bool) -> list["Unit"]:
+    """The trainings ``needs`` will run, in order, as :class:`vacnn_tf.progress.Unit`."""
+    from vacnn_tf.progress import plan_finetune, plan_pretrain
+
+    units = []
+    tables: dict[tuple[object, ...], Any] = {}
+    for seed in seeds:
+        for need in needs:
+            cfg = replace(config, seed=seed, **dict(need.overrides))
+            try:
+                units += (plan_pretrain(cfg, force=force) if need.variant == "pretrain"
+                          else plan_finetune(cfg, need.target, need.variant, force=force, tables=tables))
+            except Exception:  # noqa: BLE001 - a need that cannot be planned fails when it runs, and says why there
+                continue
+    return units
+
+
+def _run_need(config: RunConfig, need: Need, force: bool, progress: Optional["Progress"] = None) -> Path:
     from vacnn_tf import training
 
     if need.variant == "pretrain":
-        return Path(training.pretrain(config, resume=True, force=force))
-    return Path(training.finetune(config, need.target, variant=need.variant, resume=True, force=force).run_dir)
+        return Path(training.pretrain(config, resume=True, force=force, progress=progress))
+    return Path(training.finetune(config, need.target, variant=need.variant, resume=True, force=force,
+                                  progress=progress).run_dir)
 
 
 def summary_of(run_dir: Path) -> dict[str, Any]:

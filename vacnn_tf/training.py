@@ -49,6 +49,7 @@ from vacnn_tf.folds import (
     pretrain_table,
 )
 from vacnn_tf.labels import PRETRAIN_CLASSES, classes_for
+from vacnn_tf.progress import Progress, fold_label, plan_finetune, pretrain_label, unit_key
 from vacnn_tf.runtime import configure_runtime
 from vacnn_tf.runs import DONE, Manifest, is_done, mark_done, neutral_config, prepare_run_dir, run_key
 from vacnn_tf.storage import atomic_write, bovw_cache_dir, read_json, write_json
@@ -233,6 +234,7 @@ def pretrain(
     resume: bool = True,
     force: bool = False,
     callbacks: Optional[list[Any]] = None,
+    progress: Optional[Progress] = None,
 ) -> Path:
     """Pretrain ``config.model.architecture`` on TESS + RAVDESS with the 7 pretraining labels.
 
@@ -247,6 +249,7 @@ def pretrain(
         resume: Reuse a finished pretraining, continue an unfinished one.
         force: Delete and redo.
         callbacks: Extra Keras callbacks (tests).
+        progress: The grid this pretraining is a unit of (reports its start); None reports nothing.
 
     Returns:
         The pretraining run directory; the model is ``RUN/pretrain/model.keras``.
@@ -259,7 +262,9 @@ def pretrain(
     run_dir, finished = prepare_run_dir(
         run_dir, config, resume=resume, force=force, key=lambda c: pretrain_key(c, exclude_speakers)
     )
+    progress = progress or Progress.quiet()
     if finished:
+        progress.skip(unit_key(run_dir))
         return run_dir
     exclude = {k: sorted(map(str, v)) for k, v in (exclude_speakers or {}).items()}
     manifest = Manifest.open(run_dir, config, "pretrain", {"exclude_speakers": exclude})
@@ -275,13 +280,17 @@ def pretrain(
     _write_common(run_dir, config, data, [split])
     manifest.data["data"] = {**describe(data), "train": len(split.train), "val": len(split.val), "test": len(split.test)}
     stage_dir = run_dir / PRETRAIN_STAGE
-    if not is_done(stage_dir):
+    if is_done(stage_dir):
+        progress.skip(unit_key(run_dir))
+    else:
+        progress.start(unit_key(run_dir), pretrain_label(config, exclude))
         with manifest.stage("pretrain"):
             set_seed(config.seed)
             model = build_model(config.model.architecture, len(PRETRAIN_CLASSES), config.model)
             adapt_input_norm(model, data.images[split.train])
             epochs = config.train.pretrain_epochs or config.train.epochs
             _train_and_test(config, model, data, split, None, stage_dir, epochs, callbacks)
+        progress.finish(unit_key(run_dir))
     with manifest.stage("evaluate"):
         evaluate(run_dir)
     mark_done(run_dir)
@@ -322,6 +331,7 @@ def finetune(
     resume: bool = False,
     force: bool = False,
     callbacks: Optional[list[Any]] = None,
+    progress: Optional[Progress] = None,
 ) -> RunSummary:
     """Cross-validate one variant on a target corpus under ``config.protocol``.
 
@@ -337,6 +347,8 @@ def finetune(
         resume: Continue an unfinished run (finished folds are skipped) or return a finished one.
         force: Delete the run directory and start over.
         callbacks: Extra Keras callbacks for every fit (tests simulate crashes with one).
+        progress: The grid whose units are this run's folds and pretrainings (reports each start);
+            None reports nothing.
 
     Returns:
         The run's :class:`RunSummary` (also in ``RUN/summary.json``).
@@ -357,6 +369,7 @@ def finetune(
         configure_runtime(config.train)
     run_dir = Path(out_dir) if out_dir is not None else finetune_dir(config, target, variant)
     run_dir, finished = prepare_run_dir(run_dir, config, resume=resume, force=force)
+    progress = progress or Progress.quiet()
     if finished:
         return RunSummary.load(run_dir)
     manifest = Manifest.open(run_dir, config, "finetune", {"target": target, "variant": variant})
@@ -382,6 +395,7 @@ def finetune(
     for fold in folds:
         fold_dir = run_dir / f"fold_{fold.index}"
         if is_done(fold_dir):
+            progress.skip(unit_key(fold_dir))
             continue
         fold_dir.mkdir(parents=True, exist_ok=True)
         if variant == "finetuned":
@@ -390,9 +404,11 @@ def finetune(
             else:
                 exclude = pretrain_exclusions(target, config.protocol.name, fold)
                 with manifest.stage("pretrain"):
-                    source = _pretrained_model_path(pretrain(config, exclude_speakers=exclude, resume=True))
+                    source = _pretrained_model_path(pretrain(config, exclude_speakers=exclude, resume=True,
+                                                             progress=progress))
             pretrained_for[fold.index] = str(source)
             manifest.data.setdefault("pretrained", {})[str(fold.index)] = str(source)
+        progress.start(unit_key(fold_dir), fold_label(config, target, variant, fold.index, len(folds)))
         with manifest.stage(f"fold_{fold.index}"):
             bovw = _fold_bovw(config, descriptors, fold, fold_dir) if descriptors is not None else None
             if stats is not None:
@@ -412,6 +428,7 @@ def finetune(
                 metrics = _train_and_test(config, model, data, fold, bovw, fold_dir, config.train.epochs, callbacks)
                 keras.backend.clear_session()
             log.info("fold %d: accuracy %.4f, UAR %.4f", fold.index, metrics["accuracy"], metrics["uar"])
+        progress.finish(unit_key(fold_dir))
     with manifest.stage("evaluate"):
         evaluate(run_dir)
     summary = _summary(run_dir, config, target, variant, data.classes, len(folds))
@@ -479,10 +496,15 @@ def evaluate(run_dir: str | Path) -> dict[str, pd.DataFrame]:
 def run_specs(config: RunConfig, specs: Iterable[RunSpec], *, resume: bool = True, force: bool = False) -> list[RunSummary]:
     """Run (or reuse) every spec. Pretraining and features are shared through their caches.
 
+    Logs one line as each training (pretraining or fold) starts, with the time left
+    (:mod:`vacnn_tf.progress`).
+
     Example: Table 3 needs ``[RunSpec(t, v, o) for t in TARGETS for v, o in
     (("pure", {}), ("finetuned", {}), ("finetuned", {"model.architecture": "vacnn-cbam"}))]``.
     """
-    return [
-        finetune(replace(config, **dict(spec.overrides)), spec.target, variant=spec.variant, resume=resume, force=force)
-        for spec in specs
-    ]
+    runs = [(replace(config, **dict(spec.overrides)), spec) for spec in specs]
+    tables: dict[tuple[object, ...], pd.DataFrame] = {}
+    progress = Progress([unit for cfg, spec in runs
+                         for unit in plan_finetune(cfg, spec.target, spec.variant, force=force, tables=tables)])
+    return [finetune(cfg, spec.target, variant=spec.variant, resume=resume, force=force, progress=progress)
+            for cfg, spec in runs]
