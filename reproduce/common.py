@@ -39,6 +39,9 @@ PROFILE_NOTES = {
             "corpus learns: tests/test_training.py::test_end_to_end_learns_well_above_chance)",
 }
 PRETRAIN_CORPORA = ("tess", "ravdess")
+FLOATFMT = ".2f"  # the tables' numbers, in the Markdown files and the terminal alike
+# the same on every row (the heading above the terminal's table says them once)
+TERMINAL_HIDDEN = ("protocol", "profile")
 
 
 @dataclass(frozen=True)
@@ -285,7 +288,7 @@ def write_outputs(out_dir: Path, name: str, frame: pd.DataFrame, title: str, not
     out_dir.mkdir(parents=True, exist_ok=True)
     csv_path = out_dir / f"{name}.csv"
     write_text(csv_path, frame.to_csv(index=False))
-    body = [f"# {title}", ""] + [f"> {n}" for n in notes if n] + ["", frame.to_markdown(index=False, floatfmt=".2f"), ""]
+    body = [f"# {title}", ""] + [f"> {n}" for n in notes if n] + ["", frame.to_markdown(index=False, floatfmt=FLOATFMT), ""]
     md_path = out_dir / f"{name}.md"
     write_text(md_path, "\n".join(body))
     return csv_path, md_path
@@ -371,6 +374,38 @@ def _seeds_text(seeds: Sequence[int]) -> str:
     return f"seed {seeds[0]}" if len(seeds) == 1 else f"seeds {', '.join(map(str, seeds))}"
 
 
+def terminal_table(config: RunConfig, files: Sequence[Path]) -> str:
+    """The table just written, for the terminal: its title, what the numbers are, and the rows.
+
+    Read back from the table's own ``.md`` (title) and ``.csv`` (rows), so the terminal shows the
+    numbers of the files. Columns the same on every row are said once in the heading, a spread
+    that is empty everywhere (one fold) is left out, and a confusion table is shown as matrices.
+    """
+    md = next(Path(f) for f in files if Path(f).suffix == ".md")
+    title = md.read_text().splitlines()[0].lstrip("# ").strip()
+    frame = pd.read_csv(md.with_suffix(".csv"))
+    data = (f"data {config.data.data_root}" if config.data.data_root
+            else "SYNTHETIC CORPUS: says nothing about real speech, not comparable with the paper")
+    lines = [f"{title} ({config.profile} profile, protocol {config.protocol.name}; {data})"]
+    if {"true", "predicted", "ours", "paper"} <= set(frame.columns):
+        lines.append("'paper' is the paper's published matrix; 'ours' this run's, pooled over its test folds.")
+        order = list(dict.fromkeys(frame["true"]))
+        for column in ("ours", "paper"):
+            matrix = frame.pivot(index="true", columns="predicted", values=column).loc[order, order]
+            shown = (matrix.to_markdown(floatfmt=FLOATFMT) if matrix.notna().any().any()
+                     else f"{frame['status'].iloc[0]}")
+            lines += ["", f"{column} (rows: true class, columns: predicted)", shown]
+        return "\n".join(lines)
+    lines.append("Columns paper_* hold the paper's published numbers; delta is ours minus the paper's.")
+    hidden = [c for c in TERMINAL_HIDDEN if c in frame.columns]
+    if "label" in frame.columns and "method" in frame.columns:
+        hidden.append("method")  # the label says the same in words
+    hidden += [c for c in frame.columns if c.endswith("_std") and frame[c].isna().all()]
+    shown = frame.drop(columns=hidden).astype(object)
+    lines += ["", shown.where(shown.notna(), None).to_markdown(index=False, floatfmt=FLOATFMT, missingval="")]
+    return "\n".join(lines)
+
+
 def main_for(table: str, description: str, needs: Callable[[RunConfig], list[Need]],
              render: Callable[[RunConfig, list[Outcome], Path], list[Path]], argv: Optional[list[str]] = None) -> int:
     """The body of every ``reproduce.tableN`` main: parse, run what is needed, render, record."""
@@ -399,8 +434,10 @@ def main_for(table: str, description: str, needs: Callable[[RunConfig], list[Nee
     outcomes = [dataclasses.replace(o, ensemble=args.ensemble) for o in outcomes]
     files = render(config, outcomes, out_dir)
     record(out_dir, table, config, outcomes, time.time() - started, files, seeds)
+    print("\n" + terminal_table(config, files) + "\n")
     for f in files:
         print(f"[reproduce] wrote {f}")
+    print(f"[reproduce] wrote {out_dir / 'index.json'} and {out_dir / 'README.md'}")
     missing = [o for o in outcomes if not o.ok]
     for o in missing:
         print(f"[reproduce] {table}: {o.need.key} / {o.need.target}: {o.status}")

@@ -138,3 +138,55 @@ def test_table10_demo_end_to_end(tmp_path: Path):
     df = _csv(tmp_path / "table10.csv")
     ours = df[df["method"].isin(list(paper.TABLE10_METHODS))]
     assert len(ours) == 15 and ours["accuracy"].notna().all()
+
+
+def _tiny_config(out: Path, *flags: str):
+    from reproduce.common import make_config, parser
+
+    return make_config(parser("").parse_args(["--out", str(out), *TINY, *flags]))
+
+
+def test_table10_grid_counts_19_trainings_and_a_finished_one_as_done(tmp_path: Path):
+    """4 pretrainings (VACNN + BOVW shares the VACNN's) and 15 one-fold fine-tunings."""
+    from reproduce import table10
+    from reproduce.common import plan_needs
+    from vacnn_tf.progress import Progress
+    from vacnn_tf.runs import mark_done
+
+    config = _tiny_config(tmp_path)
+    units = plan_needs(config, table10.needs(config), (config.seed,), force=False)
+    progress = Progress(units, emit=None)
+    assert (progress.total, progress.done) == (19, 0)
+    assert units[0].label == "pretrain inception on TESS + RAVDESS"
+    assert units[-1].label == "fine-tune vacnn + BOVW on savee, fold 1/1"
+    for unit in units[:2]:  # a resumed grid: the Inception pretraining and its RAVDESS fold are there
+        mark_done(unit.key)
+    resumed = Progress(plan_needs(config, table10.needs(config), (config.seed,), force=False), emit=None)
+    assert (resumed.total, resumed.done) == (19, 2)
+    forced = Progress(plan_needs(config, table10.needs(config), (config.seed,), force=True), emit=None)
+    assert forced.done == 1  # --force redoes the fine-tunings and reuses the pretrainings
+
+
+def test_the_finished_table_is_printed_with_the_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys):
+    """The terminal shows the table's own numbers (read back from its files) and where they are."""
+    from reproduce import common, table10
+
+    run = tmp_path / "run"
+    (run / "metrics").mkdir(parents=True)
+    (run / "metrics" / "summary.csv").write_text(",accuracy,uar\nfold_0,0.625,0.6\nmean,0.625,0.6\nstd,,\n")
+
+    def fake_run_needs(config, needs, force=False, seeds=()):
+        return [common.Outcome(n, run_dir=run, seeds=tuple(seeds)) if n.key == "vacnn_bovw"
+                else common.Outcome(n, missing=("not run in this test",), seeds=tuple(seeds)) for n in needs]
+
+    monkeypatch.setattr(common, "run_needs", fake_run_needs)
+    assert table10.main(["--out", str(tmp_path / "res"), *TINY]) == 0
+    out = capsys.readouterr().out
+    assert "Table 10: methods compared (demo profile, protocol paper; SYNTHETIC CORPUS" in out
+    header = next(line for line in out.splitlines() if line.startswith("| dataset"))
+    assert [c.strip() for c in header.strip("|").split("|")] == [
+        "dataset", "label", "accuracy", "uar", "paper_accuracy", "delta", "status"]
+    bovw_savee = next(line for line in out.splitlines() if "| savee" in line and "VACNN + BOVW" in line)
+    assert "62.50" in bovw_savee and "60.00" in bovw_savee and "75.00" in bovw_savee  # ours, UAR, the paper's
+    for name in ("table10.csv", "table10.md", "index.json"):
+        assert f"{tmp_path / 'res' / name}" in out
