@@ -104,6 +104,15 @@ def test_features_fills_the_image_cache_training_reads(data_root, tmp_path, caps
     _training_reads(_config(data_root, cache), monkeypatch)
 
 
+def test_cache_flag_and_set_follow_the_one_precedence_rule(data_root, tmp_path, capsys):
+    base = ["--corpus", "savee", "--root", str(data_root), "--workers", "1"]
+    for command in ("features", "bovw-silhouette"):
+        assert main([command, *base, "--cache", str(tmp_path / "a"), "--set", f"data.cache_dir={tmp_path / 'b'}"]) == 2
+        assert "--cache and --set data.cache_dir" in capsys.readouterr().err
+    assert main(["features", *base, "--set", f"data.cache_dir={tmp_path / 'c'}"]) == 0
+    assert len(list((tmp_path / "c").rglob("*.npz"))) == 14
+
+
 def test_bovw_silhouette_fills_the_caches_training_reads(data_root, tmp_path, monkeypatch):
     cache = tmp_path / "cache"
     assert main(["bovw-silhouette", "--corpus", "savee", "--root", str(data_root), "--cache", str(cache),

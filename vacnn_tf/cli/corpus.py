@@ -106,14 +106,13 @@ def cmd_synth(args: argparse.Namespace) -> int:
 
 
 def cmd_features(args: argparse.Namespace) -> int:
-    from vacnn_tf.config import load_config, replace
+    from vacnn_tf.cli.options import with_flags
+    from vacnn_tf.config import load_config
     from vacnn_tf.corpora import find_corpus_dir, read_corpus
     from vacnn_tf.features import extract_images
     from vacnn_tf.storage import features_cache_dir
 
-    config = load_config(args.config, args.set)
-    if args.cache is not None:
-        config = replace(config, **{"data.cache_dir": args.cache})
+    config = load_config(args.config, with_flags(args.set, {"data.cache_dir": ("--cache", args.cache)}))
     root = find_corpus_dir(args.root, args.corpus)
     scan = read_corpus(args.corpus, root)
     if scan.unmatched:
