@@ -320,65 +320,19 @@ def run_bench(
     work = Path(tempfile.mkdtemp(prefix="vacnn-bench-")) if own else Path(workdir)
     work.mkdir(parents=True, exist_ok=True)
     try:
-        result: dict[str, Any] = {}
         feats = _bench_features(work, sizes, config, say)
-        result["logmel_images_per_s"] = feats["logmel_images_per_s"]
-        result["logmel_images_per_s_1_process"] = feats["logmel_images_per_s_1_process"]
-        result["kaze_histogram_utterances_per_s"] = feats["kaze_histogram_utterances_per_s"]
+        result: dict[str, Any] = {key: feats[key] for key in (
+            "logmel_images_per_s", "logmel_images_per_s_1_process", "kaze_histogram_utterances_per_s")}
 
         # TensorFlow from here on; the runtime settings must precede its first op.
         say("importing TensorFlow")
         import keras
 
-        from vacnn_tf.data import make_dataset, pipeline_throughput
-        from vacnn_tf.models import build_finetuned, build_vacnn
-        from vacnn_tf.runtime import configure_runtime, predict
+        from vacnn_tf.runtime import configure_runtime
 
         settings = configure_runtime(config.train)
         keras.utils.set_random_seed(config.seed)
-        classes, n_classes = feats["classes"], len(feats["classes"])
-        images = feats["images"].astype(np.float32)[..., None]
-        # uint8 (N, 224, 224): what make_dataset takes, as the training stages hold images.
-        logmel, labels, bovw = _tile(sizes.train_samples, feats["images"], feats["labels"], feats["histograms"])
-
-        say("tf.data pipeline")
-        pipe = make_dataset(feats["images"], feats["labels"], feats["histograms"], batch_size=config.train.batch_size,
-                            shuffle=True, seed=config.seed, repeat=True)
-        result["pipeline_samples_per_s"] = pipeline_throughput(pipe, sizes.pipeline_batches)
-
-        say(f"training: VACNN, batch {config.train.batch_size}, {sizes.train_samples} samples x {sizes.train_reps}")
-        vacnn = build_vacnn(n_classes, config=config.model)
-        rate, cpu = _bench_training(vacnn, {"logmel": logmel}, labels, config, sizes)
-        result["train_vacnn_samples_per_s"], result["train_vacnn_cpu_ms_per_sample"] = rate, cpu
-
-        say("training: fine-tuned VACNN + BOVW")
-        finetuned = build_finetuned(vacnn, n_classes, config.model, use_bovw=True, bovw_size=config.bovw.k)
-        rate, cpu = _bench_training(finetuned, {"logmel": logmel, "bovw": bovw}, labels, config, sizes)
-        result["train_finetuned_samples_per_s"], result["train_finetuned_cpu_ms_per_sample"] = rate, cpu
-
-        say("inference: batch 32")
-        infer_x = _tile(sizes.infer_samples, images)[0]
-        predict(vacnn, infer_x[:32], batch_size=32)  # warm-up: traces the forward pass
-        walls, cpus = [], []
-        for _ in range(sizes.infer_reps):
-            wall, cpu_s = _timed(lambda: predict(vacnn, infer_x, batch_size=32))
-            walls.append(wall)
-            cpus.append(cpu_s)
-        result["infer_samples_per_s"] = _rate(len(infer_x), walls)
-        result["infer_cpu_ms_per_sample"] = _cpu_ms(len(infer_x), cpus)
-        vacnn.predict(infer_x[:32], batch_size=32, verbose=0)
-        walls = [_timed(lambda: vacnn.predict(infer_x, batch_size=32, verbose=0))[0] for _ in range(sizes.infer_reps)]
-        result["infer_keras_predict_samples_per_s"] = _rate(len(infer_x), walls)
-
-        say("latency: one utterance through the exported SavedModel")
-        one = {"logmel": images[:1]}
-        result["latency_ms_median"], result["latency_ms_p95"] = _bench_latency(
-            vacnn, work, "vacnn", classes, config, one, sizes.latency_calls)
-        result["latency_finetuned_ms_median"] = result["latency_finetuned_ms_p95"] = None
-        if sizes.finetuned_latency:
-            one_bovw = {"logmel": images[:1], "bovw": feats["histograms"][:1]}
-            result["latency_finetuned_ms_median"], result["latency_finetuned_ms_p95"] = _bench_latency(
-                finetuned, work, "finetuned", classes, config, one_bovw, sizes.latency_calls, feats["vocabulary_path"])
+        result.update(_bench_models(work, sizes, config, feats, say))
 
         result["peak_memory_mib"] = _peak_memory_mib()
         result["pipeline_to_training_ratio"] = result["pipeline_samples_per_s"] / result["train_vacnn_samples_per_s"]
@@ -400,6 +354,69 @@ def run_bench(
         _restore_runtime()
         if own:
             shutil.rmtree(work, ignore_errors=True)
+
+
+def _bench_models(work: Path, sizes: BenchSizes, config: RunConfig, feats: dict[str, Any],
+                  say: Callable[[str], None]) -> dict[str, Any]:
+    """The TensorFlow stages (pipeline, training, inference, latency) on the feature stages' output.
+
+    The models are built in a fixed order after the caller seeds Keras, so their initial
+    weights are a function of ``config.seed``.
+    """
+    from vacnn_tf.data import make_dataset, pipeline_throughput
+    from vacnn_tf.models import build_finetuned, build_vacnn
+
+    result: dict[str, Any] = {}
+    classes, n_classes = feats["classes"], len(feats["classes"])
+    images = feats["images"].astype(np.float32)[..., None]
+    # uint8 (N, 224, 224): what make_dataset takes, as the training stages hold images.
+    logmel, labels, bovw = _tile(sizes.train_samples, feats["images"], feats["labels"], feats["histograms"])
+
+    say("tf.data pipeline")
+    pipe = make_dataset(feats["images"], feats["labels"], feats["histograms"], batch_size=config.train.batch_size,
+                        shuffle=True, seed=config.seed, repeat=True)
+    result["pipeline_samples_per_s"] = pipeline_throughput(pipe, sizes.pipeline_batches)
+
+    say(f"training: VACNN, batch {config.train.batch_size}, {sizes.train_samples} samples x {sizes.train_reps}")
+    vacnn = build_vacnn(n_classes, config=config.model)
+    rate, cpu = _bench_training(vacnn, {"logmel": logmel}, labels, config, sizes)
+    result["train_vacnn_samples_per_s"], result["train_vacnn_cpu_ms_per_sample"] = rate, cpu
+
+    say("training: fine-tuned VACNN + BOVW")
+    finetuned = build_finetuned(vacnn, n_classes, config.model, use_bovw=True, bovw_size=config.bovw.k)
+    rate, cpu = _bench_training(finetuned, {"logmel": logmel, "bovw": bovw}, labels, config, sizes)
+    result["train_finetuned_samples_per_s"], result["train_finetuned_cpu_ms_per_sample"] = rate, cpu
+
+    say("inference: batch 32")
+    result.update(_bench_inference(vacnn, _tile(sizes.infer_samples, images)[0], sizes))
+
+    say("latency: one utterance through the exported SavedModel")
+    one = {"logmel": images[:1]}
+    result["latency_ms_median"], result["latency_ms_p95"] = _bench_latency(
+        vacnn, work, "vacnn", classes, config, one, sizes.latency_calls)
+    result["latency_finetuned_ms_median"] = result["latency_finetuned_ms_p95"] = None
+    if sizes.finetuned_latency:
+        one_bovw = {"logmel": images[:1], "bovw": feats["histograms"][:1]}
+        result["latency_finetuned_ms_median"], result["latency_finetuned_ms_p95"] = _bench_latency(
+            finetuned, work, "finetuned", classes, config, one_bovw, sizes.latency_calls, feats["vocabulary_path"])
+    return result
+
+
+def _bench_inference(model: Any, infer_x: np.ndarray, sizes: BenchSizes) -> dict[str, float]:
+    """Batch-32 throughput of ``runtime.predict`` (wall and CPU) and of ``model.predict``, after a warm-up each."""
+    from vacnn_tf.runtime import predict
+
+    predict(model, infer_x[:32], batch_size=32)  # warm-up: traces the forward pass
+    walls, cpus = [], []
+    for _ in range(sizes.infer_reps):
+        wall, cpu_s = _timed(lambda: predict(model, infer_x, batch_size=32))
+        walls.append(wall)
+        cpus.append(cpu_s)
+    result = {"infer_samples_per_s": _rate(len(infer_x), walls), "infer_cpu_ms_per_sample": _cpu_ms(len(infer_x), cpus)}
+    model.predict(infer_x[:32], batch_size=32, verbose=0)
+    walls = [_timed(lambda: model.predict(infer_x, batch_size=32, verbose=0))[0] for _ in range(sizes.infer_reps)]
+    result["infer_keras_predict_samples_per_s"] = _rate(len(infer_x), walls)
+    return result
 
 
 def _restore_runtime() -> None:

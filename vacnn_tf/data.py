@@ -204,25 +204,7 @@ def make_dataset(
     """
     import tensorflow as tf
 
-    images = np.asarray(images)
-    labels = np.asarray(labels).astype(np.int32)
-    if images.dtype != np.uint8 or images.ndim != 3:
-        raise ValueError(
-            f"images must be uint8 of shape (N, H, W). Received: dtype={images.dtype}, shape={images.shape}"
-        )
-    if len(labels) != len(images):
-        raise ValueError(f"labels must have one entry per image. Received: {len(labels)} labels, {len(images)} images")
-    if bovw is not None:
-        bovw = np.asarray(bovw, dtype=np.float32)
-        if bovw.ndim != 2 or len(bovw) != len(images):
-            raise ValueError(f"bovw must have shape (N, k) with N={len(images)}. Received: shape={bovw.shape}")
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be at least 1. Received: batch_size={batch_size}")
-    if isinstance(mixup, bool) or not isinstance(mixup, (int, float)) or mixup < 0:
-        raise ValueError(f"mixup must be a number >= 0 (0: off). Received: mixup={mixup!r}")
-    if mixup and (num_classes is None or num_classes < 1 or (len(labels) and labels.max() >= num_classes)):
-        raise ValueError(f"mixup needs num_classes above every label. Received: num_classes={num_classes!r}")
-
+    images, labels, bovw = _checked_inputs(images, labels, bovw, batch_size, mixup, num_classes)
     # Index-based pipeline: the arrays are captured once and gathered per batch, which keeps
     # shuffling cheap (a permutation of ints, not of images) and the images uint8 until the map.
     n = len(images)
@@ -231,34 +213,12 @@ def make_dataset(
     bovw_t = tf.constant(bovw) if bovw is not None else None
 
     per_batch_seeds = masking is not None or bool(mixup)
-    if epoch is not None:
-        if repeat:
-            raise ValueError("epoch keys one epoch's draws; it cannot be combined with repeat.")
-        # from_tensors(0).flat_map defers the read of `epoch` to the start of each iterator.
-        ds = tf.data.Dataset.from_tensors(0).flat_map(
-            lambda _: _epoch_batches(n, batch_size, shuffle, seed, tf.cast(tf.convert_to_tensor(epoch), tf.int64),
-                                     per_batch_seeds))
-        ds = ds.apply(tf.data.experimental.assert_cardinality(_batch_count(n, batch_size)))  # Keras sizes its epochs by it
-    else:
-        ds = tf.data.Dataset.range(n)
-        if shuffle and n > 1:
-            ds = ds.shuffle(n, seed=seed, reshuffle_each_iteration=True)
-        if repeat:
-            ds = ds.repeat()
-        ds = ds.batch(batch_size)
-        if per_batch_seeds:
-            # One stateless seed per batch, new each pass and a function of `seed` only.
-            seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
-            ds = tf.data.Dataset.zip(ds, seeds)
+    ds = _index_batches(n, batch_size, shuffle, seed, repeat, epoch, per_batch_seeds)
 
     def gather(idx: Any, batch_seed: Any = None) -> Any:
         x = tf.cast(tf.gather(image_t, idx), tf.float32)[..., None]
         if masking is not None:
-            if masking.warp:
-                x = _warp_batch(x, batch_seed, float(masking.warp), masking.low_freq_at_bottom)
-            if masking.time_shift:
-                x = _shift_batch(x, batch_seed, masking.time_shift)
-            x = _mask_batch(x, batch_seed, masking)
+            x = _augment_batch(x, batch_seed, masking)
         feats = {"logmel": x}
         if bovw_t is not None:
             feats["bovw"] = tf.gather(bovw_t, idx)
@@ -278,6 +238,66 @@ def make_dataset(
     else:
         ds = ds.map(gather)
     return ds.with_options(options).prefetch(tf.data.AUTOTUNE)
+
+
+def _checked_inputs(images: Any, labels: Any, bovw: Any, batch_size: int, mixup: Any,
+                    num_classes: Optional[int]) -> tuple[np.ndarray, np.ndarray, Optional[np.ndarray]]:
+    """``make_dataset``'s arrays as uint8 images, int32 labels and float32 histograms, every argument checked."""
+    images = np.asarray(images)
+    labels = np.asarray(labels).astype(np.int32)
+    if images.dtype != np.uint8 or images.ndim != 3:
+        raise ValueError(
+            f"images must be uint8 of shape (N, H, W). Received: dtype={images.dtype}, shape={images.shape}"
+        )
+    if len(labels) != len(images):
+        raise ValueError(f"labels must have one entry per image. Received: {len(labels)} labels, {len(images)} images")
+    if bovw is not None:
+        bovw = np.asarray(bovw, dtype=np.float32)
+        if bovw.ndim != 2 or len(bovw) != len(images):
+            raise ValueError(f"bovw must have shape (N, k) with N={len(images)}. Received: shape={bovw.shape}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1. Received: batch_size={batch_size}")
+    if isinstance(mixup, bool) or not isinstance(mixup, (int, float)) or mixup < 0:
+        raise ValueError(f"mixup must be a number >= 0 (0: off). Received: mixup={mixup!r}")
+    if mixup and (num_classes is None or num_classes < 1 or (len(labels) and labels.max() >= num_classes)):
+        raise ValueError(f"mixup needs num_classes above every label. Received: num_classes={num_classes!r}")
+    return images, labels, bovw
+
+
+def _index_batches(n: int, batch_size: int, shuffle: bool, seed: int, repeat: bool, epoch: Any,
+                   per_batch_seeds: bool) -> Any:
+    """Batches of image indices (zipped with a stateless seed per batch when asked), keyed to
+    ``epoch`` when given, else to the pass count (see :func:`make_dataset`)."""
+    import tensorflow as tf
+
+    if epoch is not None:
+        if repeat:
+            raise ValueError("epoch keys one epoch's draws; it cannot be combined with repeat.")
+        # from_tensors(0).flat_map defers the read of `epoch` to the start of each iterator.
+        ds = tf.data.Dataset.from_tensors(0).flat_map(
+            lambda _: _epoch_batches(n, batch_size, shuffle, seed, tf.cast(tf.convert_to_tensor(epoch), tf.int64),
+                                     per_batch_seeds))
+        return ds.apply(tf.data.experimental.assert_cardinality(_batch_count(n, batch_size)))  # Keras sizes its epochs by it
+    ds = tf.data.Dataset.range(n)
+    if shuffle and n > 1:
+        ds = ds.shuffle(n, seed=seed, reshuffle_each_iteration=True)
+    if repeat:
+        ds = ds.repeat()
+    ds = ds.batch(batch_size)
+    if per_batch_seeds:
+        # One stateless seed per batch, new each pass and a function of `seed` only.
+        seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
+        ds = tf.data.Dataset.zip(ds, seeds)
+    return ds
+
+
+def _augment_batch(x: Any, seed: Any, masking: Masking) -> Any:
+    """Warp, shift and mask a float32 batch ``(B, H, W, 1)`` as ``masking`` asks, all drawn from ``seed``."""
+    if masking.warp:
+        x = _warp_batch(x, seed, float(masking.warp), masking.low_freq_at_bottom)
+    if masking.time_shift:
+        x = _shift_batch(x, seed, masking.time_shift)
+    return _mask_batch(x, seed, masking)
 
 
 def pipeline_throughput(dataset: Any, batches: int = 200) -> float:

@@ -20,7 +20,7 @@ import struct
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO, Optional, Sequence
+from typing import Any, BinaryIO, Iterator, Optional, Sequence
 
 import numpy as np
 
@@ -338,6 +338,32 @@ def extract_images(
 
     names = [str(p) for p in paths]
     size = config.image_size
+    bar = tqdm(total=len(names), desc="log-mel images", unit="file", disable=not progress)
+    images, reasons, todo = _from_cache(names, config, cache_dir, bar)
+    cached = len(names) - len(todo) - len(reasons)
+    for index, image, reason in _compute_all(names, todo, config, workers):
+        images[index] = image
+        if reason:
+            reasons[index] = reason
+        bar.update()
+    bar.close()
+    ok = np.array([img is not None for img in images], dtype=bool)
+    stack = [img for img in images if img is not None]
+    return ImageBatch(
+        images=np.stack(stack) if stack else np.zeros((0, size, size), np.uint8),
+        paths=[n for n, good in zip(names, ok) if good],
+        ok=ok,
+        failures=[(names[i], reasons[i]) for i in sorted(reasons)],
+        cached=cached,
+    )
+
+
+def _from_cache(
+    names: list[str], config: FeatureConfig, cache_dir: str | Path | None, bar: Any
+) -> tuple[list[Optional[np.ndarray]], dict[int, str], list[tuple[int, Optional[str]]]]:
+    """Per file, its cached image (or None); the files that cannot be read, with the reason;
+    and ``(index, cache entry to write or None)`` of each file still to compute."""
+    size = config.image_size
     images: list[Optional[np.ndarray]] = [None] * len(names)
     reasons: dict[int, str] = {}
     todo: list[tuple[int, Optional[str]]] = []
@@ -345,7 +371,6 @@ def extract_images(
         meta = Path(cache_dir) / "logmel" / config.key() / "config.json"
         if not meta.is_file():  # tells a human which settings a cache folder holds
             write_json(meta, to_dict(config))
-    bar = tqdm(total=len(names), desc="log-mel images", unit="file", disable=not progress)
     for index, name in enumerate(names):
         target = None
         if cache_dir is not None:
@@ -365,34 +390,26 @@ def extract_images(
             todo.append((index, None if target is None else str(target)))
         else:
             bar.update()
-    cached = len(names) - len(todo) - len(reasons)
+    return images, reasons, todo
+
+
+def _compute_all(
+    names: list[str], todo: list[tuple[int, Optional[str]]], config: FeatureConfig, workers: int
+) -> Iterator[tuple[int, Optional[np.ndarray], str]]:
+    """``(index, image or None, reason)`` for each file of ``todo``, as each finishes: in this
+    process, or in a pool of ``workers`` processes (0: one per core) when more than one is worth it."""
     n_workers = min((os.cpu_count() or 1) if workers <= 0 else workers, len(todo))
     if n_workers <= 1:
         for index, target in todo:
-            images[index], reason = _compute(names[index], config, target)
-            if reason:
-                reasons[index] = reason
-            bar.update()
-    else:
-        context = _pool_context()
-        with ProcessPoolExecutor(max_workers=n_workers, mp_context=context) as pool:
-            futures = {pool.submit(_compute, names[i], config, t): i for i, t in todo}
-            for future in as_completed(futures):
-                index = futures[future]
-                try:
-                    images[index], reason = future.result()
-                except Exception as err:  # a crashed worker (BrokenProcessPool, ...)
-                    reason = f"worker failed: {type(err).__name__}: {err}"
-                if reason:
-                    reasons[index] = reason
-                bar.update()
-    bar.close()
-    ok = np.array([img is not None for img in images], dtype=bool)
-    stack = [img for img in images if img is not None]
-    return ImageBatch(
-        images=np.stack(stack) if stack else np.zeros((0, size, size), np.uint8),
-        paths=[n for n, good in zip(names, ok) if good],
-        ok=ok,
-        failures=[(names[i], reasons[i]) for i in sorted(reasons)],
-        cached=cached,
-    )
+            yield (index, *_compute(names[index], config, target))
+        return
+    context = _pool_context()
+    with ProcessPoolExecutor(max_workers=n_workers, mp_context=context) as pool:
+        futures = {pool.submit(_compute, names[i], config, t): i for i, t in todo}
+        for future in as_completed(futures):
+            index = futures[future]
+            try:
+                image, reason = future.result()
+            except Exception as err:  # a crashed worker (BrokenProcessPool, ...)
+                image, reason = None, f"worker failed: {type(err).__name__}: {err}"
+            yield index, image, reason

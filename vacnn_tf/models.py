@@ -436,55 +436,74 @@ def build_finetuned(
         raise ValueError(f"`bovw_size` must be a positive integer. Received: bovw_size={bovw_size!r}")
     use_bovw = config.use_bovw if use_bovw is None else bool(use_bovw)
     spec = spec_for_model(pretrained)
-    # A copy: fine-tuning must not change the pretrained weights another fold starts from.
-    base = keras.Model.from_config(pretrained.get_config())
-    base.set_weights(pretrained.get_weights())
-    boundary = _freeze_boundary(base, spec, config.freeze_through)
-    if boundary is not None:
-        frozen = keras.Model(base.inputs, base.get_layer(boundary).output)
-        for layer in frozen.layers:
-            layer.trainable = False
+    base = _frozen_copy(pretrained, spec, config.freeze_through)
 
-    features = base.get_layer(spec.feature_layer).output
-    x = features
+    x = base.get_layer(spec.feature_layer).output
     if spec.finetune_pool > 1:
         x = layers.AveragePooling2D(spec.finetune_pool, name="finetune_pool")(x)
     _, height, width, depth = x.shape
-    states = height * width
-    x = layers.Reshape((states, depth), name="finetune_reshape")(x)  # O: (batch, 49, 288)
+    x = layers.Reshape((height * width, depth), name="finetune_reshape")(x)  # O: (batch, 49, 288)
     inputs = {"logmel": base.inputs[0]}
     if use_bovw:
-        bovw = keras.Input((bovw_size,), dtype="float32", name="bovw")
-        inputs["bovw"] = bovw
-        h = bovw
-        if config.bovw_input == "standardize":
-            if bovw_train is None:
-                raise ValueError("model.bovw_input='standardize' needs the training histograms: pass `bovw_train`.")
-            mean, variance = bovw_statistics(bovw_train, bovw_size)
-            h = layers.Normalization(mean=mean, variance=variance, name="bovw_norm")(h)
-        h = layers.Dense(
-            states, activation=BOVW_SQUEEZE_ACTIVATION, kernel_regularizer=_regularizer(config), name="bovw_squeeze"
-        )(h)
-        h = layers.Reshape((states, 1), name="bovw_expand")(h)
-        h = layers.Dense(
-            depth, activation=BOVW_HIDDEN_ACTIVATION, kernel_regularizer=_regularizer(config), name="bovw_hidden"
-        )(h)  # h_s: (batch, 49, 288)
-        x = vlayers.LuongContextAttention(kernel_regularizer=_regularizer(config), name="context_attention")([x, h])
-        x = layers.ReLU(name="context_relu")(x)
-    if use_bovw and config.state_pooling == "flatten":
-        x = layers.Flatten(name="finetune_flatten")(x)
-    elif use_bovw and config.state_pooling == "time_gap":
-        # Rows of the map are mel bands, columns time: averaging each row over time keeps the
-        # spectral profile (what per-band statistics classify EmoDB by) and drops where in the
-        # utterance it occurred, which random-length speech does not fix.
-        x = layers.Reshape((height, width, depth), name="finetune_grid")(x)
-        x = layers.AveragePooling2D((1, width), name="finetune_time_gap")(x)
-        x = layers.Flatten(name="finetune_flatten")(x)
+        inputs["bovw"], x = _bovw_fusion(x, bovw_size, config, bovw_train)
+        x = _pool_states(x, (height, width), config.state_pooling)
     else:
         x = layers.GlobalAveragePooling1D(name="finetune_gap")(x)
     outputs = _classifier_head(x, num_classes, "finetune", config, dropout=config.head_dropout)
     suffix = "bovw" if use_bovw else "finetuned"
     return keras.Model(inputs, outputs, name=f"{pretrained.name}_{suffix}")
+
+
+def _frozen_copy(pretrained: keras.Model, spec: ModelSpec, freeze_through: str) -> keras.Model:
+    """A copy of ``pretrained`` (config + weights) with its layers through ``freeze_through``
+    and all their ancestors frozen."""
+    # A copy: fine-tuning must not change the pretrained weights another fold starts from.
+    base = keras.Model.from_config(pretrained.get_config())
+    base.set_weights(pretrained.get_weights())
+    boundary = _freeze_boundary(base, spec, freeze_through)
+    if boundary is not None:
+        frozen = keras.Model(base.inputs, base.get_layer(boundary).output)
+        for layer in frozen.layers:
+            layer.trainable = False
+    return base
+
+
+def _bovw_fusion(states: Any, bovw_size: int, config: ModelConfig, bovw_train: Optional[Any]) -> tuple[Any, Any]:
+    """The BOVW branch of Figure 3 on the states O `(batch, 49, 288)`: the ``bovw`` input and
+    the attended states ``context_relu`` `(batch, 49, 288)` (eqs. 4-8)."""
+    _, n_states, depth = states.shape
+    bovw = keras.Input((bovw_size,), dtype="float32", name="bovw")
+    h = bovw
+    if config.bovw_input == "standardize":
+        if bovw_train is None:
+            raise ValueError("model.bovw_input='standardize' needs the training histograms: pass `bovw_train`.")
+        mean, variance = bovw_statistics(bovw_train, bovw_size)
+        h = layers.Normalization(mean=mean, variance=variance, name="bovw_norm")(h)
+    h = layers.Dense(
+        n_states, activation=BOVW_SQUEEZE_ACTIVATION, kernel_regularizer=_regularizer(config), name="bovw_squeeze"
+    )(h)
+    h = layers.Reshape((n_states, 1), name="bovw_expand")(h)
+    h = layers.Dense(
+        depth, activation=BOVW_HIDDEN_ACTIVATION, kernel_regularizer=_regularizer(config), name="bovw_hidden"
+    )(h)  # h_s: (batch, 49, 288)
+    x = vlayers.LuongContextAttention(kernel_regularizer=_regularizer(config), name="context_attention")([states, h])
+    return bovw, layers.ReLU(name="context_relu")(x)
+
+
+def _pool_states(states: Any, grid: tuple[int, int], state_pooling: str) -> Any:
+    """The attended states `(batch, height * width, depth)` as the classifier's input vector,
+    as ``model.state_pooling`` asks (see :func:`build_finetuned`)."""
+    if state_pooling == "flatten":
+        return layers.Flatten(name="finetune_flatten")(states)
+    if state_pooling == "time_gap":
+        # Rows of the map are mel bands, columns time: averaging each row over time keeps the
+        # spectral profile (what per-band statistics classify EmoDB by) and drops where in the
+        # utterance it occurred, which random-length speech does not fix.
+        height, width = grid
+        x = layers.Reshape((height, width, states.shape[-1]), name="finetune_grid")(states)
+        x = layers.AveragePooling2D((1, width), name="finetune_time_gap")(x)
+        return layers.Flatten(name="finetune_flatten")(x)
+    return layers.GlobalAveragePooling1D(name="finetune_gap")(states)
 
 
 def frozen_layer_names(model: keras.Model) -> list[str]:
