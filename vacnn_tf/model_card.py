@@ -100,7 +100,6 @@ def model_card(run_dir: str | Path, fold_dir: str | Path, config: RunConfig, cla
             ``metrics.json``.
     """
     from vacnn_tf import __version__
-    from vacnn_tf.folds import LEAKAGE_CAVEAT
 
     run_dir, fold_dir = Path(run_dir), Path(fold_dir)
     for path in (run_dir / "summary.json", fold_dir / "metrics.json"):
@@ -109,38 +108,53 @@ def model_card(run_dir: str | Path, fold_dir: str | Path, config: RunConfig, cla
     summary = read_json(run_dir / "summary.json")
     fold_metrics = read_json(fold_dir / "metrics.json")
     manifest = read_json(run_dir / "manifest.json") if (run_dir / "manifest.json").is_file() else {}
-    target, variant = summary["target"], summary["variant"]
     synthetic = config.data.data_root is None
-    seen = _seen_corpora(target, variant)
-    languages = sorted({CORPUS_FACTS[c]["language"] for c in seen})
-    data = manifest.get("data", {})
-    title = CORPUS_TITLES[target]
+    protocol = config.protocol
 
     lines = [f"# Model card: {model_name} version {version}", "",
              f"Exported by vacnn-tf {__version__} (`vacnn export`) from fold {fold_metrics['fold']} of the "
-             f"run `{run_dir.name}`: speech emotion recognition on {title}, {len(classes)} classes "
-             f"({', '.join(classes)}).", ""]
+             f"run `{run_dir.name}`: speech emotion recognition on {CORPUS_TITLES[summary['target']]}, "
+             f"{len(classes)} classes ({', '.join(classes)}).", ""]
     if synthetic:
         lines += ["**Synthetic corpus.** This model was trained and tested on the synthetic corpus the package "
                   "generates (no `data.data_root`), not on recorded speech: its numbers say nothing about real "
                   "speech and it is not meant to label any.", ""]
+    lines += _model_section(summary, config)
+    lines += _data_section(summary, config, manifest.get("data", {}), synthetic, chosen_by_user)
+    lines += _metrics_section(summary, fold_metrics, _macro_f1(run_dir), protocol.max_folds or protocol.folds)
+    lines += _use_and_limits_section(summary, protocol.name, synthetic)
+    lines += ["## Citation", "",
+              f"The method is the paper's: {PAPER_CITATION}. The implementation is vacnn-tf (MIT licence; "
+              "CITATION.cff in its repository).", ""]
+    return "\n".join(lines)
+
+
+def _model_section(summary: Mapping[str, Any], config: RunConfig) -> list[str]:
+    variant = summary["variant"]
     bovw = (f"fused with a {config.bovw.k}-word bag of visual words (KAZE descriptors) through Luong attention"
             if summary.get("use_bovw") else "without the bag-of-visual-words branch")
     origin = {"finetuned": "fine-tuned from a network pretrained on TESS + RAVDESS with 7 labels",
               "pure": "trained from random weights on the target corpus alone"}.get(variant, "")
-    lines += ["## Model", "",
-              f"- architecture: {summary['architecture']}, {bovw}; variant `{variant}`" + (f": {origin}" if origin else ""),
-              "- inputs: `logmel` float32 [batch, 224, 224, 1], the log-mel image with pixel values 0-255"
-              + (f"; `bovw` float32 [batch, {config.bovw.k}], its visual-word histogram" if summary.get("use_bovw") else ""),
-              "  (the preprocessing is fixed by `feature_config.json` and `vocabulary.npz` beside this card)",
-              "- outputs: `probabilities` over the classes of `labels.json`, `label` the most probable one", ""]
+    return ["## Model", "",
+            f"- architecture: {summary['architecture']}, {bovw}; variant `{variant}`" + (f": {origin}" if origin else ""),
+            "- inputs: `logmel` float32 [batch, 224, 224, 1], the log-mel image with pixel values 0-255"
+            + (f"; `bovw` float32 [batch, {config.bovw.k}], its visual-word histogram" if summary.get("use_bovw") else ""),
+            "  (the preprocessing is fixed by `feature_config.json` and `vocabulary.npz` beside this card)",
+            "- outputs: `probabilities` over the classes of `labels.json`, `label` the most probable one", ""]
 
+
+def _data_section(summary: Mapping[str, Any], config: RunConfig, data: Mapping[str, Any], synthetic: bool,
+                  chosen_by_user: bool) -> list[str]:
+    from vacnn_tf.folds import LEAKAGE_CAVEAT
+
+    target, variant = summary["target"], summary["variant"]
+    title = CORPUS_TITLES[target]
     corpus_line = f"- target: {title} ({CORPUS_FACTS[target]['language']}; {CORPUS_FACTS[target]['speech']})"
     if synthetic:
         corpus_line = f"- target: the synthetic corpus in {title}'s layout and classes (generated signals, not speech)"
     if data:
         corpus_line += f"; this run read {data.get('files')} files of {data.get('speakers')} speakers"
-    lines += ["## Training data and protocol", "", corpus_line]
+    lines = ["## Training data and protocol", "", corpus_line]
     if variant == "finetuned":
         lines.append("- pretraining: " + ("the synthetic corpus in TESS's and RAVDESS's layouts" if synthetic
                                           else "TESS + RAVDESS (English, acted)"))
@@ -153,19 +167,21 @@ def model_card(run_dir: str | Path, fold_dir: str | Path, config: RunConfig, cla
                      "or pretraining)")
     chosen = ("chosen with `--fold`" if chosen_by_user
               else "the fold with the best validation accuracy (never chosen on test accuracy)")
-    lines += [f"- seed {config.seed}, profile `{config.profile}`, at most {config.train.epochs} epochs, the epoch "
-              f"kept chosen on validation {config.train.select_on}; exported: {chosen}", ""]
+    return lines + [f"- seed {config.seed}, profile `{config.profile}`, at most {config.train.epochs} epochs, the epoch "
+                    f"kept chosen on validation {config.train.select_on}; exported: {chosen}", ""]
 
-    lines += _metrics_section(summary, fold_metrics, _macro_f1(run_dir), protocol.max_folds or protocol.folds)
+
+def _use_and_limits_section(summary: Mapping[str, Any], protocol: str, synthetic: bool) -> list[str]:
+    seen = _seen_corpora(summary["target"], summary["variant"])
+    languages = sorted({CORPUS_FACTS[c]["language"] for c in seen})
     accs = [f["accuracy"] for f in summary.get("folds", [])]
-
-    lines += ["## Intended use", "",
-              "Research and teaching: reproducing the paper, studying cross-corpus speech emotion recognition, "
-              "and showing the pipeline from audio to a served model. It labels which of its classes a short "
-              "acted utterance sounds like; it does not measure what a person feels.", "",
-              "Not for decisions about people (hiring, health, education, policing, surveillance) nor for "
-              "monitoring anyone without their consent.", "",
-              "## Limits", ""]
+    lines = ["## Intended use", "",
+             "Research and teaching: reproducing the paper, studying cross-corpus speech emotion recognition, "
+             "and showing the pipeline from audio to a served model. It labels which of its classes a short "
+             "acted utterance sounds like; it does not measure what a person feels.", "",
+             "Not for decisions about people (hiring, health, education, policing, surveillance) nor for "
+             "monitoring anyone without their consent.", "",
+             "## Limits", ""]
     if synthetic:
         lines.append("- Synthetic corpus: trained on generated signals, not speech; the limits below are those of "
                      "the real corpora whose layouts it copies.")
@@ -177,10 +193,7 @@ def model_card(run_dir: str | Path, fold_dir: str | Path, config: RunConfig, cla
               "- The spread over folds is part of the result: "
               + (f"fold accuracies here range from {_pct(min(accs))} to {_pct(max(accs))}." if len(accs) > 1
                  else "one fold was run, so there is no spread to judge this number by.")]
-    if protocol.name == "paper":
+    if protocol == "paper":
         lines.append("- The `paper` protocol shares speakers between training and test folds: expect lower "
                      "accuracy on new speakers (train with `--protocol speaker` to measure it).")
-    lines += ["", "## Citation", "",
-              f"The method is the paper's: {PAPER_CITATION}. The implementation is vacnn-tf (MIT licence; "
-              "CITATION.cff in its repository).", ""]
-    return "\n".join(lines)
+    return lines + [""]

@@ -28,11 +28,16 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, AsyncIterator, Callable
+from typing import TYPE_CHECKING, Any, AsyncIterator, Callable
 
 import numpy as np
 
 from vacnn_tf.rest import RequestError, encode_outputs, metadata_body, parse_predict, read_signature_defs, status_body
+
+if TYPE_CHECKING:
+    from starlette.exceptions import HTTPException
+    from starlette.requests import Request
+    from starlette.responses import Response
 
 log = logging.getLogger(__name__)
 
@@ -313,92 +318,116 @@ def create_app(server: ModelServer) -> Any:
     """The Starlette (ASGI) application answering for ``server``; run it with any ASGI server."""
     from starlette.applications import Starlette
     from starlette.exceptions import HTTPException
-    from starlette.requests import ClientDisconnect, Request
-    from starlette.responses import JSONResponse, Response
     from starlette.routing import Route
 
-    def error(message: str, status: int, headers: dict[str, str] | None = None) -> JSONResponse:
-        return JSONResponse({"error": message}, status_code=status, headers=headers)
+    endpoints = _Endpoints(server)
+    routes = [
+        Route("/v1/models/{model}", endpoints.model_endpoint, methods=["GET", "POST"]),
+        Route("/v1/models/{model}/metadata", endpoints.metadata, methods=["GET"]),
+        Route("/v1/models/{model}/versions/{version}", endpoints.model_endpoint, methods=["GET", "POST"]),
+        Route("/v1/models/{model}/versions/{version}/metadata", endpoints.metadata, methods=["GET"]),
+    ]
+    return Starlette(routes=routes, lifespan=endpoints.lifespan,
+                     exception_handlers={HTTPException: endpoints.http_error, Exception: endpoints.failure})
 
-    async def answer(request: Request, work: Callable[[], Any]) -> Response:
+
+def _error(message: str, status: int, headers: dict[str, str] | None = None) -> Response:
+    from starlette.responses import JSONResponse
+
+    return JSONResponse({"error": message}, status_code=status, headers=headers)
+
+
+def _target(request: Request) -> tuple[str, str | None, str | None]:
+    """(name, version, verb) from /v1/models/NAME[:verb] or /v1/models/NAME/versions/V[:verb]."""
+    model, version = request.path_params["model"], request.path_params.get("version")
+    last, _, verb = (version if version is not None else model).partition(":")
+    if version is not None:
+        if ":" in model:
+            raise RequestError(f"no such path: {request.url.path}", 404)
+        return model, last, verb or None
+    return last, None, verb or None
+
+
+class _Endpoints:
+    """The handlers of :func:`create_app`'s routes, errors and lifespan, all answering for one server.
+
+    Bound methods, not partials: Starlette serves a route's endpoint as a request handler only
+    when it is a function or a method (anything else it takes for an ASGI app).
+    """
+
+    def __init__(self, server: ModelServer) -> None:
+        self.server = server
+
+    async def model_endpoint(self, request: Request) -> Response:
+        from starlette.responses import JSONResponse
+
+        server = self.server
+        try:
+            name, version, verb = _target(request)
+            server.check_target(name, version)
+        except RequestError as err:
+            return _error(str(err), err.status)
+        methods = {None: "GET", "predict": "POST", "classify": "POST"}
+        if verb not in methods:
+            return _error(f"unknown method ':{verb}'; this server answers :predict and :classify", 404)
+        if request.method != methods[verb]:
+            return _error(f"{request.method} not allowed here; use {methods[verb]}", 405, {"Allow": methods[verb]})
+        if verb is None:
+            return JSONResponse(status_body(server.version))
+        handler = server.predict if verb == "predict" else server.classify
+        return await self._answer(lambda: self._body_then(request, handler))
+
+    async def metadata(self, request: Request) -> Response:
+        from starlette.responses import JSONResponse
+
+        server = self.server
+        try:
+            name, version, verb = _target(request)
+            if verb is not None:
+                raise RequestError(f"no such path: {request.url.path}", 404)
+            server.check_target(name, version)
+        except RequestError as err:
+            return _error(str(err), err.status)
+        return JSONResponse(metadata_body(server.name, server.version, server.signature_defs))
+
+    async def http_error(self, request: Request, exc: HTTPException) -> Response:
+        return _error(f"{exc.detail}: {request.method} {request.url.path}", exc.status_code, exc.headers)
+
+    async def failure(self, request: Request, exc: Exception) -> Response:
+        log.error("request %s %s failed", request.method, request.url.path, exc_info=exc)
+        return _error(f"internal error: {type(exc).__name__}: {exc}", 500)
+
+    @asynccontextmanager
+    async def lifespan(self, app: Any) -> AsyncIterator[None]:
+        await self.server.batcher.start()
+        try:
+            yield
+        finally:
+            await self.server.batcher.stop()
+            self.server.workers.shutdown(wait=False)
+
+    async def _answer(self, work: Callable[[], Any]) -> Response:
+        from starlette.requests import ClientDisconnect
+        from starlette.responses import JSONResponse, Response
+
+        server = self.server
         if server.in_flight >= server.limits.max_queue:
-            return error(f"server busy: {server.in_flight} requests in progress (--max-queue); retry later", 503,
-                         {"Retry-After": "1"})
+            return _error(f"server busy: {server.in_flight} requests in progress (--max-queue); retry later", 503,
+                          {"Retry-After": "1"})
         server.in_flight += 1
         try:
             return JSONResponse(await work())
         except RequestError as err:
-            return error(str(err), err.status)
+            return _error(str(err), err.status)
         except ServerBusy as err:
-            return error(f"server busy: {err}", 503, {"Retry-After": "1"})
+            return _error(f"server busy: {err}", 503, {"Retry-After": "1"})
         except ClientDisconnect:
             return Response(status_code=400)  # nobody reads it
         finally:
             server.in_flight -= 1
 
-    def target(request: Request) -> tuple[str, str | None, str | None]:
-        """(name, version, verb) from /v1/models/NAME[:verb] or /v1/models/NAME/versions/V[:verb]."""
-        model, version = request.path_params["model"], request.path_params.get("version")
-        last, _, verb = (version if version is not None else model).partition(":")
-        if version is not None:
-            if ":" in model:
-                raise RequestError(f"no such path: {request.url.path}", 404)
-            return model, last, verb or None
-        return last, None, verb or None
-
-    async def model_endpoint(request: Request) -> Response:
-        try:
-            name, version, verb = target(request)
-            server.check_target(name, version)
-        except RequestError as err:
-            return error(str(err), err.status)
-        methods = {None: "GET", "predict": "POST", "classify": "POST"}
-        if verb not in methods:
-            return error(f"unknown method ':{verb}'; this server answers :predict and :classify", 404)
-        if request.method != methods[verb]:
-            return error(f"{request.method} not allowed here; use {methods[verb]}", 405, {"Allow": methods[verb]})
-        if verb is None:
-            return JSONResponse(status_body(server.version))
-        handler = server.predict if verb == "predict" else server.classify
-        return await answer(request, lambda: _body_then(request, handler))
-
-    async def _body_then(request: Request, handler: Callable[[bytes], Any]) -> Any:
-        return await handler(await _read_body(request, server.limits.max_body_bytes))
-
-    async def metadata(request: Request) -> Response:
-        try:
-            name, version, verb = target(request)
-            if verb is not None:
-                raise RequestError(f"no such path: {request.url.path}", 404)
-            server.check_target(name, version)
-        except RequestError as err:
-            return error(str(err), err.status)
-        return JSONResponse(metadata_body(server.name, server.version, server.signature_defs))
-
-    async def http_error(request: Request, exc: HTTPException) -> Response:
-        return error(f"{exc.detail}: {request.method} {request.url.path}", exc.status_code, exc.headers)
-
-    async def failure(request: Request, exc: Exception) -> Response:
-        log.error("request %s %s failed", request.method, request.url.path, exc_info=exc)
-        return error(f"internal error: {type(exc).__name__}: {exc}", 500)
-
-    @asynccontextmanager
-    async def lifespan(app: Any) -> AsyncIterator[None]:
-        await server.batcher.start()
-        try:
-            yield
-        finally:
-            await server.batcher.stop()
-            server.workers.shutdown(wait=False)
-
-    routes = [
-        Route("/v1/models/{model}", model_endpoint, methods=["GET", "POST"]),
-        Route("/v1/models/{model}/metadata", metadata, methods=["GET"]),
-        Route("/v1/models/{model}/versions/{version}", model_endpoint, methods=["GET", "POST"]),
-        Route("/v1/models/{model}/versions/{version}/metadata", metadata, methods=["GET"]),
-    ]
-    return Starlette(routes=routes, lifespan=lifespan,
-                     exception_handlers={HTTPException: http_error, Exception: failure})
+    async def _body_then(self, request: Request, handler: Callable[[bytes], Any]) -> Any:
+        return await handler(await _read_body(request, self.server.limits.max_body_bytes))
 
 
 def serve(model_dir: str | Path, host: str = "127.0.0.1", port: int = 8501, name: str | None = None,

@@ -12,6 +12,12 @@ from vacnn_tf.server import ServerLimits
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    _register_export(sub)
+    _register_predict(sub)
+    _register_serve(sub)
+
+
+def _register_export(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "export", help="write a fine-tuned fold as a TF Serving SavedModel",
         description="Write one fold of a fine-tuning run (by default the one with the best validation "
@@ -27,6 +33,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--version", type=int, default=None, help="version number (default: next free)")
     p.set_defaults(func=_export, uses_tensorflow=True)
 
+
+def _register_predict(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "predict", help="label audio files with an exported SavedModel, here or through a server",
         description="Compute each file's log-mel image and BOVW histogram exactly as in training, from "
@@ -48,7 +56,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="with --url: features (default), waveform (the waveform signature) or audio (vacnn serve's :classify)")
     p.set_defaults(func=_predict, uses_tensorflow=True)
 
-    limits = ServerLimits()
+
+def _register_serve(sub: argparse._SubParsersAction) -> None:
+    limits = ServerLimits()  # the flags' defaults are the server's
     p = sub.add_parser(
         "serve", help="answer TF Serving's REST API, and audio files, for an exported model",
         description="Serve one exported model over HTTP: TF Serving's REST API on its paths "
