@@ -2,6 +2,7 @@
 
     python -m reproduce.all                                   # demo profile, synthetic corpus
     python -m reproduce.all --data-root ../shared/corpora --profile quick
+    python -m reproduce.all --data-root DATA --jobs 4          # four workers, then every table
 
 Prints, at the end, which tables could not be built and why (missing corpora named).
 """
@@ -16,22 +17,22 @@ TABLES = ("table2", "table3", "table4", "table5", "table6", "table7", "table8", 
 
 
 def main(argv: list[str] | None = None, tables: tuple[str, ...] = TABLES) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    from reproduce.common import make_config, parser
-    from vacnn_tf.config import ConfigError
+    argv = sys.argv[1:] if argv is None else list(argv)
+    from reproduce.common import checked_config, parser, run_workers, seeds_of
     from vacnn_tf.storage import read_json
 
     cli = parser("", prog="python -m reproduce.all")
     args = cli.parse_args(argv)
-    try:
-        make_config(args)  # a bad flag or config stops here, once, not in every table
-    except ConfigError as err:
-        cli.error(str(err))
+    config = checked_config(cli, args)  # a bad flag or config stops here, once, not in every table
+    modules = {name: importlib.import_module(f"reproduce.{name}") for name in tables}
+    if args.jobs > 1:
+        # the workers run every table's needs; then each table, alone, finds its runs and renders
+        run_workers("reproduce.all", argv, args, [(config, m.needs(config), seeds_of(args, config)) for m in modules.values()])
+        argv = [a for a in argv if a != "--force"] + ["--jobs", "1"]
     out = Path(args.out)
-    codes = {}
-    for name in tables:
-        module = importlib.import_module(f"reproduce.{name}")
-        codes[name] = module.main(argv)
+    codes = {name: module.main(argv) for name, module in modules.items()}
+    if args.shard is not None:
+        return 0 if all(c == 0 for c in codes.values()) else 1
     index = read_json(out / "index.json")["tables"]
     print("\n[reproduce.all] summary:")
     for name in tables:

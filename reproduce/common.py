@@ -1,31 +1,35 @@
-"""What every ``reproduce.tableN`` script shares: arguments, profiles, which runs a table needs,
-whether the corpora for them are present, and the side-by-side rendering with the paper.
+"""What every ``reproduce.tableN`` script shares: arguments, profiles, running the runs a table
+needs (here, or on workers: ``--jobs``, ``--shard``), and the side-by-side rendering with the paper.
 
-A table script states its runs (:class:`Need`) and renders; the runs themselves go through
-:func:`vacnn_tf.training.run_specs` / :func:`vacnn_tf.training.pretrain`, whose run
-directories are keyed by configuration, so one pretraining and one feature cache serve every
-table, and a table whose runs exist only re-renders.
+A table script states its runs (:class:`Need`, :mod:`reproduce.grid`) and renders; the runs
+themselves go through :func:`vacnn_tf.training.finetune` / :func:`vacnn_tf.training.pretrain`,
+whose run directories are keyed by configuration, so one pretraining and one feature cache serve
+every table, and a table whose runs exist only re-renders.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import platform
 import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Mapping, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 import pandas as pd
 
 from vacnn_tf.cli.errors import OneLineParser
 from vacnn_tf.config import ConfigError, RunConfig, load_config, packaged_config, replace
 from vacnn_tf.storage import read_json, write_json, write_text
+from vacnn_tf.workers import Shard, add_worker_options, check_worker_options
 
-if TYPE_CHECKING:
-    from vacnn_tf.progress import Progress, Unit
+# the table scripts take the grid's names from here
+from reproduce.grid import (  # noqa: E402,F401
+    PRETRAIN_CORPORA, Need, Outcome, available_corpora, clear_runs, plan_needs, run_needs, work_needs,
+)
+
 
 ROOT = Path(__file__).resolve().parents[1]
 PROFILES = ("paper", "quick", "demo")
@@ -38,57 +42,9 @@ PROFILE_NOTES = {
             "that every stage runs; accuracies at or near chance are expected (a longer run on the same "
             "corpus learns: tests/test_training.py::test_end_to_end_learns_well_above_chance)",
 }
-PRETRAIN_CORPORA = ("tess", "ravdess")
 FLOATFMT = ".2f"  # the tables' numbers, in the Markdown files and the terminal alike
 # the same on every row (the heading above the terminal's table says them once)
 TERMINAL_HIDDEN = ("protocol", "profile")
-
-
-@dataclass(frozen=True)
-class Need:
-    """One row group of a table: a fine-tuning run (target, variant, overrides) or the pretraining."""
-
-    key: str  # the method / variant id used in the table (e.g. "vacnn_bovw", "pure")
-    target: str  # ravdess | emodb | savee | pretrain
-    variant: str = "finetuned"  # finetuned | pure | pretrain
-    overrides: Mapping[str, Any] = field(default_factory=dict)
-
-    def corpora(self) -> tuple[str, ...]:
-        if self.target == "pretrain":
-            return PRETRAIN_CORPORA
-        if self.variant == "finetuned":
-            # dict.fromkeys: the RAVDESS target is also a pretraining corpus; name it once
-            return tuple(dict.fromkeys((self.target,) + PRETRAIN_CORPORA))
-        return (self.target,)
-
-
-@dataclass
-class Outcome:
-    """A need's result: the run directory of each seed, or why it was not run."""
-
-    need: Need
-    run_dir: Optional[Path] = None  # the first seed's run: what the per-class and confusion tables show
-    missing: tuple[str, ...] = ()
-    error: str = ""
-    seed_runs: tuple[Path, ...] = ()  # one run per seed, in --seeds order (empty: run_dir alone)
-    seeds: tuple[int, ...] = ()  # the seeds asked for (empty: the config's one seed)
-    ensemble: bool = False  # --ensemble: accuracy tables add the seed ensemble's row
-
-    @property
-    def several_seeds(self) -> bool:
-        return len(self.seeds) > 1
-
-    @property
-    def ok(self) -> bool:
-        return self.run_dir is not None
-
-    @property
-    def status(self) -> str:
-        if self.ok:
-            return "ok"
-        if self.missing:
-            return f"not run: corpora missing under --data-root: {', '.join(self.missing)}"
-        return f"failed: {self.error}"
 
 
 def parser(description: str, prog: str = "python -m reproduce") -> argparse.ArgumentParser:
@@ -115,6 +71,7 @@ def parser(description: str, prog: str = "python -m reproduce") -> argparse.Argu
     p.add_argument("--force", action="store_true", help="redo runs that already finished")
     p.add_argument("--device", default=None,
                    help="TensorFlow device string such as /GPU:0 or /CPU:0 (default: TensorFlow's choice)")
+    add_worker_options(p)
     return p
 
 
@@ -196,78 +153,6 @@ def _as_tree(config: RunConfig) -> dict[str, Any]:
     from vacnn_tf.config import to_dict
 
     return to_dict(config)
-
-
-def available_corpora(config: RunConfig) -> set[str]:
-    """Corpora present under the data root (all four for the synthetic corpus)."""
-    if config.data.data_root is None:
-        return {"ravdess", "emodb", "tess", "savee"}
-    root = Path(config.data.data_root)
-    return {name for name in ("ravdess", "emodb", "tess", "savee") if (root / name).is_dir()}
-
-
-def run_needs(config: RunConfig, needs: Sequence[Need], force: bool = False,
-              seeds: Sequence[int] = ()) -> list[Outcome]:
-    """Run (or reuse) every need whose corpora are present, once per seed; report the others with the reason.
-
-    Seed by seed, so that the first seed's runs are all there before the next seed starts. A need
-    that fails for one seed is not run for the seeds after it: its row needs every seed. One line
-    is printed as each training starts (:mod:`vacnn_tf.progress`): which, of how many, and the
-    time left.
-    """
-    from vacnn_tf.progress import Progress
-
-    seeds = tuple(seeds) or (config.seed,)
-    present = available_corpora(config)
-    missing = [tuple(c for c in need.corpora() if c not in present) for need in needs]
-    runnable = [need for need, gone in zip(needs, missing) if not gone]
-    progress = Progress(plan_needs(config, runnable, seeds, force),
-                        emit=lambda line: print(f"[reproduce] {line}", flush=True))
-    runs: list[list[Path]] = [[] for _ in needs]
-    errors: dict[int, str] = {}
-    for seed in seeds:
-        for i, need in enumerate(needs):
-            if missing[i] or i in errors:
-                continue
-            try:
-                runs[i].append(_run_need(replace(config, seed=seed, **dict(need.overrides)), need, force, progress))
-            except Exception as err:  # noqa: BLE001 - one failed run must not lose the others' results
-                where = f" (seed {seed})" if len(seeds) > 1 else ""
-                errors[i] = f"{type(err).__name__}: {err}{where}"
-                print(f"[reproduce] {need.key} on {need.target} failed: {errors[i]}", file=sys.stderr)
-    outcomes = []
-    for i, need in enumerate(needs):
-        if missing[i] or i in errors:
-            outcomes.append(Outcome(need, missing=missing[i], error=errors.get(i, ""), seeds=seeds))
-        else:
-            outcomes.append(Outcome(need, run_dir=runs[i][0], seed_runs=tuple(runs[i]), seeds=seeds))
-    return outcomes
-
-
-def plan_needs(config: RunConfig, needs: Sequence[Need], seeds: Sequence[int], force: bool) -> list["Unit"]:
-    """The trainings ``needs`` will run, in order, as :class:`vacnn_tf.progress.Unit`."""
-    from vacnn_tf.progress import plan_finetune, plan_pretrain
-
-    units = []
-    tables: dict[tuple[object, ...], Any] = {}
-    for seed in seeds:
-        for need in needs:
-            cfg = replace(config, seed=seed, **dict(need.overrides))
-            try:
-                units += (plan_pretrain(cfg, force=force) if need.variant == "pretrain"
-                          else plan_finetune(cfg, need.target, need.variant, force=force, tables=tables))
-            except Exception:  # noqa: BLE001 - a need that cannot be planned fails when it runs, and says why there
-                continue
-    return units
-
-
-def _run_need(config: RunConfig, need: Need, force: bool, progress: Optional["Progress"] = None) -> Path:
-    from vacnn_tf import training
-
-    if need.variant == "pretrain":
-        return Path(training.pretrain(config, resume=True, force=force, progress=progress))
-    return Path(training.finetune(config, need.target, variant=need.variant, resume=True, force=force,
-                                  progress=progress).run_dir)
 
 
 def summary_of(run_dir: Path) -> dict[str, Any]:
@@ -408,13 +293,12 @@ def terminal_table(config: RunConfig, files: Sequence[Path]) -> str:
 
 def main_for(table: str, description: str, needs: Callable[[RunConfig], list[Need]],
              render: Callable[[RunConfig, list[Outcome], Path], list[Path]], argv: Optional[list[str]] = None) -> int:
-    """The body of every ``reproduce.tableN`` main: parse, run what is needed, render, record."""
+    """The body of every ``reproduce.tableN`` main: parse, run what is needed (on workers with
+    ``--jobs`` / ``--shard``), render, record."""
     cli = parser(description, prog=f"python -m reproduce.{table}")
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = cli.parse_args(argv)
-    try:
-        config = make_config(args)
-    except ConfigError as err:
-        cli.error(str(err))
+    config = checked_config(cli, args)
     out_dir = Path(args.out)
     started = time.time()
     seeds = seeds_of(args, config)
@@ -422,15 +306,14 @@ def main_for(table: str, description: str, needs: Callable[[RunConfig], list[Nee
           f"data {config.data.data_root or 'synthetic corpus'} -> {out_dir}")
     if config.profile == "demo":
         print("[reproduce] " + PROFILE_NOTES["demo"])
-    import contextlib
-
-    device = contextlib.nullcontext()
-    if args.device:
-        import tensorflow as tf
-
-        device = tf.device(args.device)
-    with device:
-        outcomes = run_needs(config, needs(config), force=args.force, seeds=seeds)
+    if args.jobs > 1:
+        run_workers(f"reproduce.{table}", argv, args, [(config, needs(config), seeds)])
+    with _device(args.device):
+        if args.shard is not None:
+            return shard_report(f"reproduce.{table}", argv, args.shard,
+                                work_needs(config, needs(config), args.shard, seeds=seeds))
+        # after --jobs the workers' runs are there: --force applied to them once, before they started
+        outcomes = run_needs(config, needs(config), force=args.force and args.jobs == 1, seeds=seeds)
     outcomes = [dataclasses.replace(o, ensemble=args.ensemble) for o in outcomes]
     files = render(config, outcomes, out_dir)
     record(out_dir, table, config, outcomes, time.time() - started, files, seeds)
@@ -443,3 +326,57 @@ def main_for(table: str, description: str, needs: Callable[[RunConfig], list[Nee
         print(f"[reproduce] {table}: {o.need.key} / {o.need.target}: {o.status}")
     failed = [o for o in outcomes if o.error]
     return 1 if failed or not any(o.ok for o in outcomes) else 0
+
+
+def checked_config(cli: argparse.ArgumentParser, args: argparse.Namespace) -> RunConfig:
+    """:func:`make_config`, and the worker flags checked; a problem is a usage error (exit 2)."""
+    from vacnn_tf.workers import worker_placements
+
+    problem = check_worker_options(args)
+    if problem:
+        cli.error(problem)
+    try:
+        if args.jobs > 1:
+            worker_placements(args.jobs)  # more workers than cores (or GPUs) stops here, before any starts
+        return make_config(args)
+    except (ConfigError, ValueError) as err:
+        cli.error(str(err))
+    raise AssertionError("unreachable: cli.error exits")
+
+
+def _device(name: Optional[str]) -> Any:
+    if not name:
+        return contextlib.nullcontext()
+    import tensorflow as tf
+
+    return tf.device(name)
+
+
+def run_workers(module: str, argv: Sequence[str], args: argparse.Namespace,
+                grids: Sequence[tuple[RunConfig, Sequence[Need], Sequence[int]]]) -> None:
+    """``--jobs N``: ``--force`` applied once to the runs of ``grids``, then N pinned ``--shard``
+    copies of the command, waited for."""
+    from vacnn_tf.workers import child_argv, python_command, run_jobs
+
+    if args.force:
+        for config, needs, seeds in grids:
+            clear_runs(config, needs, seeds)
+    codes = run_jobs(lambda shard: python_command(module, child_argv(argv, shard)), args.jobs)
+    failed = sum(1 for code in codes if code)
+    if failed:
+        print(f"[reproduce] {failed} of {len(codes)} workers ended with an error; what they left undone is retried "
+              "here", file=sys.stderr)
+
+
+def shard_report(module: str, argv: Sequence[str], shard: Shard, outcomes: Sequence[Outcome]) -> int:
+    """What a ``--shard`` worker did, and the command that writes the table once every shard ended."""
+    import shlex
+
+    from vacnn_tf.workers import without_shard
+
+    finished = sum(1 for o in outcomes if o.ok)
+    held = sum(1 for o in outcomes if o.held)
+    print(f"[reproduce] shard {shard}: {finished} of {len(outcomes)} runs finished, {held} left to other workers")
+    print(f"[reproduce] once every shard has ended, this writes the table: "
+          f"python -m {module} {shlex.join(without_shard(argv))}")
+    return 1 if any(o.error for o in outcomes) else 0

@@ -111,7 +111,7 @@ def doc_commands(paths: list[Path] = DOCS) -> list[Command]:
     for path in paths:
         text = path.read_text()
         rel = path.relative_to(ROOT)
-        variables = {"LAB_SET": ""}
+        variables = {"LAB_SET": "", "SLURM_ARRAY_TASK_ID": "0", "SLURM_ARRAY_TASK_COUNT": "4"}  # as a job array sets them
         for lang, body, first_line in code_blocks(text):
             if lang not in _SHELL_LANGS:
                 continue

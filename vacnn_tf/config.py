@@ -43,6 +43,9 @@ SELECT_ON: tuple[str, ...] = ("accuracy", "loss")  # TrainConfig.select_on
 # TrainConfig.precision: Keras dtype policies worth having on a CPU. "mixed_float16" is left
 # out: CPUs have no fast float16 arithmetic and it needs loss scaling.
 PRECISIONS: tuple[str, ...] = ("float32", "mixed_bfloat16")
+# TrainConfig.strategy: "default" trains on one device; "mirrored" is tf.distribute.MirroredStrategy
+STRATEGIES: tuple[str, ...] = ("default", "mirrored")
+BATCH_PER: tuple[str, ...] = ("replica", "global")  # TrainConfig.batch_per
 PROTOCOLS: tuple[str, ...] = ("paper", "speaker")  # ProtocolConfig.name
 # FeatureConfig.image_size: the models, the export and the serving signature are built for
 # 224x224 images (section 3.1), so no other size is accepted.
@@ -161,7 +164,7 @@ class TrainConfig:
     steps_per_execution: int = 4  # train steps per compiled call: less per-step Python overhead, same maths (docs/performance.md)
     precision: str = "float32"  # float32|mixed_bfloat16 (bf16 compute on CPUs with AVX512_BF16 or AMX, float32 weights; docs/performance.md)
     xla_fusion: bool = True  # CPU only: XLA fuses the element-wise and reduction ops (GroupNorm, attention) between the oneDNN convolutions; same maths, rounding-level differences
-    intra_op_threads: int = 0  # threads inside one op (conv, matmul); 0: TensorFlow's default, one per core
+    intra_op_threads: int = 0  # threads inside one op (conv, matmul); 0: one per core this process may run on (all of them, or its share under --jobs or a cluster job's)
     inter_op_threads: int = 0  # ops run concurrently; 0: TensorFlow's default
     pretrain_epochs: Optional[int] = None  # None: same as epochs
     augment: bool = False  # ours, not the paper's: SpecAugment-style masking of training images (docs/method.md)
@@ -173,10 +176,13 @@ class TrainConfig:
     augment_warp: float = 0.0  # with augment: stretch or squeeze each image along frequency and time by factors drawn from 1 +- this (e.g. 0.1; 0: none)
     mixup: float = 0.0  # ours, not the paper's: mixup alpha for the training batches (Zhang et al. 2018); 0: off
     audit_test: bool = False  # ours, a leak audit: also score the test part after every epoch (history column audit_test_accuracy); never used for selection or stopping, it measures what choosing the checkpoint on the test fold would report
+    strategy: str = "default"  # default: one device; mirrored: tf.distribute.MirroredStrategy, one replica on each GPU (on each CPU device where there is no GPU), their gradients combined into one step (docs/reproducing.md)
+    batch_per: str = "replica"  # with strategy mirrored: batch_size is per replica (the paper's 8 on every device, a global batch of 8 x devices) or "global" (one batch of batch_size split over the devices)
     verbose: int = 1  # Keras progress bar (0 silent, 1 bar, 2 one line per epoch)
 
     def __post_init__(self) -> None:
-        _check_choices("train.", self, {"select_on": SELECT_ON, "precision": PRECISIONS})
+        _check_choices("train.", self, {"select_on": SELECT_ON, "precision": PRECISIONS, "strategy": STRATEGIES,
+                                        "batch_per": BATCH_PER})
 
 
 @dataclass(frozen=True)

@@ -180,6 +180,31 @@ class TestAudit(_callback_base()):  # type: ignore[misc]
             logs["audit_test_accuracy"] = float(self.score())
 
 
+class ClaimGuard(_callback_base()):  # type: ignore[misc]
+    """Stop a fit at the next epoch once its unit's claim went to another worker.
+
+    That happens only when this worker was silent past the claim timeout (suspended, or its
+    filesystem unreachable) and another took the unit over (:mod:`vacnn_tf.claims`): two workers
+    must not go on writing one fold.
+
+    Args:
+        holds: True while this worker's claim is the one in force.
+        unit: The unit's directory, for the message.
+    """
+
+    def __init__(self, holds: Callable[[], bool], unit: str) -> None:
+        super().__init__()
+        self.holds = holds
+        self.unit = unit
+
+    def on_epoch_begin(self, epoch: int, logs: Optional[dict[str, Any]] = None) -> None:
+        if not self.holds():
+            from vacnn_tf.claims import ClaimLost
+
+            raise ClaimLost(f"{self.unit}: another worker took this unit over (this one was silent past the "
+                            "claim timeout); it goes on there")
+
+
 class EpochIndex(_callback_base()):  # type: ignore[misc]
     """Hold the index of the epoch being fitted in ``variable``, which the training set reads.
 

@@ -39,11 +39,15 @@ class Unit:
             that share a directory are one unit (a pretraining several runs reuse).
         label: What the progress line calls it.
         done: Finished on disk already.
+        pretraining: The unit is a pretraining (workers take those first).
+        exclude: A pretraining's held-out speakers, ``((corpus, (speaker, ...)), ...)``.
     """
 
     key: str
     label: str
     done: bool = False
+    pretraining: bool = False
+    exclude: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
 
 def unit_key(path: str | Path) -> str:
@@ -157,7 +161,9 @@ def plan_pretrain(config: RunConfig, exclude: Optional[Mapping[str, Sequence[str
     from vacnn_tf.training import pretrain_dir
 
     path = pretrain_dir(config, exclude)
-    return [Unit(unit_key(path), pretrain_label(config, exclude), done=not force and is_done(path))]
+    held_out = tuple(sorted((corpus, tuple(speakers)) for corpus, speakers in (exclude or {}).items()))
+    return [Unit(unit_key(path), pretrain_label(config, exclude), done=not force and is_done(path), pretraining=True,
+                 exclude=held_out)]
 
 
 def plan_finetune(config: RunConfig, target: str, variant: str = "finetuned", *, force: bool = False,

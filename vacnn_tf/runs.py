@@ -7,6 +7,9 @@ config matches), so a typo cannot silently destroy hours of training.
 
 from __future__ import annotations
 
+import copy
+import hashlib
+import json
 import os
 import platform
 import shutil
@@ -20,7 +23,7 @@ from typing import Any, Callable, Iterator, Optional
 
 import yaml
 
-from vacnn_tf.config import RunConfig, config_hash, replace, to_dict, to_yaml
+from vacnn_tf.config import RunConfig, replace, to_dict, to_yaml
 from vacnn_tf.storage import read_json, write_json, write_text
 
 DONE = "DONE"
@@ -46,9 +49,24 @@ def neutral_config(config: RunConfig) -> RunConfig:
     return replace(config, **neutral)
 
 
+# Keys that, at these values (their defaults), train exactly as a config without them: left out of
+# the run and pretraining keys there, so a run made by a config that lacks them is found again.
+_KEYED_ONLY_OFF_DEFAULT = {"train.strategy": "default", "train.batch_per": "replica"}
+
+
+def key_tree(config: RunConfig) -> dict[str, Any]:
+    """What the run keys hash: :func:`neutral_config`'s values, later keys at their defaults left out."""
+    tree = to_dict(neutral_config(config))
+    for dotted, default in _KEYED_ONLY_OFF_DEFAULT.items():
+        section, name = dotted.split(".")
+        if tree[section][name] == default:
+            del tree[section][name]
+    return tree
+
+
 def run_key(config: RunConfig) -> str:
     """Hash of everything in ``config`` that changes results (verbosity, workers, paths excluded)."""
-    return config_hash(neutral_config(config))
+    return hashlib.sha1(json.dumps(key_tree(config), sort_keys=True).encode()).hexdigest()[:12]
 
 
 def is_done(path: str | Path) -> bool:
@@ -110,7 +128,8 @@ def prepare_run_dir(
             if is_done(path):
                 return path, True
     path.mkdir(parents=True, exist_ok=True)
-    write_text(path / "config.yaml", to_yaml(config))
+    if not (path / "config.yaml").is_file():  # once: workers sharing the run find it there, matching
+        write_text(path / "config.yaml", to_yaml(config))
     return path, False
 
 
@@ -168,11 +187,14 @@ class Manifest:
     """``RUN/manifest.json``: what ran, where, with what, and how long each stage took.
 
     Stage times accumulate over resumed sessions; ``sessions`` counts how often the run was
-    (re)started.
+    (re)started. Several workers may share one run (:mod:`vacnn_tf.workers`): each save merges
+    this session's changes into the file under a lock, so none is lost. Stage times and the
+    session count add up; other values this session set replace the file's; the rest is kept.
     """
 
     path: Path
     data: dict[str, Any] = field(default_factory=dict)
+    _synced: dict[str, Any] = field(default_factory=dict, repr=False)  # the file as this session last saw it
 
     @classmethod
     def open(cls, run_dir: Path, config: RunConfig, kind: str, extra: Optional[dict[str, Any]] = None) -> "Manifest":
@@ -182,7 +204,8 @@ class Manifest:
 
         path = Path(run_dir) / "manifest.json"
         data = read_json(path) if path.is_file() else {}
-        data.update({
+        manifest = cls(path, copy.deepcopy(data), copy.deepcopy(data))
+        manifest.data.update({
             "kind": kind,
             "vacnn_tf": __version__,
             "git_revision": git_revision(),
@@ -195,16 +218,20 @@ class Manifest:
             "machine": machine_info(),
         })
         if config.protocol.name == "paper":
-            data["leakage_caveat"] = LEAKAGE_CAVEAT
-        data.update(extra or {})
-        data["sessions"] = int(data.get("sessions", 0)) + 1
-        data.setdefault("stages_seconds", {})
-        manifest = cls(path, data)
+            manifest.data["leakage_caveat"] = LEAKAGE_CAVEAT
+        manifest.data.update(extra or {})
+        manifest.data["sessions"] = int(data.get("sessions", 0)) + 1
+        manifest.data.setdefault("stages_seconds", {})
         manifest.save()
         return manifest
 
     def save(self) -> None:
-        write_json(self.path, self.data)
+        """Merge this session's changes into the file (under a lock) and write it atomically."""
+        with file_lock(self.path.with_name(f".{self.path.name}.lock")):
+            disk = read_json(self.path) if self.path.is_file() else {}
+            merged = _merge(disk, self.data, self._synced)
+            write_json(self.path, merged)
+        self.data, self._synced = merged, copy.deepcopy(merged)
 
     @contextmanager
     def stage(self, name: str) -> Iterator[None]:
@@ -216,6 +243,60 @@ class Manifest:
             times = self.data.setdefault("stages_seconds", {})
             times[name] = round(times.get(name, 0.0) + time.perf_counter() - start, 3)
             self.save()
+
+
+_ADDED_UP = ("sessions", "stages_seconds")  # manifest entries each session adds to
+
+
+def _merge(disk: dict[str, Any], ours: dict[str, Any], synced: dict[str, Any], added: bool = False) -> dict[str, Any]:
+    """``disk`` with what changed in ``ours`` since ``synced``: numbers under :data:`_ADDED_UP`
+    add their change, mappings merge key by key, any other change replaces."""
+    merged = copy.deepcopy(disk)
+    for key, value in ours.items():
+        before = synced.get(key)
+        if value == before and key in disk:
+            continue
+        adds = added or key in _ADDED_UP
+        if isinstance(value, dict) and isinstance(disk.get(key), dict):
+            merged[key] = _merge(disk[key], value, before if isinstance(before, dict) else {}, adds)
+        elif adds and isinstance(value, (int, float)) and isinstance(disk.get(key), (int, float)):
+            change = value - (before if isinstance(before, (int, float)) else 0)
+            merged[key] = round(disk[key] + change, 3) if isinstance(value, float) else disk[key] + change
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+@contextmanager
+def file_lock(path: Path, stale_after: float = 60.0, wait: float = 120.0) -> Iterator[None]:
+    """Hold ``path`` as a lock file (exclusive create) for a short read-modify-write.
+
+    A lock older than ``stale_after`` seconds was left by a killed process and is removed.
+
+    Raises:
+        TimeoutError: the lock stayed held for ``wait`` seconds.
+    """
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            break
+        except FileExistsError:
+            try:
+                if time.time() - path.stat().st_mtime > stale_after:
+                    path.unlink(missing_ok=True)
+                    continue
+            except FileNotFoundError:
+                continue
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{path} stayed locked for {wait:.0f}s; remove it if no vacnn process is running.")
+            time.sleep(0.05)
+    try:
+        os.write(fd, f"{platform.node()}:{os.getpid()}\n".encode())
+        os.close(fd)
+        yield
+    finally:
+        path.unlink(missing_ok=True)
 
 
 def config_dict(config: RunConfig) -> dict[str, Any]:

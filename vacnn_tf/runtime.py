@@ -118,6 +118,16 @@ def _enable_xla_fusion_flags() -> None:
     os.environ["TF_XLA_FLAGS"] = " ".join(present)
 
 
+def _pinned_cores() -> int:
+    """The cores of a process pinned to part of the machine (a ``--jobs`` worker, a cluster job), else 0."""
+    import os
+
+    if not hasattr(os, "sched_getaffinity"):
+        return 0
+    cores = len(os.sched_getaffinity(0))
+    return cores if cores < (os.cpu_count() or cores) else 0
+
+
 def configure_runtime(train_config: TrainConfig = TrainConfig()) -> RuntimeSettings:
     """Apply ``train_config``'s threads, XLA fusion and precision policy to this process.
 
@@ -129,7 +139,8 @@ def configure_runtime(train_config: TrainConfig = TrainConfig()) -> RuntimeSetti
     switch are process-wide, so calling again with another config switches them.
 
     Args:
-        train_config: ``intra_op_threads``, ``inter_op_threads`` (0: TensorFlow's default),
+        train_config: ``intra_op_threads`` (0: one per core this process may run on),
+            ``inter_op_threads`` (0: TensorFlow's default),
             ``xla_fusion`` (applied only where no GPU is visible: untested there) and
             ``precision`` (one of :data:`PRECISIONS`).
 
@@ -139,7 +150,7 @@ def configure_runtime(train_config: TrainConfig = TrainConfig()) -> RuntimeSetti
     Raises:
         ValueError: a negative thread count or an unknown precision (the message names the key).
     """
-    intra = _check_threads(train_config.intra_op_threads, "train.intra_op_threads")
+    intra = _check_threads(train_config.intra_op_threads, "train.intra_op_threads") or _pinned_cores()
     inter = _check_threads(train_config.inter_op_threads, "train.inter_op_threads")
     precision = check_precision(train_config.precision)
     if train_config.xla_fusion:

@@ -29,11 +29,12 @@ import json
 import logging
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Optional, Sequence
+from typing import Any, Callable, Iterable, Mapping, Optional, Sequence, TypeVar
 
 import numpy as np
 import pandas as pd
 
+from vacnn_tf.claims import Claims, UnitsHeld
 from vacnn_tf.config import RunConfig, replace
 from vacnn_tf.corpus_data import CorpusData, describe, load_corpus
 from vacnn_tf.evaluation import sample_std
@@ -51,7 +52,7 @@ from vacnn_tf.folds import (
 from vacnn_tf.labels import PRETRAIN_CLASSES, classes_for
 from vacnn_tf.progress import Progress, fold_label, plan_finetune, pretrain_label, unit_key
 from vacnn_tf.runtime import configure_runtime
-from vacnn_tf.runs import DONE, Manifest, is_done, mark_done, neutral_config, prepare_run_dir, run_key
+from vacnn_tf.runs import DONE, Manifest, is_done, key_tree, mark_done, neutral_config, prepare_run_dir, run_key
 from vacnn_tf.storage import atomic_write, bovw_cache_dir, read_json, write_json
 
 log = logging.getLogger(__name__)
@@ -116,7 +117,7 @@ def pretrain_key(config: RunConfig, exclude: Optional[Mapping[str, Sequence[str]
         "features": asdict(config.features),
         "model": {k: v for k, v in asdict(config.model).items() if k not in ("use_bovw", "freeze_through", "state_pooling", "head_dropout")},
         # verbosity and scheduling (how the same steps run) do not change what a pretraining learns
-        "train": asdict(neutral.train),
+        "train": key_tree(config)["train"],
         "folds": config.protocol.folds,
         "subsample": config.protocol.subsample,
         "exclude": {k: sorted(v) for k, v in sorted((exclude or {}).items()) if v},
@@ -139,12 +140,12 @@ def finetune_dir(config: RunConfig, target: str, variant: str) -> Path:
 # --- one fold / one stage ---------------------------------------------------------------------
 
 def _datasets(
-    config: RunConfig, data: CorpusData, fold: Fold, bovw: Optional[np.ndarray], seed: int,
+    config: RunConfig, data: CorpusData, fold: Fold, bovw: Optional[np.ndarray], seed: int, bs: int,
 ) -> tuple[Callable[[Any], Any], Optional[Any], Any]:
-    """Train (a function of the epoch-index variable: its draws follow the epoch, for resume), validation, test."""
+    """Train (a function of the epoch-index variable: its draws follow the epoch, for resume), validation,
+    test, in batches of ``bs`` rows (over all replicas)."""
     from vacnn_tf.data import Masking, make_dataset
 
-    bs = config.train.batch_size
     masking = Masking.from_train_config(config.train, config.features.low_freq_at_bottom)
 
     def part(idx: np.ndarray, train: bool, epoch: Any = None) -> Any:
@@ -163,15 +164,22 @@ def _train_and_test(
     config: RunConfig, model: Any, data: CorpusData, fold: Fold, bovw: Optional[np.ndarray],
     stage_dir: Path, epochs: int, callbacks: Optional[list[Any]] = None,
 ) -> dict[str, Any]:
-    """Compile, fit with resume, save the selected model, predict the test part, write metrics."""
+    """Compile, fit with resume, save the selected model, predict the test part, write metrics.
+
+    Called inside the :func:`vacnn_tf.distribute.strategy_scope` the model was built in; its
+    batches hold ``train.batch_size`` rows per replica or in all (``train.batch_per``).
+    """
+    from vacnn_tf.distribute import global_batch_size
     from vacnn_tf.evaluation import accuracy
     from vacnn_tf.fitting import audit_facts, cleanup_fold, fit_resumable
     from vacnn_tf.models import compile_model
     from vacnn_tf.runtime import predict
 
     seed = config.seed + 1000 * (fold.index + 1)
-    train_ds, val_ds, test_ds = _datasets(config, data, fold, bovw, seed)
-    steps = int(np.ceil(len(fold.train) / config.train.batch_size))
+    strategy = getattr(model, "distribute_strategy", None)
+    batch = global_batch_size(config.train, strategy.num_replicas_in_sync if strategy is not None else 1)
+    train_ds, val_ds, test_ds = _datasets(config, data, fold, bovw, seed, batch)
+    steps = int(np.ceil(len(fold.train) / batch))
     compile_model(model, config.train, steps_per_epoch=steps)
     audit = (lambda: accuracy(data.y[fold.test], predict(model, test_ds).argmax(axis=1))) if config.train.audit_test else None
     state = fit_resumable(
@@ -235,6 +243,7 @@ def pretrain(
     force: bool = False,
     callbacks: Optional[list[Any]] = None,
     progress: Optional[Progress] = None,
+    claims: Optional[Claims] = None,
 ) -> Path:
     """Pretrain ``config.model.architecture`` on TESS + RAVDESS with the 7 pretraining labels.
 
@@ -250,22 +259,36 @@ def pretrain(
         force: Delete and redo.
         callbacks: Extra Keras callbacks (tests).
         progress: The grid this pretraining is a unit of (reports its start); None reports nothing.
+        claims: This worker's claims when other workers share the folder (:mod:`vacnn_tf.workers`):
+            the pretraining is trained only by the worker that claims it; None claims nothing.
 
     Returns:
         The pretraining run directory; the model is ``RUN/pretrain/model.keras``.
+
+    Raises:
+        UnitsHeld: another live worker holds this pretraining (only with ``claims``).
     """
+    _no_force_with_claims(force, claims)
+    run_dir = Path(out_dir) if out_dir is not None else pretrain_dir(config, exclude_speakers)
+    progress = progress or Progress.quiet()
+    return _claimed(claims, run_dir, lambda: _pretrain(config, run_dir, exclude_speakers, resume=resume, force=force,
+                                                       callbacks=[*(callbacks or []), *_guard(claims, run_dir)],
+                                                       progress=progress))
+
+
+def _pretrain(config: RunConfig, run_dir: Path, exclude_speakers: Optional[Mapping[str, Sequence[str]]], *,
+              resume: bool, force: bool, callbacks: list[Any], progress: Progress) -> Path:
+    from vacnn_tf.distribute import strategy_scope
     from vacnn_tf.fitting import set_seed
     from vacnn_tf.models import adapt_input_norm, build_model
 
-    configure_runtime(config.train)  # before any model is built: the precision policy applies to new layers
-    run_dir = Path(out_dir) if out_dir is not None else pretrain_dir(config, exclude_speakers)
     run_dir, finished = prepare_run_dir(
         run_dir, config, resume=resume, force=force, key=lambda c: pretrain_key(c, exclude_speakers)
     )
-    progress = progress or Progress.quiet()
     if finished:
         progress.skip(unit_key(run_dir))
         return run_dir
+    configure_runtime(config.train)  # before any model is built: the precision policy applies to new layers
     exclude = {k: sorted(map(str, v)) for k, v in (exclude_speakers or {}).items()}
     manifest = Manifest.open(run_dir, config, "pretrain", {"exclude_speakers": exclude})
     with manifest.stage("load"):
@@ -286,15 +309,51 @@ def pretrain(
         progress.start(unit_key(run_dir), pretrain_label(config, exclude))
         with manifest.stage("pretrain"):
             set_seed(config.seed)
-            model = build_model(config.model.architecture, len(PRETRAIN_CLASSES), config.model)
-            adapt_input_norm(model, data.images[split.train])
-            epochs = config.train.pretrain_epochs or config.train.epochs
-            _train_and_test(config, model, data, split, None, stage_dir, epochs, callbacks)
+            with strategy_scope(config.train):
+                model = build_model(config.model.architecture, len(PRETRAIN_CLASSES), config.model)
+                adapt_input_norm(model, data.images[split.train])
+                epochs = config.train.pretrain_epochs or config.train.epochs
+                _train_and_test(config, model, data, split, None, stage_dir, epochs, callbacks)
         progress.finish(unit_key(run_dir))
     with manifest.stage("evaluate"):
         evaluate(run_dir)
     mark_done(run_dir)
     return run_dir
+
+
+T = TypeVar("T")
+
+
+def _claimed(claims: Optional[Claims], unit: Path, work: Callable[[], T]) -> T:
+    """``work()`` while holding ``unit``'s claim (no claim without ``claims``, or for a finished unit,
+    whose work only reads it back).
+
+    Raises:
+        UnitsHeld: another live worker holds ``unit``.
+    """
+    if claims is None or is_done(unit):
+        return work()
+    with claims.hold(unit, is_done) as mine:
+        if mine:
+            return work()
+    if is_done(unit):  # finished by another worker just now
+        return work()
+    raise UnitsHeld([unit_key(unit)], waiting=False)
+
+
+def _guard(claims: Optional[Claims], unit: Path) -> list[Any]:
+    """A callback that stops a fit whose unit another worker took over (none without claims)."""
+    if claims is None:
+        return []
+    from vacnn_tf.fitting import ClaimGuard
+
+    return [ClaimGuard(lambda: claims.holds(unit), str(unit))]
+
+
+def _no_force_with_claims(force: bool, claims: Optional[Claims]) -> None:
+    if force and claims is not None:
+        raise ValueError("force deletes runs other workers may be training: it takes no claims (clear the runs "
+                         "first, then start the workers). Received: force=True with claims")
 
 
 def _pretrained_model_path(pretrained: str | Path) -> Path:
@@ -332,6 +391,7 @@ def finetune(
     force: bool = False,
     callbacks: Optional[list[Any]] = None,
     progress: Optional[Progress] = None,
+    claims: Optional[Claims] = None,
 ) -> RunSummary:
     """Cross-validate one variant on a target corpus under ``config.protocol``.
 
@@ -349,94 +409,170 @@ def finetune(
         callbacks: Extra Keras callbacks for every fit (tests simulate crashes with one).
         progress: The grid whose units are this run's folds and pretrainings (reports each start);
             None reports nothing.
+        claims: This worker's claims when other workers share the run (:mod:`vacnn_tf.workers`):
+            each fold, each pretraining and the run's summary are done by the worker that claims
+            them; None claims nothing.
 
     Returns:
         The run's :class:`RunSummary` (also in ``RUN/summary.json``).
+
+    Raises:
+        UnitsHeld: with ``claims``, folds left that other live workers hold, or whose pretraining
+            they hold; this worker has trained every fold it could take.
     """
-    import keras
-
-    from vacnn_tf.bovw import descriptors_for
-    from vacnn_tf.fitting import set_seed
-    from vacnn_tf.linear import band_statistics
-    from vacnn_tf.models import adapt_input_norm, build_finetuned, build_model
-
     _check(target, TARGETS, "target")
     _check(variant, VARIANTS, "variant")
     check_protocol(config.protocol.name)
     if variant != "finetuned" and pretrained is not None:
         raise ValueError(f"The '{variant}' variant uses no pretrained model. Received: pretrained={pretrained!r}")
-    if variant != "linear":  # the linear reference runs no TensorFlow: leave threads and XLA flags to whoever does
-        configure_runtime(config.train)
+    _no_force_with_claims(force, claims)
     run_dir = Path(out_dir) if out_dir is not None else finetune_dir(config, target, variant)
     run_dir, finished = prepare_run_dir(run_dir, config, resume=resume, force=force)
-    progress = progress or Progress.quiet()
     if finished:
         return RunSummary.load(run_dir)
-    manifest = Manifest.open(run_dir, config, "finetune", {"target": target, "variant": variant})
-    with manifest.stage("load"):
-        data = load_corpus(config, target)
-    manifest.data["data"] = describe(data)
-    folds_path = run_dir / "folds.json"
-    if folds_path.is_file():  # a resumed run keeps its split, even if fold code changed since
-        folds = folds_from_json(read_json(folds_path), data.table)
-    else:
-        folds = make_folds(data.table, config.protocol, config.seed, config.train.val_fraction, corpus=target)
-    _write_common(run_dir, config, data, folds)
-    descriptors = None
-    if config.model.use_bovw:
-        with manifest.stage("descriptors"):
-            descriptors = descriptors_for(
-                data.images, config.bovw, cache_dir=bovw_cache_dir(config),
-                progress=config.train.verbose > 0, workers=config.data.workers,
-            )
-    pretrained_for: dict[int, str] = {}
-    stats = band_statistics(data.images) if variant == "linear" else None  # once for every fold
-    model_cfg = config.model if variant == "finetuned" else replace(config.model, freeze_through="none")
-    for fold in folds:
-        fold_dir = run_dir / f"fold_{fold.index}"
+    run = _FinetuneRun.open(config, target, variant, run_dir, pretrained=pretrained, callbacks=list(callbacks or []),
+                            progress=progress or Progress.quiet(), claims=claims)
+    held = []
+    for fold in run.folds:
+        try:
+            run.fold(fold)
+        except UnitsHeld as err:
+            held.append(err)
+    if held:
+        run.manifest.save()
+        raise UnitsHeld.merge(held)
+    return _claimed(claims, run_dir, run.finish)
+
+
+@dataclass
+class _FinetuneRun:
+    """A fine-tuning run being worked on: what its folds share, and each stage of one fold."""
+
+    config: RunConfig
+    target: str
+    variant: str
+    run_dir: Path
+    data: CorpusData
+    folds: list[Fold]
+    manifest: Manifest
+    descriptors: Optional[list[np.ndarray]]
+    stats: Optional[np.ndarray]  # the linear reference's features, computed once for every fold
+    pretrained: str | Path | None
+    callbacks: list[Any]
+    progress: Progress
+    claims: Optional[Claims]
+
+    @classmethod
+    def open(cls, config: RunConfig, target: str, variant: str, run_dir: Path, **rest: Any) -> "_FinetuneRun":
+        """Load the corpus, make (or read back) the folds, compute what every fold reads."""
+        from vacnn_tf.bovw import descriptors_for
+        from vacnn_tf.linear import band_statistics
+
+        manifest = Manifest.open(run_dir, config, "finetune", {"target": target, "variant": variant})
+        with manifest.stage("load"):
+            data = load_corpus(config, target)
+        manifest.data["data"] = describe(data)
+        folds_path = run_dir / "folds.json"
+        if folds_path.is_file():  # a resumed run keeps its split, even if fold code changed since
+            folds = folds_from_json(read_json(folds_path), data.table)
+        else:
+            folds = make_folds(data.table, config.protocol, config.seed, config.train.val_fraction, corpus=target)
+        _write_common(run_dir, config, data, folds)
+        descriptors = None
+        if config.model.use_bovw:
+            with manifest.stage("descriptors"):
+                descriptors = descriptors_for(
+                    data.images, config.bovw, cache_dir=bovw_cache_dir(config),
+                    progress=config.train.verbose > 0, workers=config.data.workers,
+                )
+        stats = band_statistics(data.images) if variant == "linear" else None
+        return cls(config, target, variant, run_dir, data, folds, manifest, descriptors, stats, **rest)
+
+    def fold(self, fold: Fold) -> None:
+        """Train ``fold`` unless it is finished.
+
+        Raises:
+            UnitsHeld: another worker holds the fold, or the pretraining it starts from.
+        """
+        fold_dir = self.run_dir / f"fold_{fold.index}"
         if is_done(fold_dir):
-            progress.skip(unit_key(fold_dir))
-            continue
+            self.progress.skip(unit_key(fold_dir))
+            return
+        try:
+            source = self._source(fold)  # a fold starts only once its pretraining is finished
+        except UnitsHeld:
+            raise UnitsHeld([unit_key(fold_dir)], waiting=True) from None
+        _claimed(self.claims, fold_dir, lambda: self._train(fold, fold_dir, source))
+
+    def _source(self, fold: Fold) -> Optional[Path]:
+        """The pretrained model a ``finetuned`` fold starts from, pretrained here first where needed."""
+        if self.variant != "finetuned":
+            return None
+        if self.pretrained is not None:
+            return _pretrained_model_path(self.pretrained)
+        exclude = pretrain_exclusions(self.target, self.config.protocol.name, fold)
+        with self.manifest.stage("pretrain"):
+            run = pretrain(self.config, exclude_speakers=exclude, resume=True, progress=self.progress, claims=self.claims)
+        return _pretrained_model_path(run)
+
+    def _train(self, fold: Fold, fold_dir: Path, source: Optional[Path]) -> None:
+        if is_done(fold_dir):
+            self.progress.skip(unit_key(fold_dir))
+            return
         fold_dir.mkdir(parents=True, exist_ok=True)
-        if variant == "finetuned":
-            if pretrained is not None:
-                source = _pretrained_model_path(pretrained)
+        if source is not None:
+            self.manifest.data.setdefault("pretrained", {})[str(fold.index)] = str(source)
+        self.progress.start(unit_key(fold_dir),
+                            fold_label(self.config, self.target, self.variant, fold.index, len(self.folds)))
+        with self.manifest.stage(f"fold_{fold.index}"):
+            bovw = _fold_bovw(self.config, self.descriptors, fold, fold_dir) if self.descriptors is not None else None
+            if self.stats is not None:
+                metrics = _linear_fold(self.config, self.data, fold, self.stats, bovw, fold_dir)
             else:
-                exclude = pretrain_exclusions(target, config.protocol.name, fold)
-                with manifest.stage("pretrain"):
-                    source = _pretrained_model_path(pretrain(config, exclude_speakers=exclude, resume=True,
-                                                             progress=progress))
-            pretrained_for[fold.index] = str(source)
-            manifest.data.setdefault("pretrained", {})[str(fold.index)] = str(source)
-        progress.start(unit_key(fold_dir), fold_label(config, target, variant, fold.index, len(folds)))
-        with manifest.stage(f"fold_{fold.index}"):
-            bovw = _fold_bovw(config, descriptors, fold, fold_dir) if descriptors is not None else None
-            if stats is not None:
-                metrics = _linear_fold(config, data, fold, stats, bovw, fold_dir)
-            else:
-                set_seed(config.seed + fold.index)  # per fold, so a resumed fold starts as it would have
-                if variant == "finetuned":
-                    base = keras.models.load_model(pretrained_for[fold.index], compile=False)
-                else:
-                    base = build_model(config.model.architecture, len(PRETRAIN_CLASSES), config.model)
-                model = build_finetuned(base, len(data.classes), model_cfg, use_bovw=config.model.use_bovw,
-                                        bovw_size=config.bovw.k,
-                                        bovw_train=bovw[fold.train] if bovw is not None else None)
-                if variant == "pure":
-                    model.trainable = True  # nothing frozen: the fine-tuned architecture trained from scratch
-                    adapt_input_norm(model, data.images[fold.train])
-                metrics = _train_and_test(config, model, data, fold, bovw, fold_dir, config.train.epochs, callbacks)
-                keras.backend.clear_session()
+                metrics = self._network_fold(fold, fold_dir, source, bovw)
             log.info("fold %d: accuracy %.4f, UAR %.4f", fold.index, metrics["accuracy"], metrics["uar"])
-        progress.finish(unit_key(fold_dir))
-    with manifest.stage("evaluate"):
-        evaluate(run_dir)
-    summary = _summary(run_dir, config, target, variant, data.classes, len(folds))
-    write_json(run_dir / "summary.json", asdict(summary))
-    manifest.data["result"] = {"accuracy_mean": summary.accuracy_mean, "uar_mean": summary.uar_mean}
-    manifest.save()
-    mark_done(run_dir)
-    return summary
+        self.progress.finish(unit_key(fold_dir))
+
+    def _network_fold(self, fold: Fold, fold_dir: Path, source: Optional[Path], bovw: Optional[np.ndarray]) -> dict[str, Any]:
+        import keras
+
+        from vacnn_tf.distribute import strategy_scope
+        from vacnn_tf.fitting import set_seed
+        from vacnn_tf.models import adapt_input_norm, build_finetuned, build_model
+
+        config = self.config
+        # here, not earlier: a worker that trains no network (the linear reference, or a worker
+        # whose folds are all held elsewhere) leaves threads and XLA flags to whoever does
+        configure_runtime(config.train)
+        model_cfg = config.model if self.variant == "finetuned" else replace(config.model, freeze_through="none")
+        set_seed(config.seed + fold.index)  # per fold, so a resumed fold starts as it would have
+        with strategy_scope(config.train):
+            if source is not None:
+                base = keras.models.load_model(source, compile=False)
+            else:
+                base = build_model(config.model.architecture, len(PRETRAIN_CLASSES), config.model)
+            model = build_finetuned(base, len(self.data.classes), model_cfg, use_bovw=config.model.use_bovw,
+                                    bovw_size=config.bovw.k, bovw_train=bovw[fold.train] if bovw is not None else None)
+            if self.variant == "pure":
+                model.trainable = True  # nothing frozen: the fine-tuned architecture trained from scratch
+                adapt_input_norm(model, self.data.images[fold.train])
+            metrics = _train_and_test(config, model, self.data, fold, bovw, fold_dir, config.train.epochs,
+                                      [*self.callbacks, *_guard(self.claims, fold_dir)])
+        keras.backend.clear_session()
+        return metrics
+
+    def finish(self) -> RunSummary:
+        """Every fold is finished: the run's tables, ``summary.json`` and ``DONE``."""
+        if is_done(self.run_dir):  # finished by another worker
+            return RunSummary.load(self.run_dir)
+        with self.manifest.stage("evaluate"):
+            evaluate(self.run_dir)
+        summary = _summary(self.run_dir, self.config, self.target, self.variant, self.data.classes, len(self.folds))
+        write_json(self.run_dir / "summary.json", asdict(summary))
+        self.manifest.data["result"] = {"accuracy_mean": summary.accuracy_mean, "uar_mean": summary.uar_mean}
+        self.manifest.save()
+        mark_done(self.run_dir)
+        return summary
 
 
 def _summary(run_dir: Path, config: RunConfig, target: str, variant: str, classes: Sequence[str], n_folds: int) -> RunSummary:

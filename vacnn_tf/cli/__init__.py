@@ -73,7 +73,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = parser.parse_args(argv)
+    args.argv = argv  # a command that starts workers (--jobs) runs them with its own arguments
     quiet_tensorflow(args.verbose)
     if getattr(args, "uses_tensorflow", False) and not args.verbose:
         import_tensorflow_quietly()

@@ -6,6 +6,7 @@ Examples::
     vacnn finetune --target emodb --variant pure --data-root /data/corpora --protocol speaker
     vacnn finetune --target savee --config configs/demo.yaml          # synthetic corpus, minutes
     vacnn finetune --target emodb --variant linear --data-root /data/corpora   # linear reference, seconds
+    vacnn finetune --target emodb --data-root /data/corpora --jobs 2      # the folds on two workers
     vacnn evaluate --run runs/emodb/paper/finetuned-vacnn-bovw-s42-1a2b3c4d
 """
 
@@ -14,6 +15,8 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import shlex
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -68,11 +71,23 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
 
 
 def cmd_finetune(args: argparse.Namespace) -> int:
-    from vacnn_tf.training import finetune
+    from vacnn_tf.config import ConfigError
+    from vacnn_tf.workers import check_worker_options
 
     config = _config(args)
-    summary = finetune(config, args.target, args.out, variant=args.variant, pretrained=args.pretrained,
-                       resume=args.resume, force=args.force)
+    problem = check_worker_options(args)
+    if problem:
+        raise ConfigError(problem)
+    if args.jobs > 1:
+        summary = _finetune_on_workers(args, config)
+    else:
+        summary = _finetune_here(args, config, resume=args.resume or args.shard is not None, force=args.force)
+    if summary is None:  # a shard whose folds left are other workers'
+        from vacnn_tf.workers import without_shard
+
+        assemble = without_shard(args.argv) + ([] if args.resume else ["--resume"])
+        print(f"shard {args.shard}: once every shard has ended, this prints the run: vacnn {shlex.join(assemble)}")
+        return 0
     print(f"run: {summary.run_dir}")
     for fold in summary.folds:
         print(f"  fold {fold['fold']}: accuracy {fold['accuracy']:.4f}  UAR {fold['uar']:.4f}  (n={fold['test']})")
@@ -84,6 +99,39 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     if summary.caveat:
         print(f"NOTE: {summary.caveat}")
     return 0
+
+
+def _finetune_here(args: argparse.Namespace, config: Any, resume: bool, force: bool) -> Any:
+    """This process's part: every fold, or with ``--shard`` those no other worker holds (None when
+    the rest is theirs). Folds other workers hold are waited for, except by a shard."""
+    from contextlib import nullcontext
+
+    from vacnn_tf.claims import Claims
+    from vacnn_tf.training import finetune
+    from vacnn_tf.workers import until_done
+
+    name = f"shard {args.shard}" if args.shard is not None else ""
+    with (nullcontext() if force else Claims(name)) as claims:  # --force runs alone: it claims nothing
+        return until_done(lambda: finetune(config, args.target, args.out, variant=args.variant,
+                                           pretrained=args.pretrained, resume=resume, force=force, claims=claims),
+                          shard=args.shard, note=lambda line: print(line, flush=True))
+
+
+def _finetune_on_workers(args: argparse.Namespace, config: Any) -> Any:
+    """``--jobs N``: --resume / --force applied once, N pinned ``--shard`` workers, then the run's summary."""
+    from vacnn_tf.runs import prepare_run_dir
+    from vacnn_tf.training import finetune_dir
+    from vacnn_tf.workers import child_argv, python_command, run_jobs, worker_placements
+
+    worker_placements(args.jobs)  # more workers than cores (or GPUs): a usage error before anything starts
+    run_dir = Path(args.out) if args.out else finetune_dir(config, args.target, args.variant)
+    _, finished = prepare_run_dir(run_dir, config, resume=args.resume, force=args.force)
+    if not finished:
+        codes = run_jobs(lambda shard: python_command("vacnn_tf", child_argv(args.argv, shard, ["--resume"])), args.jobs)
+        if any(codes):
+            print(f"{sum(1 for c in codes if c)} of {len(codes)} workers ended with an error; what they left undone "
+                  "is retried here", file=sys.stderr)
+    return _finetune_here(args, config, resume=True, force=False)
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -99,6 +147,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def register(subparsers: Any) -> None:
     """Add ``pretrain``, ``finetune`` and ``evaluate`` to the ``vacnn`` command."""
+    from vacnn_tf.workers import add_worker_options
+
     p = subparsers.add_parser(
         "pretrain", help="pretrain on TESS + RAVDESS (7 labels, section 4.2)",
         description="Train the network model.architecture names (the VACNN by default) on TESS and "
@@ -116,7 +166,9 @@ def register(subparsers: Any) -> None:
         "fit the BOVW vocabulary on the training part, fine-tune the pretrained VACNN (pretraining "
         "first when none is given), pick the epoch on validation accuracy and score the test part. "
         "Writes RUN/fold_K/ (model, predictions, metrics, TensorBoard logs), folds.json and "
-        "RUN/metrics/, and prints accuracy and UAR per fold with their mean and spread.",
+        "RUN/metrics/, and prints accuracy and UAR per fold with their mean and spread. --jobs N trains "
+        "the folds on N worker processes of this machine; --shard I/N makes this process one of N "
+        "workers sharing the run directory (a cluster's job array), each fold trained by one of them.",
     )
     _common(p)
     p.add_argument("--target", required=True, choices=("ravdess", "emodb", "savee"), help="target corpus")
@@ -124,6 +176,7 @@ def register(subparsers: Any) -> None:
                    help="finetuned: from the pretrained VACNN; pure: same architecture, random init, nothing frozen; "
                         "linear (not the paper's): logistic regression on per-mel-band statistics + the BOVW histogram")
     p.add_argument("--pretrained", help="pretraining run dir or .keras file to use for every fold (default: pretrain as needed)")
+    add_worker_options(p)
     p.set_defaults(func=_logged(cmd_finetune), uses_tensorflow=True)
 
     p = subparsers.add_parser(

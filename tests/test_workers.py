@@ -1,0 +1,229 @@
+"""Workers sharing a grid: --shard and --jobs, pretrainings before their folds, and the table they
+assemble, the same as one process's (the linear reference on the synthetic corpus: no network)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from vacnn_tf.claims import Claims, UnitsHeld
+from vacnn_tf.config import RunConfig, replace
+from vacnn_tf.workers import Shard, check_worker_options, child_argv, split_cores, until_done, without_shard
+
+
+def test_shard_takes_i_of_n():
+    assert Shard.parse("2/4") == Shard(2, 4) and str(Shard(2, 4)) == "2/4"
+    for bad in ("4/4", "-1/2", "1", "a/b"):
+        with pytest.raises(argparse.ArgumentTypeError, match="i/N"):
+            Shard.parse(bad)
+
+
+def test_cores_are_split_into_contiguous_shares():
+    assert split_cores([0, 1, 2, 3, 4], 2) == [[0, 1, 2], [3, 4]]
+    assert split_cores([4, 5], 2) == [[4], [5]]
+    with pytest.raises(ValueError, match="a core per worker"):
+        split_cores([0, 1], 3)
+
+
+def test_worker_flags_that_do_not_fit_are_named():
+    args = argparse.Namespace(jobs=2, shard=Shard(0, 2), force=False)
+    assert "give one of them" in check_worker_options(args)
+    args = argparse.Namespace(jobs=1, shard=Shard(0, 2), force=True)
+    assert "--force with --shard" in check_worker_options(args)
+    assert check_worker_options(argparse.Namespace(jobs=4, shard=None, force=True)) is None
+
+
+def test_a_worker_runs_the_command_without_force_as_its_shard():
+    argv = ["--out", "res", "--force", "--jobs", "2"]
+    assert child_argv(argv, Shard(1, 2)) == ["--out", "res", "--jobs", "2", "--jobs", "1", "--shard", "1/2"]
+    assert without_shard(["--out", "res", "--shard", "1/2", "--jobs=3"]) == ["--out", "res"]
+
+
+def test_a_shard_stops_when_the_rest_is_held_and_waits_when_it_can_help():
+    naps: list[float] = []
+    held = iter([UnitsHeld(["fold"], waiting=True), UnitsHeld(["fold"], waiting=False)])
+
+    def step() -> str:
+        raise next(held)
+
+    assert until_done(step, shard=Shard(0, 2), poll=5, sleep=naps.append, note=lambda _: None) is None
+    assert naps == [5]  # waited once, for the pretraining its fold needed
+    answers = iter([UnitsHeld(["fold"], waiting=False), "done"])
+
+    def assemble() -> str:
+        answer = next(answers)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    assert until_done(assemble, shard=None, poll=1, sleep=naps.append, note=lambda _: None) == "done"
+
+
+CLASSES = ("anger", "boredom", "disgust", "fear", "happiness", "neutral", "sadness")
+
+
+@pytest.fixture
+def fake_emodb(monkeypatch: pytest.MonkeyPatch):
+    """An EmoDB-shaped corpus of random images: the test is about who trains what, not features."""
+    from vacnn_tf.corpus_data import CorpusData
+
+    rows = [{"path": f"/emodb/{s}_{c}_{k}.wav", "corpus": "emodb", "speaker": s, "label": c}
+            for s in ("03", "08") for c in CLASSES for k in range(2)]
+    table = pd.DataFrame(rows)
+    images = np.random.default_rng(0).integers(0, 256, (len(table), 224, 224), dtype=np.uint8)
+    data = CorpusData("emodb", table, images, CLASSES, table["label"].map(CLASSES.index).to_numpy(np.int32), [], [])
+    monkeypatch.setattr("vacnn_tf.corpus_data.read_table", lambda config, name: (table, []))
+    monkeypatch.setattr("vacnn_tf.training.load_corpus", lambda config, name, **kw: data)
+    monkeypatch.setattr("vacnn_tf.runs.package_versions", lambda: {})  # naming TensorFlow's version imports it
+
+
+def test_a_planned_pretraining_names_the_run_a_worker_trains_for_it(fake_emodb, tmp_path: Path):
+    """Workers take pretrainings first, from the plan: its held-out speakers give back its directory."""
+    from vacnn_tf.progress import plan_finetune
+    from vacnn_tf.training import pretrain_dir
+
+    config = replace(RunConfig(), **{"out": str(tmp_path), "protocol.name": "speaker", "protocol.folds": 2,
+                                     "protocol.ravdess_actor_groups": 2, "model.use_bovw": False})
+    pretrainings = [u for u in plan_finetune(config, "ravdess", "finetuned") if u.pretraining]
+    assert len({u.key for u in pretrainings}) == 2 and all(u.exclude for u in pretrainings)
+    assert [str(pretrain_dir(config, dict(u.exclude))) for u in pretrainings] == [u.key for u in pretrainings]
+
+
+def test_a_fold_waits_for_the_pretraining_another_worker_holds(fake_emodb, tmp_path: Path):
+    from vacnn_tf.training import finetune, finetune_dir, pretrain_dir
+
+    config = replace(RunConfig(), **{"out": str(tmp_path), "protocol.folds": 2, "model.use_bovw": False,
+                                     "train.verbose": 0})
+    with Claims("other") as other, Claims("me") as me:
+        assert other.claim(pretrain_dir(config))
+        with pytest.raises(UnitsHeld) as held:
+            finetune(config, "emodb", variant="finetuned", resume=True, claims=me)
+        assert held.value.waiting  # the folds are free: this worker takes them once the pretraining is done
+        run = finetune_dir(config, "emodb", "finetuned")
+        assert {p.name for p in run.iterdir()} >= {"config.yaml", "folds.json"} and not list(run.glob("fold_*"))
+
+
+def test_a_worker_trains_the_free_folds_and_leaves_the_held_one(fake_emodb, tmp_path: Path):
+    from vacnn_tf.runs import is_done
+    from vacnn_tf.training import finetune, finetune_dir
+
+    config = replace(RunConfig(), **{"out": str(tmp_path), "protocol.folds": 3, "model.use_bovw": False})
+    run = finetune_dir(config, "emodb", "linear")
+    with Claims("other") as other, Claims("me") as me:
+        assert other.claim(run / "fold_1")
+        with pytest.raises(UnitsHeld) as held:
+            finetune(config, "emodb", variant="linear", resume=True, claims=me)
+        assert not held.value.waiting
+        assert is_done(run / "fold_0") and is_done(run / "fold_2") and not (run / "fold_1").exists()
+        assert not (run / "summary.json").exists()
+        other.release(run / "fold_1", finished=False)
+        summary = finetune(config, "emodb", variant="linear", resume=True, claims=me)
+    assert is_done(run) and len(summary.folds) == 3
+
+
+# --- a whole table from shards, against one process ----------------------------------------------
+
+LINEAR = ["--set", "data.synth_per_class=3", "--set", "protocol.folds=2", "--set", "protocol.max_folds=null",
+          "--set", "model.use_bovw=false", "--set", "train.verbose=0", "--set", "data.workers=1"]
+
+
+def _linear_needs(config: RunConfig) -> list:
+    """Table 3's EmoDB rows, each the linear reference at another strength: 3 runs, 6 folds, no network."""
+    from reproduce.common import Need
+
+    return [Need(key, "emodb", "linear", {"model.linear_c": c}) for key, c in (("pure", 0.1), ("finetuned", 1.0),
+                                                                              ("cbam", 10.0))]
+
+
+def _table(out: Path, cache: Path, *flags: str) -> int:
+    from reproduce import table3
+    from reproduce.common import main_for
+
+    return main_for("table3", "", _linear_needs, table3.render, ["--out", str(out), *LINEAR,
+                                                                  "--set", f"data.cache_dir={cache}", *flags])
+
+
+def test_shards_then_assembling_give_the_single_process_table(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                               capsys: pytest.CaptureFixture[str]):
+    from reproduce.common import make_config, parser
+    from vacnn_tf.runs import is_done
+    from vacnn_tf.training import finetune_dir
+
+    monkeypatch.setattr("vacnn_tf.runs.package_versions", lambda: {})
+    monkeypatch.setattr("vacnn_tf.evaluation.plot_confusion", lambda *a, **k: None)  # figures are not the point
+    cache = tmp_path / "cache"
+    assert _table(tmp_path / "single", cache) == 0
+    single = (tmp_path / "single" / "table3.csv").read_text()
+    capsys.readouterr()
+
+    out = tmp_path / "sharded"
+    config = make_config(parser("").parse_args(["--out", str(out), *LINEAR, "--set", f"data.cache_dir={cache}"]))
+    runs = [finetune_dir(replace(config, **dict(n.overrides)), n.target, n.variant) for n in _linear_needs(config)]
+    with Claims("shard 1/2") as busy:  # shard 1 is training two folds while shard 0 runs
+        assert busy.claim(runs[0] / "fold_1") and busy.claim(runs[2] / "fold_0")
+        assert _table(out, cache, "--shard", "0/2") == 0
+        first = capsys.readouterr().out
+        assert "shard 0/2: 1 of 3 runs finished, 2 left to other workers" in first
+        assert "writes the table: python -m reproduce.table3 --out" in first and "--shard" not in first.split("writes")[-1]
+        assert not (out / "table3.csv").exists()  # a shard writes no table
+        assert not (runs[0] / "fold_1").exists() and is_done(runs[0] / "fold_0")
+    # shard 1 "crashed": its claims were released; the next shard picks the two folds up
+    assert _table(out, cache, "--shard", "1/2") == 0
+    second = capsys.readouterr().out
+    assert second.count("fit linear on") == 2
+    assert _table(out, cache) == 0
+    assert "fit linear on" not in capsys.readouterr().out  # assembling trains nothing
+    assert (out / "table3.csv").read_text() == single
+    assert all(is_done(r) for r in runs) and not list(out.rglob(".*.claims"))
+
+
+# --- Table 3 with networks, in separate processes (slow) -------------------------------------------
+
+TINY = ["--set", "data.synth_per_class=4", "--set", "protocol.folds=2", "--set", "protocol.max_folds=1",
+        "--set", "train.epochs=1", "--set", "train.pretrain_epochs=1", "--set", "train.verbose=0"]
+
+
+def _started(output: str) -> list[str]:
+    """The trainings a worker's progress lines say it started."""
+    import re
+
+    return re.findall(r"\brun \d+/\d+: (.+) \(elapsed", output)
+
+
+@pytest.mark.slow
+def test_table3_from_two_shards_and_from_jobs_is_the_single_process_table(tmp_path: Path):
+    """Table 3 on the synthetic corpus (2 pretrainings, 9 one-fold runs) from one process, from two
+    ``--shard`` processes at once followed by the assembling command, and from ``--jobs 2``."""
+    import os
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    # one thread everywhere: a --jobs worker has one core of two, and oneDNN's sums may differ by thread count
+    common = [*TINY, "--set", f"data.cache_dir={tmp_path / 'cache'}", "--set", "train.intra_op_threads=1"]
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+
+    def table3(out: str, *flags: str) -> subprocess.Popen[str]:
+        return subprocess.Popen([sys.executable, "-m", "reproduce.table3", "--out", str(tmp_path / out), *common, *flags],
+                                cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+    def finished(process: subprocess.Popen[str]) -> str:
+        output = process.communicate(timeout=3600)[0]
+        assert process.returncode == 0, output[-3000:]
+        return output
+
+    single = finished(table3("single"))
+    assert len(_started(single)) == 11
+    shards = [table3("sharded", "--shard", f"{k}/2") for k in range(2)]
+    trained = [_started(finished(p)) for p in shards]
+    assert all(trained) and sorted(trained[0] + trained[1]) == sorted(_started(single))  # each unit once
+    assert not _started(finished(table3("sharded")))
+    jobs = finished(table3("jobs", "--jobs", "2"))
+    assert sorted(_started(jobs)) == sorted(_started(single))
+    expected = (tmp_path / "single" / "table3.csv").read_text()
+    assert (tmp_path / "sharded" / "table3.csv").read_text() == expected
+    assert (tmp_path / "jobs" / "table3.csv").read_text() == expected

@@ -1,0 +1,63 @@
+"""One training on several devices: ``train.strategy`` and ``train.batch_per``.
+
+``train.strategy: mirrored`` trains through ``tf.distribute.MirroredStrategy``: a copy of the
+model on every GPU (on every logical CPU device where there is no GPU), each replica takes its
+slice of the batch, and their gradients are combined (each replica's loss scaled by its share of
+the batch, then summed) into one optimizer step: the step one device would take on the whole
+batch, up to rounding.
+``train.batch_per`` says what ``train.batch_size`` counts: ``replica`` (the paper's 8 on every
+device; the global batch grows with the devices) or ``global`` (one batch of ``batch_size``
+split over them). The model must be built and compiled inside :func:`strategy_scope`::
+
+    with strategy_scope(config.train) as strategy:
+        model = build_model(...)
+        batch = global_batch_size(config.train, strategy.num_replicas_in_sync)
+        compile_model(model, config.train, steps_per_epoch=ceil(n / batch))
+        model.fit(dataset_batched_by(batch), ...)
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Any, Iterator
+
+from vacnn_tf.config import TrainConfig
+
+__all__ = ["global_batch_size", "make_strategy", "strategy_scope"]
+
+
+def make_strategy(train_config: TrainConfig) -> Any:
+    """The ``tf.distribute.Strategy`` that ``train.strategy`` names.
+
+    ``default`` is TensorFlow's default strategy (one device, its own placement); ``mirrored``
+    mirrors over every logical GPU, else over every logical CPU device (one replica on a plain
+    CPU machine; tests make two with ``tf.config.set_logical_device_configuration``).
+    """
+    import tensorflow as tf
+
+    if train_config.strategy == "default":  # the values were checked when the config was built
+        return tf.distribute.get_strategy()
+    devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
+    return tf.distribute.MirroredStrategy([d.name for d in devices])
+
+
+@contextmanager
+def strategy_scope(train_config: TrainConfig) -> Iterator[Any]:
+    """Build and compile models inside this block; yields the strategy (``num_replicas_in_sync``)."""
+    strategy = make_strategy(train_config)
+    with strategy.scope():
+        yield strategy
+
+
+def global_batch_size(train_config: TrainConfig, replicas: int) -> int:
+    """Rows per step over all replicas: ``batch_size`` x ``replicas`` per replica, else ``batch_size``.
+
+    Raises:
+        ValueError: ``train.batch_per: global`` with fewer rows than replicas (some would get none).
+    """
+    if train_config.batch_per == "replica":
+        return train_config.batch_size * replicas
+    if train_config.batch_size < replicas:
+        raise ValueError(f"train.batch_per=global splits train.batch_size over {replicas} replicas; it needs at "
+                         f"least one row each. Received: train.batch_size={train_config.batch_size}")
+    return train_config.batch_size
