@@ -43,6 +43,38 @@ def test_a_worker_runs_the_command_without_force_as_its_shard():
     assert without_shard(["--out", "res", "--shard", "1/2", "--jobs=3"]) == ["--out", "res"]
 
 
+def test_each_worker_runs_on_its_share_of_the_cores_and_its_own_gpu(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                    capsys: pytest.CaptureFixture[str]):
+    import json
+    import sys
+
+    from vacnn_tf.workers import run_jobs, usable_cores
+
+    cores = usable_cores()
+    jobs = min(2, len(cores))
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3,5")
+    report = "import json, os, sys; print(json.dumps([sorted(os.sched_getaffinity(0)), os.environ['OMP_NUM_THREADS'], " \
+             "os.environ['CUDA_VISIBLE_DEVICES']]), file=open(sys.argv[1], 'w'))"
+    codes = run_jobs(lambda shard: [sys.executable, "-c", report, str(tmp_path / f"{shard.index}.json")], jobs)
+    assert codes == [0] * jobs
+    seen = [json.loads((tmp_path / f"{k}.json").read_text()) for k in range(jobs)]
+    assert [s[0] for s in seen] == split_cores(cores, jobs) and [s[2] for s in seen] == ["3", "5"][:jobs]
+    assert all(s[1] == str(len(s[0])) for s in seen)
+    assert "starting shard 0/%d on cores" % jobs in capsys.readouterr().out
+
+
+def test_more_workers_than_cores_is_a_usage_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                  capsys: pytest.CaptureFixture[str]):
+    from reproduce import table3
+
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")  # no GPU: the cores decide
+    with pytest.raises(SystemExit) as exit_:
+        table3.main(["--out", str(tmp_path), "--jobs", "999"])
+    assert exit_.value.code == 2
+    assert "--jobs 999 needs a core per worker" in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())  # nothing started
+
+
 def test_a_shard_stops_when_the_rest_is_held_and_waits_when_it_can_help():
     naps: list[float] = []
     held = iter([UnitsHeld(["fold"], waiting=True), UnitsHeld(["fold"], waiting=False)])

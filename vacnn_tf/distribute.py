@@ -14,6 +14,12 @@ split over them). The model must be built and compiled inside :func:`strategy_sc
         batch = global_batch_size(config.train, strategy.num_replicas_in_sync)
         compile_model(model, config.train, steps_per_epoch=ceil(n / batch))
         model.fit(dataset_batched_by(batch), ...)
+
+No replica may get a batch without rows: TensorFlow's CPU convolutions fail on one (a final batch
+of 1 row on 2 replicas). An epoch's last training batch with fewer rows than replicas is left out
+of that epoch (:func:`without_short_batch`; at most replicas - 1 rows, others each epoch as the
+order is shuffled), and validation batches are sized so that every one has a row for each
+replica (:func:`eval_batch_size`; means over rows do not depend on the batch size).
 """
 
 from __future__ import annotations
@@ -23,7 +29,8 @@ from typing import Any, Iterator
 
 from vacnn_tf.config import TrainConfig
 
-__all__ = ["global_batch_size", "make_strategy", "strategy_scope"]
+__all__ = ["eval_batch_size", "global_batch_size", "make_strategy", "strategy_scope", "train_steps",
+           "without_short_batch"]
 
 
 def make_strategy(train_config: TrainConfig) -> Any:
@@ -61,3 +68,40 @@ def global_batch_size(train_config: TrainConfig, replicas: int) -> int:
         raise ValueError(f"train.batch_per=global splits train.batch_size over {replicas} replicas; it needs at "
                          f"least one row each. Received: train.batch_size={train_config.batch_size}")
     return train_config.batch_size
+
+
+def _short_tail(rows: int, batch: int, replicas: int) -> bool:
+    return replicas > 1 and 0 < rows % batch < replicas
+
+
+def train_steps(rows: int, batch: int, replicas: int = 1) -> int:
+    """Optimizer steps in an epoch of ``rows`` in batches of ``batch`` (a too short last one left out)."""
+    steps = -(-rows // batch)
+    return steps - 1 if _short_tail(rows, batch, replicas) else steps
+
+
+def without_short_batch(dataset: Any, rows: int, batch: int, replicas: int) -> Any:
+    """``dataset`` (batches of ``(features, labels)``) less a last batch with fewer rows than replicas."""
+    if not _short_tail(rows, batch, replicas):
+        return dataset
+    import tensorflow as tf
+
+    def enough(features: Any, *rest: Any) -> Any:
+        return tf.shape(tf.nest.flatten(features)[0])[0] >= replicas
+
+    kept = dataset.filter(enough)
+    return kept.apply(tf.data.experimental.assert_cardinality(train_steps(rows, batch, replicas)))
+
+
+def eval_batch_size(rows: int, batch: int, replicas: int) -> int:
+    """A batch size near ``batch`` whose batches of ``rows`` each hold a row for every replica.
+
+    Raises:
+        ValueError: fewer rows than replicas.
+    """
+    if not _short_tail(rows, batch, replicas):
+        return batch
+    if rows < replicas:
+        raise ValueError(f"{rows} validation row(s) cannot be split over {replicas} replicas: use fewer devices "
+                         f"or a larger train.val_fraction. Received: {rows} rows, {replicas} replicas")
+    return next(b for b in range(batch + 1, rows + 1) if not _short_tail(rows, b, replicas))

@@ -595,7 +595,8 @@ def compile_model(model: keras.Model, train_config: TrainConfig, steps_per_epoch
         model: Any model of this module (softmax outputs).
         train_config: Learning rate, decay, ``jit_compile`` (XLA-compiled train step) and
             ``steps_per_execution`` (train steps per compiled call; the same optimizer steps on
-            the same batches, with less Python between them, docs/performance.md).
+            the same batches, with less Python between them, docs/performance.md; one for a
+            model built under a strategy of several replicas).
         steps_per_epoch: Optimizer steps per epoch.
 
     Returns:
@@ -606,6 +607,11 @@ def compile_model(model: keras.Model, train_config: TrainConfig, steps_per_epoch
         raise ValueError(
             f"Config key 'train.steps_per_execution' must be a positive integer. Received: train.steps_per_execution={spe!r}"
         )
+    strategy = getattr(model, "distribute_strategy", None)
+    if strategy is not None and strategy.num_replicas_in_sync > 1:
+        # Keras 3's loop of several steps per call fails on more than one replica ("You must feed
+        # a value for placeholder tensor", keras-team/keras#19246); one a call takes the same steps
+        spe = 1
     ema = _check_number(train_config.ema, "train.ema", 1.0, " (0: off)")
     if _check_number(train_config.mixup, "train.mixup", note=" (0: off)"):
         # Mixup batches carry blended one-hot rows, validation batches integer labels.

@@ -141,23 +141,28 @@ def finetune_dir(config: RunConfig, target: str, variant: str) -> Path:
 
 def _datasets(
     config: RunConfig, data: CorpusData, fold: Fold, bovw: Optional[np.ndarray], seed: int, bs: int,
+    replicas: int = 1,
 ) -> tuple[Callable[[Any], Any], Optional[Any], Any]:
     """Train (a function of the epoch-index variable: its draws follow the epoch, for resume), validation,
-    test, in batches of ``bs`` rows (over all replicas)."""
+    test, in batches of ``bs`` rows (over all ``replicas``, none of which gets an empty batch)."""
     from vacnn_tf.data import Masking, make_dataset
+    from vacnn_tf.distribute import eval_batch_size, without_short_batch
 
     masking = Masking.from_train_config(config.train, config.features.low_freq_at_bottom)
 
-    def part(idx: np.ndarray, train: bool, epoch: Any = None) -> Any:
+    def part(idx: np.ndarray, train: bool, epoch: Any = None, batch: int = bs) -> Any:
         return make_dataset(
             data.images[idx], data.y[idx], bovw[idx] if bovw is not None else None,
-            batch_size=bs, shuffle=train, seed=seed, epoch=epoch,
+            batch_size=batch, shuffle=train, seed=seed, epoch=epoch,
             masking=masking if train else None, mixup=config.train.mixup if train else 0.0,
             num_classes=len(data.classes),
         )
 
-    val = part(fold.val, False) if len(fold.val) else None
-    return (lambda epoch: part(fold.train, True, epoch)), val, part(fold.test, False)
+    def train(epoch: Any) -> Any:
+        return without_short_batch(part(fold.train, True, epoch), len(fold.train), bs, replicas)
+
+    val = part(fold.val, False, batch=eval_batch_size(len(fold.val), bs, replicas)) if len(fold.val) else None
+    return train, val, part(fold.test, False)  # the test part is predicted outside the strategy
 
 
 def _train_and_test(
@@ -169,7 +174,7 @@ def _train_and_test(
     Called inside the :func:`vacnn_tf.distribute.strategy_scope` the model was built in; its
     batches hold ``train.batch_size`` rows per replica or in all (``train.batch_per``).
     """
-    from vacnn_tf.distribute import global_batch_size
+    from vacnn_tf.distribute import global_batch_size, train_steps
     from vacnn_tf.evaluation import accuracy
     from vacnn_tf.fitting import audit_facts, cleanup_fold, fit_resumable
     from vacnn_tf.models import compile_model
@@ -177,9 +182,10 @@ def _train_and_test(
 
     seed = config.seed + 1000 * (fold.index + 1)
     strategy = getattr(model, "distribute_strategy", None)
-    batch = global_batch_size(config.train, strategy.num_replicas_in_sync if strategy is not None else 1)
-    train_ds, val_ds, test_ds = _datasets(config, data, fold, bovw, seed, batch)
-    steps = int(np.ceil(len(fold.train) / batch))
+    replicas = strategy.num_replicas_in_sync if strategy is not None else 1
+    batch = global_batch_size(config.train, replicas)
+    train_ds, val_ds, test_ds = _datasets(config, data, fold, bovw, seed, batch, replicas)
+    steps = train_steps(len(fold.train), batch, replicas)
     compile_model(model, config.train, steps_per_epoch=steps)
     audit = (lambda: accuracy(data.y[fold.test], predict(model, test_ds).argmax(axis=1))) if config.train.audit_test else None
     state = fit_resumable(
