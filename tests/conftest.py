@@ -23,3 +23,26 @@ def module_tmp(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPath
     yield path
     if request.session.testsfailed == failed_before:
         shutil.rmtree(path, ignore_errors=True)
+
+
+EMODB_CLASSES = ("anger", "boredom", "disgust", "fear", "happiness", "neutral", "sadness")
+
+
+@pytest.fixture
+def fake_emodb(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An EmoDB-shaped corpus of random images (2 speakers x 7 classes x 2), for tests of who trains
+    what and of the bookkeeping around it, not of features."""
+    import numpy as np
+    import pandas as pd
+
+    from vacnn_tf.corpus_data import CorpusData
+
+    rows = [{"path": f"/emodb/{s}_{c}_{k}.wav", "corpus": "emodb", "speaker": s, "label": c}
+            for s in ("03", "08") for c in EMODB_CLASSES for k in range(2)]
+    table = pd.DataFrame(rows)
+    images = np.random.default_rng(0).integers(0, 256, (len(table), 224, 224), dtype=np.uint8)
+    labels = table["label"].map(EMODB_CLASSES.index).to_numpy(np.int32)
+    data = CorpusData("emodb", table, images, EMODB_CLASSES, labels, [], [])
+    monkeypatch.setattr("vacnn_tf.corpus_data.read_table", lambda config, name: (table, []))
+    monkeypatch.setattr("vacnn_tf.training.load_corpus", lambda config, name, **kw: data)
+    monkeypatch.setattr("vacnn_tf.runs.package_versions", lambda: {})  # naming TensorFlow's version imports it

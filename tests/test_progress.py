@@ -64,24 +64,6 @@ def test_duration(seconds: float, text: str):
     assert duration(seconds) == text
 
 
-CLASSES = ("anger", "boredom", "disgust", "fear", "happiness", "neutral", "sadness")
-
-
-@pytest.fixture
-def fake_emodb(monkeypatch: pytest.MonkeyPatch):
-    """An EmoDB-shaped corpus of random images, so that the test times the bookkeeping, not features."""
-    from vacnn_tf.corpus_data import CorpusData
-
-    rows = [{"path": f"/emodb/{s}_{c}_{k}.wav", "corpus": "emodb", "speaker": s, "label": c}
-            for s in ("03", "08") for c in CLASSES for k in range(2)]
-    table = pd.DataFrame(rows)
-    rng = np.random.default_rng(0)
-    data = CorpusData("emodb", table, rng.integers(0, 256, (len(table), 224, 224), dtype=np.uint8), CLASSES,
-                      table["label"].map({c: i for i, c in enumerate(CLASSES)}).to_numpy(np.int32), [], [])
-    monkeypatch.setattr("vacnn_tf.corpus_data.read_table", lambda config, name: (table, []))
-    monkeypatch.setattr("vacnn_tf.training.load_corpus", lambda config, name, **kw: data)
-
-
 def _config(out: Path, **changes) -> RunConfig:
     return replace(RunConfig(), **{"out": str(out), "protocol.folds": 2, "model.use_bovw": False,
                                    "train.verbose": 0, **changes})

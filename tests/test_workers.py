@@ -95,24 +95,6 @@ def test_a_shard_stops_when_the_rest_is_held_and_waits_when_it_can_help():
     assert until_done(assemble, shard=None, poll=1, sleep=naps.append, note=lambda _: None) == "done"
 
 
-CLASSES = ("anger", "boredom", "disgust", "fear", "happiness", "neutral", "sadness")
-
-
-@pytest.fixture
-def fake_emodb(monkeypatch: pytest.MonkeyPatch):
-    """An EmoDB-shaped corpus of random images: the test is about who trains what, not features."""
-    from vacnn_tf.corpus_data import CorpusData
-
-    rows = [{"path": f"/emodb/{s}_{c}_{k}.wav", "corpus": "emodb", "speaker": s, "label": c}
-            for s in ("03", "08") for c in CLASSES for k in range(2)]
-    table = pd.DataFrame(rows)
-    images = np.random.default_rng(0).integers(0, 256, (len(table), 224, 224), dtype=np.uint8)
-    data = CorpusData("emodb", table, images, CLASSES, table["label"].map(CLASSES.index).to_numpy(np.int32), [], [])
-    monkeypatch.setattr("vacnn_tf.corpus_data.read_table", lambda config, name: (table, []))
-    monkeypatch.setattr("vacnn_tf.training.load_corpus", lambda config, name, **kw: data)
-    monkeypatch.setattr("vacnn_tf.runs.package_versions", lambda: {})  # naming TensorFlow's version imports it
-
-
 def test_a_planned_pretraining_names_the_run_a_worker_trains_for_it(fake_emodb, tmp_path: Path):
     """Workers take pretrainings first, from the plan: its held-out speakers give back its directory."""
     from vacnn_tf.progress import plan_finetune
