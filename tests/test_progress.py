@@ -6,8 +6,6 @@ import itertools
 import shutil
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
 import pytest
 
 from vacnn_tf.config import RunConfig, replace

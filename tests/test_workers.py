@@ -6,8 +6,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
 import pytest
 
 from vacnn_tf.claims import Claims, UnitsHeld
