@@ -104,6 +104,18 @@ def test_max_folds_and_unknown_protocol():
         check_protocol("random")
 
 
+def test_first_fold_keeps_the_later_folds_as_they_are():
+    """A cross-validation split over two sessions: folds 3 and 4 alone are folds 3 and 4 of the whole."""
+    whole = make_folds(EMODB, ProtocolConfig(name="paper"), 0, 0.1)
+    later = make_folds(EMODB, ProtocolConfig(name="paper", first_fold=3), 0, 0.1)
+    assert [f.index for f in later] == [3, 4]
+    for a, b in zip(whole[3:], later):
+        assert (a.train == b.train).all() and (a.val == b.val).all() and (a.test == b.test).all()
+    assert [f.index for f in make_folds(EMODB, ProtocolConfig(name="paper", first_fold=1, max_folds=3), 0, 0.1)] == [1, 2]
+    with pytest.raises(ValueError, match="first_fold=5 leaves no fold"):
+        make_folds(EMODB, ProtocolConfig(name="paper", first_fold=5), 0, 0.1)
+
+
 def test_pretraining_excludes_target_test_actors_under_speaker():
     folds = make_folds(RAVDESS, ProtocolConfig(name="speaker"), seed=0, val_fraction=0.1)
     tables = {"tess": TESS, "ravdess": RAVDESS}

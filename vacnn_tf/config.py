@@ -192,11 +192,14 @@ class ProtocolConfig:
     name: str = "paper"  # paper: stratified random k-fold; speaker: speaker-independent folds
     folds: int = 5  # paper: 5-fold cross-validation
     max_folds: Optional[int] = None  # run only the first N folds (quick profiles)
+    first_fold: int = 0  # ours: skip the folds before this index (a cross-validation split over sessions or machines that share no folder; each fold's seed follows its index, so fold K trains the same either way)
     ravdess_actor_groups: int = 5  # speaker protocol: RAVDESS actors held out in this many groups
     subsample: Optional[int] = None  # keep at most this many utterances per corpus (quick profiles)
 
     def __post_init__(self) -> None:
         _check_choices("protocol.", self, {"name": PROTOCOLS})
+        if self.first_fold < 0:
+            raise ConfigError(f"protocol.first_fold must be 0 or more. Received: first_fold={self.first_fold}")
 
 
 @dataclass(frozen=True)

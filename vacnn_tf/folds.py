@@ -191,13 +191,13 @@ def make_folds(
     Args:
         table: Corpus table (columns ``label`` and ``speaker``), positions 0..N-1 are used.
         protocol: ``protocol.name`` (paper|speaker), ``folds`` (paper), ``ravdess_actor_groups``
-            (speaker, RAVDESS) and ``max_folds`` (truncation) are read.
+            (speaker, RAVDESS), ``first_fold`` and ``max_folds`` (truncation) are read.
         seed: Drives fold assignment and validation splits.
         val_fraction: Share of each training part held out for validation (0 disables it).
         corpus: Corpus name; defaults to the table's only ``corpus`` value.
 
     Returns:
-        The folds, truncated to ``protocol.max_folds``.
+        The folds ``first_fold`` up to ``max_folds`` (each keeps its index).
     """
     from sklearn.model_selection import LeaveOneGroupOut, StratifiedKFold
 
@@ -239,9 +239,11 @@ def make_folds(
                 val_speakers=val_speakers,
             )
         )
-    if protocol.max_folds is not None:
-        folds = folds[: protocol.max_folds]
-    return folds
+    kept = folds[protocol.first_fold : protocol.max_folds]
+    if not kept:
+        raise ValueError(f"protocol.first_fold={protocol.first_fold} leaves no fold of the {len(folds)} "
+                         f"(max_folds={protocol.max_folds}).")
+    return kept
 
 
 def holdout_split(table: pd.DataFrame, test_fraction: float, val_fraction: float, seed: int) -> Fold:
