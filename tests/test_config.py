@@ -1,4 +1,6 @@
+import dataclasses
 import re
+import typing
 from pathlib import Path
 
 import pytest
@@ -70,8 +72,30 @@ def test_near_misses_get_a_suggestion(path, overrides, message):
 ENUMERATED = {
     "profile": "paper", "features.resize": "linear", "bovw.normalization": "l1", "bovw.kmeans": "minibatch",
     "model.architecture": "vacnn", "model.state_pooling": "flatten", "model.input_norm": "scale",
-    "model.bovw_input": "raw", "train.select_on": "accuracy", "train.precision": "float32", "protocol.name": "paper",
+    "model.bovw_input": "raw", "train.select_on": "accuracy", "train.precision": "float32",
+    "train.strategy": "default", "train.batch_per": "replica", "protocol.name": "paper",
 }
+
+
+def _settings(cls: type = RunConfig, prefix: str = "") -> dict[str, dataclasses.Field]:
+    """Every field of ``cls`` by dotted key, sub-configs included both as a field and walked."""
+    found: dict[str, dataclasses.Field] = {}
+    for f in dataclasses.fields(cls):
+        found[prefix + f.name] = f
+        sub = typing.get_type_hints(cls)[f.name]
+        if dataclasses.is_dataclass(sub):
+            found.update(_settings(sub, f"{prefix}{f.name}."))
+    return found
+
+
+@pytest.mark.parametrize("key", sorted(_settings()))
+def test_every_setting_is_documented(key: str):
+    assert _settings()[key].metadata.get("doc", "").strip(), f"{key} has no doc in its field metadata"
+
+
+def test_every_setting_with_choices_is_checked_below():
+    with_choices = {key: f.default for key, f in _settings().items() if "choices" in f.metadata}
+    assert with_choices == ENUMERATED
 
 
 @pytest.mark.parametrize("key", sorted(ENUMERATED))
@@ -115,3 +139,52 @@ def test_from_dict_checks_as_a_config_file_does(tmp_path: Path):
         from_dict(FeatureConfig, {**stored, "n_melz": 32}, "features.", source=source)
     with pytest.raises(ConfigError, match="Received: features.resize='bilinear'"):
         from_dict(FeatureConfig, {**stored, "resize": "bilinear"}, "features.")
+
+
+
+def test_a_bad_choice_is_refused_however_the_config_is_built():
+    from vacnn_tf.config import TrainConfig
+
+    with pytest.raises(ConfigError, match=r"^Config key 'train.strategy' must be one of \['default', 'mirrored'\]\. "
+                                          r"Received: train.strategy='mirored'$"):
+        replace(RunConfig(), **{"train.strategy": "mirored"})
+    with pytest.raises(ConfigError, match=r"^Config key 'train.batch_per' must be one of"):
+        TrainConfig(batch_per="local")
+
+
+# Marking a setting neutral, or keyed only off its default, changes the run key of every run made
+# with it set otherwise: the lists are pinned here so that such a change is deliberate.
+NEUTRAL = {"out": "runs", "data.cache_dir": "cache", "data.workers": 0, "train.verbose": 1,
+           "train.steps_per_execution": 4, "train.intra_op_threads": 0, "train.inter_op_threads": 0}
+KEYED_ONLY_OFF_DEFAULT = {"train.strategy": "default", "train.batch_per": "replica"}
+
+
+def test_neutral_and_off_default_settings_are_the_pinned_ones():
+    from vacnn_tf.config import keyed_only_off_default, neutral_settings
+
+    assert neutral_settings() == NEUTRAL
+    assert keyed_only_off_default() == KEYED_ONLY_OFF_DEFAULT
+
+
+def _other(value):
+    return value + 3 if isinstance(value, int) else f"{value}-elsewhere"
+
+
+@pytest.mark.parametrize("key", sorted(NEUTRAL))
+def test_a_neutral_setting_leaves_the_run_key_alone(key: str):
+    from vacnn_tf.runs import run_key
+
+    base = RunConfig()
+    assert run_key(replace(base, **{key: _other(NEUTRAL[key])})) == run_key(base)
+    assert run_key(replace(base, **{key: _other(NEUTRAL[key]), "seed": 1})) == run_key(replace(base, seed=1))
+
+
+def test_a_setting_keyed_off_default_is_hashed_only_when_changed():
+    from vacnn_tf.runs import key_tree, run_key
+
+    base = RunConfig()
+    assert "strategy" not in key_tree(base)["train"] and "batch_per" not in key_tree(base)["train"]
+    mirrored = replace(base, **{"train.strategy": "mirrored"})
+    assert key_tree(mirrored)["train"]["strategy"] == "mirrored" and "batch_per" not in key_tree(mirrored)["train"]
+    assert len({run_key(base), run_key(mirrored), run_key(replace(mirrored, **{"train.batch_per": "global"}))}) == 3
+    assert run_key(replace(base, **{"model.architecture": "resnet"})) != run_key(base)

@@ -17,7 +17,7 @@ import typing
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any, Mapping, Optional, TypeVar, Union
+from typing import Any, Callable, Iterator, Mapping, Optional, TypeVar, Union
 
 import yaml
 
@@ -52,12 +52,47 @@ PROTOCOLS: tuple[str, ...] = ("paper", "speaker")  # ProtocolConfig.name
 IMAGE_SIZE = 224
 
 
-def _check_choices(section: str, config: Any, allowed: Mapping[str, tuple[str, ...]]) -> None:
-    """Raise a ConfigError naming the first field of ``config`` whose value is not allowed."""
-    for name, values in allowed.items():
-        value = getattr(config, name)
+_T = TypeVar("_T")
+
+
+def setting(default: _T, doc: str, *, choices: tuple[str, ...] | None = None, neutral: bool = False,
+            keyed_at_default: bool = True) -> _T:
+    """One config field with its documentation and its rules, kept together in the field's metadata.
+
+    Args:
+        default: The field's default value.
+        doc: Its entry in the configuration reference (docs/configuration.md).
+        choices: The values it allows; any other value is refused when the config is built.
+        neutral: True for a setting that changes nothing a run computes (verbosity, paths,
+            scheduling): the run keys hash it at its default whatever it is set to, so a run
+            resumed or found again with it changed is the same run.
+        keyed_at_default: False for a setting added after runs were keyed without it: at its
+            default it is left out of the run keys, so those runs are still found.
+    """
+    metadata: dict[str, Any] = {"doc": doc}
+    if choices is not None:
+        metadata["choices"] = choices
+    if neutral:
+        metadata["neutral"] = True
+    if not keyed_at_default:
+        metadata["keyed_at_default"] = False
+    return field(default=default, metadata=metadata)
+
+
+def section(factory: Callable[[], _T], doc: str) -> _T:
+    """A sub-config field (``features``, ``train``, ...) with its documentation."""
+    return field(default_factory=factory, metadata={"doc": doc})
+
+
+def _check_choices(prefix: str, config: Any) -> None:
+    """Raise a ConfigError naming the first field of ``config`` whose value is not among its choices."""
+    for f in dataclasses.fields(config):
+        values = f.metadata.get("choices")
+        if values is None:
+            continue
+        value = getattr(config, f.name)
         if value not in values:
-            key = f"{section}{name}"
+            key = f"{prefix}{f.name}"
             raise ConfigError(f"Config key {key!r} must be one of {list(values)}. Received: {key}={value!r}")
 
 
@@ -65,25 +100,29 @@ def _check_choices(section: str, config: Any, allowed: Mapping[str, tuple[str, .
 class FeatureConfig:
     """Log-mel image settings (section 3.1, 4.2). Fields marked "silent" are our choices."""
 
-    sample_rate: int = 16000  # silent: one analysis rate for all corpora (EmoDB's native rate)
-    n_fft: int = 2048  # paper
-    hop_length: int = 512  # paper
-    n_mels: int = 128  # silent
-    fmin: float = 0.0  # silent
-    fmax: Optional[float] = None  # silent: None means sample_rate / 2
-    top_db: float = 80.0  # silent: dynamic range mapped onto 0-255
-    image_size: int = 224  # paper: 224x224x1, the only size the models and the export are built for
-    low_freq_at_bottom: bool = True  # silent: as a spectrogram is usually drawn
-    resize: str = "linear"  # silent: cv2 interpolation for the 224x224 resize: linear|area|cubic|nearest
-    min_duration: float = 0.1  # shorter files are rejected as bad input (seconds)
-    trim_db: Optional[float] = None  # silent: None keeps leading/trailing silence; a number trims at that dB
-    max_seconds: Optional[float] = None  # silent: None renders every utterance whole; a number keeps only its first max_seconds (after trimming)
-    pad_seconds: Optional[float] = None  # silent: None pads nothing; a number zero-pads shorter utterances at the end to this length (with max_seconds equal: a fixed-length copy such as the 2.0 s EmoDB)
+    sample_rate: int = setting(16000, "silent: one analysis rate for all corpora (EmoDB's native rate)")
+    n_fft: int = setting(2048, "paper")
+    hop_length: int = setting(512, "paper")
+    n_mels: int = setting(128, "silent")
+    fmin: float = setting(0.0, "silent")
+    fmax: Optional[float] = setting(None, "silent: None means sample_rate / 2")
+    top_db: float = setting(80.0, "silent: dynamic range mapped onto 0-255")
+    image_size: int = setting(224, "paper: 224x224x1, the only size the models and the export are built for")
+    low_freq_at_bottom: bool = setting(True, "silent: as a spectrogram is usually drawn")
+    resize: str = setting("linear", "silent: cv2 interpolation for the 224x224 resize: linear|area|cubic|nearest",
+                          choices=RESIZE_MODES)
+    min_duration: float = setting(0.1, "shorter files are rejected as bad input (seconds)")
+    trim_db: Optional[float] = setting(None, "silent: None keeps leading/trailing silence; a number trims at that dB")
+    max_seconds: Optional[float] = setting(
+        None, "silent: None renders every utterance whole; a number keeps only its first max_seconds (after trimming)")
+    pad_seconds: Optional[float] = setting(
+        None, "silent: None pads nothing; a number zero-pads shorter utterances at the end to this length "
+              "(with max_seconds equal: a fixed-length copy such as the 2.0 s EmoDB)")
 
     def __post_init__(self) -> None:
         # checked here, once, so a bad setting is reported as the config's fault before any file
         # is read, and never as a bad-audio report for every file of a corpus
-        _check_choices("features.", self, {"resize": RESIZE_MODES})
+        _check_choices("features.", self)
         if self.image_size != IMAGE_SIZE:
             raise ConfigError(f"Config key 'features.image_size' must be {IMAGE_SIZE}: the models, the export and "
                               f"the serving signature are built for {IMAGE_SIZE}x{IMAGE_SIZE} images. "
@@ -103,101 +142,149 @@ class FeatureConfig:
 class BovwConfig:
     """Bag-of-visual-words over KAZE descriptors (section 3.2)."""
 
-    k: int = 128  # paper: 128 visual words
-    kaze_threshold: float = 0.001  # OpenCV default detector response threshold
-    kaze_extended: bool = False  # False: 64-dim descriptors
-    kaze_upright: bool = False  # True: no orientation (faster, not rotation-invariant); OpenCV default False
-    kaze_octaves: int = 4  # OpenCV default: maximum octave evolution
-    kaze_octave_layers: int = 4  # OpenCV default: sublevels per octave
-    normalization: str = "l1"  # silent: none|l1|l2 (l1: word frequencies summing to 1)
-    kmeans: str = "minibatch"  # minibatch|full (full: exact Lloyd K-means; comparison in vacnn_tf/bovw.py)
-    max_fit_descriptors: int = 100000  # descriptors sampled from the training fold for K-means
-    kmeans_batch_size: int = 4096  # MiniBatchKMeans batch size (only for kmeans=minibatch)
+    k: int = setting(128, "paper: 128 visual words")
+    kaze_threshold: float = setting(0.001, "OpenCV default detector response threshold")
+    kaze_extended: bool = setting(False, "False: 64-dim descriptors")
+    kaze_upright: bool = setting(False, "True: no orientation (faster, not rotation-invariant); OpenCV default False")
+    kaze_octaves: int = setting(4, "OpenCV default: maximum octave evolution")
+    kaze_octave_layers: int = setting(4, "OpenCV default: sublevels per octave")
+    normalization: str = setting("l1", "silent: none|l1|l2 (l1: word frequencies summing to 1)",
+                                 choices=BOVW_NORMALIZATIONS)
+    kmeans: str = setting("minibatch", "minibatch|full (full: exact Lloyd K-means; comparison in vacnn_tf/bovw.py)",
+                          choices=KMEANS_MODES)
+    max_fit_descriptors: int = setting(100000, "descriptors sampled from the training fold for K-means")
+    kmeans_batch_size: int = setting(4096, "MiniBatchKMeans batch size (only for kmeans=minibatch)")
 
     def __post_init__(self) -> None:
-        _check_choices("bovw.", self, {"normalization": BOVW_NORMALIZATIONS, "kmeans": KMEANS_MODES})
+        _check_choices("bovw.", self)
 
 
 @dataclass(frozen=True)
 class ModelConfig:
     """Network settings (sections 3.1, 3.2; Figure 2 and 3)."""
 
-    architecture: str = "vacnn"  # vacnn|vacnn-cbam|vacnn-noatt|resnet|inception|mobilenet
-    groups: int = 8  # GroupNormalization groups, paper G = 8
-    reduction: int = 4  # channel-attention MLP reduction r, paper r = 4
-    spatial_kernel: int = 7  # spatial-attention conv kernel, paper 7x7
-    dense_units: int = 256  # FC 256 before the classifier
-    l2: float = 1e-4  # paper: L2 weight decay 1e-4
-    use_bovw: bool = True  # fine-tuned model fuses the BOVW histogram through Luong attention
-    state_pooling: str = "flatten"  # silent: the BOVW fusion head reads the 49 attended states flattened (keeps where in time and frequency) or averaged ("gap"), or each frequency row averaged over time ("time_gap", ours)
-    freeze_through: str = "va_block1"  # fine-tuning freezes every layer up to and including this block
-    head_dropout: float = 0.0  # ours, not the paper's: dropout rate before the fine-tuned model's FC and classifier layers (0: none, as the paper)
-    linear_c: float = 0.1  # ours: inverse L2 strength (scikit-learn C) of the linear reference, `finetune --variant linear`
-    input_norm: str = "scale"  # "scale": pixel values rescaled only (the paper); "band" (ours): each mel band standardised with the training images' statistics
-    bovw_input: str = "raw"  # silent: "raw" feeds the BOVW histogram to its MLP as normalised (bovw.normalization); "standardize" (ours) z-scores each word with the training fold's statistics first (docs/method.md)
-    bn_momentum: float = 0.9  # silent: moving-average momentum of the baselines' BatchNormalization (Keras's applications use 0.99; 0.9 is PyTorch's default, and tracks the weights at batch 8)
+    architecture: str = setting("vacnn", "vacnn|vacnn-cbam|vacnn-noatt|resnet|inception|mobilenet",
+                                choices=ARCHITECTURES)
+    groups: int = setting(8, "GroupNormalization groups, paper G = 8")
+    reduction: int = setting(4, "channel-attention MLP reduction r, paper r = 4")
+    spatial_kernel: int = setting(7, "spatial-attention conv kernel, paper 7x7")
+    dense_units: int = setting(256, "FC 256 before the classifier")
+    l2: float = setting(1e-4, "paper: L2 weight decay 1e-4")
+    use_bovw: bool = setting(True, "fine-tuned model fuses the BOVW histogram through Luong attention")
+    state_pooling: str = setting(
+        "flatten", "silent: the BOVW fusion head reads the 49 attended states flattened (keeps where in time and "
+                   "frequency) or averaged (\"gap\"), or each frequency row averaged over time (\"time_gap\", ours)",
+        choices=STATE_POOLINGS)
+    freeze_through: str = setting("va_block1", "fine-tuning freezes every layer up to and including this block")
+    head_dropout: float = setting(
+        0.0, "ours, not the paper's: dropout rate before the fine-tuned model's FC and classifier layers "
+             "(0: none, as the paper)")
+    linear_c: float = setting(
+        0.1, "ours: inverse L2 strength (scikit-learn C) of the linear reference, `finetune --variant linear`")
+    input_norm: str = setting(
+        "scale", "\"scale\": pixel values rescaled only (the paper); \"band\" (ours): each mel band standardised "
+                 "with the training images' statistics",
+        choices=INPUT_NORMS)
+    bovw_input: str = setting(
+        "raw", "silent: \"raw\" feeds the BOVW histogram to its MLP as normalised (bovw.normalization); "
+               "\"standardize\" (ours) z-scores each word with the training fold's statistics first (docs/method.md)",
+        choices=BOVW_INPUTS)
+    bn_momentum: float = setting(
+        0.9, "silent: moving-average momentum of the baselines' BatchNormalization (Keras's applications use 0.99; "
+             "0.9 is PyTorch's default, and tracks the weights at batch 8)")
 
     def __post_init__(self) -> None:
         # checked when the config is built, so a bad value stops a run before any pretraining
         m = self.bn_momentum
         if isinstance(m, bool) or not isinstance(m, (int, float)) or not 0.0 <= m < 1.0:
             raise ConfigError(f"Config key 'model.bn_momentum' must be a number in [0, 1). Received: model.bn_momentum={m!r}")
-        _check_choices("model.", self, {
-            "architecture": ARCHITECTURES, "state_pooling": STATE_POOLINGS, "input_norm": INPUT_NORMS,
-            "bovw_input": BOVW_INPUTS,
-        })
+        _check_choices("model.", self)
 
 
 @dataclass(frozen=True)
 class TrainConfig:
     """Optimisation recipe (section 4.2). Fields marked "silent" are our choices."""
 
-    learning_rate: float = 1e-3  # paper
-    decay_every: int = 10  # paper: step decay every 10 epochs
-    decay_factor: float = 0.5  # silent
-    batch_size: int = 8  # paper
-    epochs: int = 50  # silent
-    patience: int = 10  # silent: early stopping after this many epochs without a better validation accuracy
-    select_on: str = "accuracy"  # paper: model selection (and early stopping) on validation accuracy; "loss": on validation loss (ours)
-    val_fraction: float = 0.1  # silent: validation carved from the training folds
-    jit_compile: bool = False  # XLA-compiled train step (measured slower on 2 CPU cores; try it on a GPU)
-    steps_per_execution: int = 4  # train steps per compiled call: less per-step Python overhead, same maths (docs/performance.md)
-    precision: str = "float32"  # float32|mixed_bfloat16 (bf16 compute on CPUs with AVX512_BF16 or AMX, float32 weights; docs/performance.md)
-    xla_fusion: bool = True  # CPU only: XLA fuses the element-wise and reduction ops (GroupNorm, attention) between the oneDNN convolutions; same maths, rounding-level differences
-    intra_op_threads: int = 0  # threads inside one op (conv, matmul); 0: one per core this process may run on (all of them, or its share under --jobs or a cluster job's)
-    inter_op_threads: int = 0  # ops run concurrently; 0: TensorFlow's default
-    pretrain_epochs: Optional[int] = None  # None: same as epochs
-    augment: bool = False  # ours, not the paper's: SpecAugment-style masking of training images (docs/method.md)
-    augment_masks: int = 2  # with augment: this many frequency bands and this many time spans masked per image
-    augment_freq_width: int = 24  # with augment: widest frequency band masked, in image rows (of 224)
-    augment_time_width: int = 24  # with augment: widest time span masked, in image columns (of 224)
-    augment_time_shift: int = 0  # with augment: shift each image in time by up to this many columns either way, the vacated columns at the floor (0: no shift)
-    ema: float = 0.0  # ours, not the paper's: momentum of an exponential moving average of the weights, used for validation, selection and the saved model (e.g. 0.995); 0: off
-    augment_warp: float = 0.0  # with augment: stretch or squeeze each image along frequency and time by factors drawn from 1 +- this (e.g. 0.1; 0: none)
-    mixup: float = 0.0  # ours, not the paper's: mixup alpha for the training batches (Zhang et al. 2018); 0: off
-    audit_test: bool = False  # ours, a leak audit: also score the test part after every epoch (history column audit_test_accuracy); never used for selection or stopping, it measures what choosing the checkpoint on the test fold would report
-    strategy: str = "default"  # default: one device; mirrored: tf.distribute.MirroredStrategy, one replica on each GPU (on each CPU device where there is no GPU), their gradients combined into one step (docs/reproducing.md)
-    batch_per: str = "replica"  # with strategy mirrored: batch_size is per replica (the paper's 8 on every device, a global batch of 8 x devices) or "global" (one batch of batch_size split over the devices)
-    verbose: int = 1  # Keras progress bar (0 silent, 1 bar, 2 one line per epoch)
+    learning_rate: float = setting(1e-3, "paper")
+    decay_every: int = setting(10, "paper: step decay every 10 epochs")
+    decay_factor: float = setting(0.5, "silent")
+    batch_size: int = setting(8, "paper")
+    epochs: int = setting(50, "silent")
+    patience: int = setting(10, "silent: early stopping after this many epochs without a better validation accuracy")
+    select_on: str = setting(
+        "accuracy", "paper: model selection (and early stopping) on validation accuracy; "
+                    "\"loss\": on validation loss (ours)",
+        choices=SELECT_ON)
+    val_fraction: float = setting(0.1, "silent: validation carved from the training folds")
+    jit_compile: bool = setting(False, "XLA-compiled train step (measured slower on 2 CPU cores; try it on a GPU)")
+    steps_per_execution: int = setting(
+        4, "train steps per compiled call: less per-step Python overhead, same maths (docs/performance.md)",
+        neutral=True)
+    precision: str = setting(
+        "float32", "float32|mixed_bfloat16 (bf16 compute on CPUs with AVX512_BF16 or AMX, float32 weights; "
+                   "docs/performance.md)",
+        choices=PRECISIONS)
+    xla_fusion: bool = setting(
+        True, "CPU only: XLA fuses the element-wise and reduction ops (GroupNorm, attention) between the oneDNN "
+              "convolutions; same maths, rounding-level differences")
+    intra_op_threads: int = setting(
+        0, "threads inside one op (conv, matmul); 0: one per core this process may run on (all of them, or its "
+           "share under --jobs or a cluster job's)",
+        neutral=True)
+    inter_op_threads: int = setting(0, "ops run concurrently; 0: TensorFlow's default", neutral=True)
+    pretrain_epochs: Optional[int] = setting(None, "None: same as epochs")
+    augment: bool = setting(
+        False, "ours, not the paper's: SpecAugment-style masking of training images (docs/method.md)")
+    augment_masks: int = setting(
+        2, "with augment: this many frequency bands and this many time spans masked per image")
+    augment_freq_width: int = setting(24, "with augment: widest frequency band masked, in image rows (of 224)")
+    augment_time_width: int = setting(24, "with augment: widest time span masked, in image columns (of 224)")
+    augment_time_shift: int = setting(
+        0, "with augment: shift each image in time by up to this many columns either way, the vacated columns at "
+           "the floor (0: no shift)")
+    ema: float = setting(
+        0.0, "ours, not the paper's: momentum of an exponential moving average of the weights, used for "
+             "validation, selection and the saved model (e.g. 0.995); 0: off")
+    augment_warp: float = setting(
+        0.0, "with augment: stretch or squeeze each image along frequency and time by factors drawn from 1 +- this "
+             "(e.g. 0.1; 0: none)")
+    mixup: float = setting(
+        0.0, "ours, not the paper's: mixup alpha for the training batches (Zhang et al. 2018); 0: off")
+    audit_test: bool = setting(
+        False, "ours, a leak audit: also score the test part after every epoch (history column "
+               "audit_test_accuracy); never used for selection or stopping, it measures what choosing the "
+               "checkpoint on the test fold would report")
+    strategy: str = setting(
+        "default", "default: one device; mirrored: tf.distribute.MirroredStrategy, one replica on each GPU (on "
+                   "each CPU device where there is no GPU), their gradients combined into one step "
+                   "(docs/reproducing.md)",
+        choices=STRATEGIES, keyed_at_default=False)
+    batch_per: str = setting(
+        "replica", "with strategy mirrored: batch_size is per replica (the paper's 8 on every device, a global "
+                   "batch of 8 x devices) or \"global\" (one batch of batch_size split over the devices)",
+        choices=BATCH_PER, keyed_at_default=False)
+    verbose: int = setting(1, "Keras progress bar (0 silent, 1 bar, 2 one line per epoch)", neutral=True)
 
     def __post_init__(self) -> None:
-        _check_choices("train.", self, {"select_on": SELECT_ON, "precision": PRECISIONS, "strategy": STRATEGIES,
-                                        "batch_per": BATCH_PER})
+        _check_choices("train.", self)
 
 
 @dataclass(frozen=True)
 class ProtocolConfig:
     """How folds are made (section 4.2 and METHOD.md's leakage notes)."""
 
-    name: str = "paper"  # paper: stratified random k-fold; speaker: speaker-independent folds
-    folds: int = 5  # paper: 5-fold cross-validation
-    max_folds: Optional[int] = None  # run only the first N folds (quick profiles)
-    first_fold: int = 0  # ours: skip the folds before this index (a cross-validation split over sessions or machines that share no folder; each fold's seed follows its index, so fold K trains the same either way)
-    ravdess_actor_groups: int = 5  # speaker protocol: RAVDESS actors held out in this many groups
-    subsample: Optional[int] = None  # keep at most this many utterances per corpus (quick profiles)
+    name: str = setting("paper", "paper: stratified random k-fold; speaker: speaker-independent folds",
+                        choices=PROTOCOLS)
+    folds: int = setting(5, "paper: 5-fold cross-validation")
+    max_folds: Optional[int] = setting(None, "run only the first N folds (quick profiles)")
+    first_fold: int = setting(
+        0, "ours: skip the folds before this index (a cross-validation split over sessions or machines that share "
+           "no folder; each fold's seed follows its index, so fold K trains the same either way)")
+    ravdess_actor_groups: int = setting(5, "speaker protocol: RAVDESS actors held out in this many groups")
+    subsample: Optional[int] = setting(None, "keep at most this many utterances per corpus (quick profiles)")
 
     def __post_init__(self) -> None:
-        _check_choices("protocol.", self, {"name": PROTOCOLS})
+        _check_choices("protocol.", self)
         if self.first_fold < 0:
             raise ConfigError(f"protocol.first_fold must be 0 or more. Received: first_fold={self.first_fold}")
 
@@ -206,28 +293,34 @@ class ProtocolConfig:
 class DataConfig:
     """Where corpora and caches live."""
 
-    data_root: Optional[str] = None  # folder with ravdess/ emodb/ tess/ savee/; None = synthetic corpus
-    cache_dir: str = "cache"
-    synth_per_class: int = 6  # synthetic corpus utterances per class per corpus, spread over its speakers
-    workers: int = 0  # feature-extraction processes; 0 = all cores
+    data_root: Optional[str] = setting(None, "folder with ravdess/ emodb/ tess/ savee/; None = synthetic corpus")
+    cache_dir: str = setting(
+        "cache", "folder of the feature and KAZE descriptor caches and the generated synthetic corpus",
+        neutral=True)
+    synth_per_class: int = setting(6, "synthetic corpus utterances per class per corpus, spread over its speakers")
+    workers: int = setting(0, "feature-extraction processes; 0 = all cores", neutral=True)
+
+    def __post_init__(self) -> None:
+        _check_choices("data.", self)
 
 
 @dataclass(frozen=True)
 class RunConfig:
     """Everything one run needs. The seed comes first: it drives folds, weights and shuffling."""
 
-    seed: int = 42
-    profile: str = "paper"  # paper|quick|demo
-    out: str = "runs"
-    data: DataConfig = field(default_factory=DataConfig)
-    features: FeatureConfig = field(default_factory=FeatureConfig)
-    bovw: BovwConfig = field(default_factory=BovwConfig)
-    model: ModelConfig = field(default_factory=ModelConfig)
-    train: TrainConfig = field(default_factory=TrainConfig)
-    protocol: ProtocolConfig = field(default_factory=ProtocolConfig)
+    seed: int = setting(42, "drives the folds, the initial weights and the shuffling")
+    profile: str = setting("paper", "paper|quick|demo", choices=PROFILES)
+    out: str = setting("runs", "folder the runs are written under: pretrain/ and one folder per target corpus",
+                       neutral=True)
+    data: DataConfig = section(DataConfig, "where corpora and caches live")
+    features: FeatureConfig = section(FeatureConfig, "log-mel image settings")
+    bovw: BovwConfig = section(BovwConfig, "bag-of-visual-words over KAZE descriptors")
+    model: ModelConfig = section(ModelConfig, "network settings")
+    train: TrainConfig = section(TrainConfig, "optimisation recipe")
+    protocol: ProtocolConfig = section(ProtocolConfig, "how folds are made")
 
     def __post_init__(self) -> None:
-        _check_choices("", self, {"profile": PROFILES})
+        _check_choices("", self)
 
 
 class ConfigError(ValueError):
@@ -446,41 +539,54 @@ def config_hash(config: Any) -> str:
     return hashlib.sha1(text.encode()).hexdigest()[:12]
 
 
-def reference_markdown() -> str:
-    """The configuration reference table, generated from the dataclass fields."""
-    import inspect
+def _leaf_fields(cls: type, prefix: str = "") -> Iterator[tuple[str, dataclasses.Field[Any]]]:
+    """Every setting of ``cls`` with its dotted key, sub-configs walked in field order."""
+    types = _field_types(cls)
+    for f in dataclasses.fields(cls):
+        if dataclasses.is_dataclass(types[f.name]):
+            yield from _leaf_fields(types[f.name], f"{prefix}{f.name}.")
+        else:
+            yield f"{prefix}{f.name}", f
 
+
+def neutral_settings() -> dict[str, Any]:
+    """The settings that change nothing a run computes, by dotted key, each at the value the run keys hash."""
+    return {key: f.default for key, f in _leaf_fields(RunConfig) if f.metadata.get("neutral")}
+
+
+def keyed_only_off_default() -> dict[str, Any]:
+    """The settings left out of the run keys at their default, by dotted key, with that default."""
+    return {key: f.default for key, f in _leaf_fields(RunConfig) if not f.metadata.get("keyed_at_default", True)}
+
+
+def reference_markdown() -> str:
+    """The configuration reference table, generated from the dataclass fields' metadata."""
     lines = [
         "# Configuration reference",
         "",
         "Generated by `python -m vacnn_tf.config` from `vacnn_tf/config.py`; a test fails when it is stale.",
         "Set any key in a YAML file (`--config`) or on the command line (`--set section.key=value`).",
+        "A value outside a key's allowed ones stops the run before any work starts.",
         "",
-        "| key | default | note |",
-        "|---|---|---|",
+        "The run key, which names a run directory and decides whether `--resume` may continue it, hashes",
+        "every key except those marked *neutral*: they change nothing a run computes, so a run continued",
+        "with them changed is the same run. Keys marked *off default* are hashed only when not at their",
+        "default.",
+        "",
+        "| key | default | allowed | run key | note |",
+        "|---|---|---|---|---|",
     ]
-
-    def comments(cls: type) -> dict[str, str]:
-        notes: dict[str, str] = {}
-        for line in inspect.getsource(cls).splitlines():
-            stripped = line.strip()
-            if ":" in stripped and "#" in stripped and not stripped.startswith("#"):
-                name = stripped.split(":", 1)[0].strip()
-                notes[name] = stripped.split("#", 1)[1].strip()
-        return notes
-
-    def walk(cls: type, prefix: str) -> None:
-        notes = comments(cls)
-        for f in dataclasses.fields(cls):
-            hint = _field_types(cls)[f.name]
-            if dataclasses.is_dataclass(hint):
-                walk(hint, f"{prefix}{f.name}.")
-                continue
-            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
-            note = notes.get(f.name, "").replace("|", "\\|")
-            lines.append(f"| `{prefix}{f.name}` | `{json.dumps(default)}` | {note} |")
-
-    walk(RunConfig, "")
+    for key, f in _leaf_fields(RunConfig):
+        choices = f.metadata.get("choices")
+        allowed = ", ".join(f"`{c}`" for c in choices) if choices else ""
+        if f.metadata.get("neutral"):
+            keyed = "neutral"
+        elif not f.metadata.get("keyed_at_default", True):
+            keyed = "off default"
+        else:
+            keyed = ""
+        note = f.metadata["doc"].replace("|", "\\|")
+        lines.append(f"| `{key}` | `{json.dumps(f.default)}` | {allowed} | {keyed} | {note} |")
     return "\n".join(lines) + "\n"
 
 

@@ -23,16 +23,10 @@ from typing import Any, Callable, Iterator, Optional
 
 import yaml
 
-from vacnn_tf.config import RunConfig, replace, to_dict, to_yaml
+from vacnn_tf.config import RunConfig, keyed_only_off_default, neutral_settings, replace, to_dict, to_yaml
 from vacnn_tf.storage import read_json, write_json, write_text
 
 DONE = "DONE"
-# Settings that change nothing a run computes: ignored when deciding whether a run matches.
-_NEUTRAL_KEYS = {
-    "train.verbose": 1, "data.workers": 0, "out": "runs", "data.cache_dir": "cache",
-    # scheduling only: the same optimizer steps, so a resumed run may change them
-    "train.steps_per_execution": 4, "train.intra_op_threads": 0, "train.inter_op_threads": 0,
-}
 
 
 class RunExistsError(RuntimeError):
@@ -41,26 +35,29 @@ class RunExistsError(RuntimeError):
 
 def neutral_config(config: RunConfig) -> RunConfig:
     """``config`` with the settings that change nothing a run computes (verbosity, workers, paths,
-    scheduling) set to fixed values, so that hashes of it ignore them. The corpus root is made
-    absolute: ``../corpora`` and the same folder spelled from ``/`` are the same data."""
-    neutral = dict(_NEUTRAL_KEYS)
+    scheduling; :func:`~vacnn_tf.config.neutral_settings`) set to fixed values, so that hashes of it
+    ignore them. The corpus root is made absolute: ``../corpora`` and the same folder spelled from
+    ``/`` are the same data."""
+    neutral = neutral_settings()
     if config.data.data_root is not None:
         neutral["data.data_root"] = os.path.abspath(os.path.expanduser(str(config.data.data_root)))
     return replace(config, **neutral)
 
 
-# Keys that, at these values (their defaults), train exactly as a config without them: left out of
-# the run and pretraining keys there, so a run made by a config that lacks them is found again.
-_KEYED_ONLY_OFF_DEFAULT = {"train.strategy": "default", "train.batch_per": "replica"}
-
-
 def key_tree(config: RunConfig) -> dict[str, Any]:
-    """What the run keys hash: :func:`neutral_config`'s values, later keys at their defaults left out."""
+    """What the run keys hash: :func:`neutral_config`'s values, later keys at their defaults left out.
+
+    A key added after runs were made trains, at its default, exactly as a config without it; leaving
+    it out there (:func:`~vacnn_tf.config.keyed_only_off_default`) finds those runs again.
+    """
     tree = to_dict(neutral_config(config))
-    for dotted, default in _KEYED_ONLY_OFF_DEFAULT.items():
-        section, name = dotted.split(".")
-        if tree[section][name] == default:
-            del tree[section][name]
+    for dotted, default in keyed_only_off_default().items():
+        *sections, name = dotted.split(".")
+        node = tree
+        for section in sections:
+            node = node[section]
+        if node[name] == default:
+            del node[name]
     return tree
 
 
