@@ -21,7 +21,7 @@ from typing import Any, Callable, Optional, Sequence
 import pandas as pd
 
 from vacnn_tf.cli.errors import OneLineParser
-from vacnn_tf.config import ConfigError, RunConfig, load_config, packaged_config, replace
+from vacnn_tf.config import PROFILES, ConfigError, RunConfig, load_config, packaged_config, replace
 from vacnn_tf.storage import read_json, write_json, write_text
 from vacnn_tf.workers import Shard, add_worker_options, check_worker_options
 
@@ -32,7 +32,6 @@ from reproduce.grid import (  # noqa: E402,F401
 
 
 ROOT = Path(__file__).resolve().parents[1]
-PROFILES = ("paper", "quick", "demo")
 PROFILE_NOTES = {
     "paper": "the paper's settings in full (5 folds, up to 50 epochs; meant for a GPU)",
     "quick": "QUICK PROFILE: the same pipeline cut down (fewer epochs and folds, a subsample of each corpus); "

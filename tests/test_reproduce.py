@@ -112,7 +112,9 @@ def test_table10_rows_and_columns(results: Path):
     assert len(ours) == 15
     for col in ("dataset", "method", "accuracy", "uar", "accuracy_std", "paper_accuracy", "delta", "protocol", "profile"):
         assert col in df.columns
-    cited = df[~df["method"].isin(list(paper.TABLE10_METHODS))]
+    linear = df[df["method"] == table10.LINEAR]
+    assert list(linear["dataset"]) == list(paper.TARGETS) and linear["paper_accuracy"].isna().all()
+    cited = df[~df["method"].isin([*paper.TABLE10_METHODS, table10.LINEAR])]
     assert len(cited) == sum(len(v) for v in paper.TABLE10_LITERATURE.values())
     assert cited["accuracy"].isna().all() and (cited["status"] == "cited from the paper, not rerun").all()
     assert ours[ours["method"] == "vacnn_bovw"]["accuracy"].notna().all()
@@ -146,8 +148,8 @@ def _tiny_config(out: Path, *flags: str):
     return make_config(parser("").parse_args(["--out", str(out), *TINY, *flags]))
 
 
-def test_table10_grid_counts_19_trainings_and_a_finished_one_as_done(tmp_path: Path):
-    """4 pretrainings (VACNN + BOVW shares the VACNN's) and 15 one-fold fine-tunings."""
+def test_table10_grid_counts_22_trainings_and_a_finished_one_as_done(tmp_path: Path):
+    """4 pretrainings (VACNN + BOVW shares the VACNN's), 15 one-fold fine-tunings, 3 linear references."""
     from reproduce import table10
     from reproduce.common import plan_needs
     from vacnn_tf.progress import Progress
@@ -156,13 +158,14 @@ def test_table10_grid_counts_19_trainings_and_a_finished_one_as_done(tmp_path: P
     config = _tiny_config(tmp_path)
     units = plan_needs(config, table10.needs(config), (config.seed,), force=False)
     progress = Progress(units, emit=None)
-    assert (progress.total, progress.done) == (19, 0)
-    assert units[0].label == "pretrain inception on TESS + RAVDESS"
+    assert (progress.total, progress.done) == (22, 0)
+    assert [u.label for u in units[:4]] == [*(f"fit linear + BOVW on {t}, fold 1/1" for t in ("ravdess", "emodb", "savee")),
+                                            "pretrain inception on TESS + RAVDESS"]
     assert units[-1].label == "fine-tune vacnn + BOVW on savee, fold 1/1"
-    for unit in units[:2]:  # a resumed grid: the Inception pretraining and its RAVDESS fold are there
+    for unit in units[3:5]:  # a resumed grid: the Inception pretraining and its RAVDESS fold are there
         mark_done(unit.key)
     resumed = Progress(plan_needs(config, table10.needs(config), (config.seed,), force=False), emit=None)
-    assert (resumed.total, resumed.done) == (19, 2)
+    assert (resumed.total, resumed.done) == (22, 2)
     forced = Progress(plan_needs(config, table10.needs(config), (config.seed,), force=True), emit=None)
     assert forced.done == 1  # --force redoes the fine-tunings and reuses the pretrainings
 

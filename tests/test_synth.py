@@ -1,6 +1,8 @@
 """The synthetic corpus: layouts, exact counts through the real readers, determinism, reruns."""
 
 import hashlib
+import itertools
+import math
 from pathlib import Path
 
 import numpy as np
@@ -8,8 +10,8 @@ import pytest
 import soundfile as sf
 
 from vacnn_tf.corpora import corpus_stats, read_corpus
-from vacnn_tf.labels import CORPUS_CLASSES
-from vacnn_tf.synth import NATIVE_RATES, _capacity, generate, plan
+from vacnn_tf.labels import CANONICAL_LABELS, CORPUS_CLASSES
+from vacnn_tf.synth import NATIVE_RATES, PROSODY, Prosody, _capacity, _utterance, _voice, generate, plan
 
 PER_CLASS = 3
 
@@ -55,6 +57,45 @@ def test_classes_differ_in_prosody(corpus):
                               for p in table.loc[table["label"] == label, "path"]]))
 
     assert loudness("angry") > 2 * loudness("sad")
+
+
+def test_every_two_classes_differ_in_several_cues():
+    """No single cue decides a pair of classes: each pair differs in at least four, by margins the
+    log-mel image shows (the design rule stated above PROSODY)."""
+    def cues(a: Prosody, b: Prosody) -> list[str]:
+        differ = {
+            "pitch": abs(math.log2(a.f0_scale / b.f0_scale)) * 12 >= 1.5,
+            "range": abs(a.f0_range - b.f0_range) >= 2.0,
+            "contour": a.contour != b.contour,
+            "rate": abs(a.rate - b.rate) >= 0.6,
+            "energy": abs(a.energy_db - b.energy_db) >= 3.0,
+            "tilt": abs(a.tilt_db - b.tilt_db) >= 3.0,
+            "breath": abs(a.breath - b.breath) >= 0.06,
+            "jitter": abs(a.jitter - b.jitter) >= 0.015,
+            "tremor": (a.tremor > 0) != (b.tremor > 0),
+            "creak": (a.creak > 0) != (b.creak > 0),
+        }
+        return [name for name, yes in differ.items() if yes]
+
+    assert set(PROSODY) == set(CANONICAL_LABELS)
+    for x, y in itertools.combinations(PROSODY, 2):
+        assert len(cues(PROSODY[x], PROSODY[y])) >= 4, (x, y, cues(PROSODY[x], PROSODY[y]))
+
+
+def test_neither_duration_nor_level_gives_a_class_away(corpus):
+    """Duration is drawn the same way for every class; level varies within a class; nothing clips."""
+    voice = _voice(0, "savee", "DC")
+    lengths = {len(_utterance(np.random.default_rng(7), voice, PROSODY[label], 1)) for label in PROSODY}
+    assert len(lengths) == 1  # the same draws give the same duration whatever the class
+    table = read_corpus("savee", corpus["savee"]).table
+    for label, rows in table.groupby("label"):
+        peaks = [20 * np.log10(np.abs(sf.read(p)[0]).max()) for p in rows["path"]]
+        assert max(peaks) < -0.1, (label, peaks)  # below full scale: no clipping
+    voices = [_voice(0, "savee", speaker) for speaker in ("DC", "JE", "JK", "KL")]
+    for label in ("angry", "sad"):
+        peaks = [20 * np.log10(np.abs(_utterance(np.random.default_rng(i), v, PROSODY[label], i)).max())
+                 for i, v in enumerate(voices * 3)]
+        assert max(peaks) - min(peaks) > 2.0, (label, peaks)  # speakers and utterances differ in level
 
 
 def test_deterministic_per_seed(tmp_path: Path):

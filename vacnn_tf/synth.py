@@ -7,10 +7,14 @@ source whose pitch follows a contour, shaped by vowel formants per syllable, wit
 bursts, breath noise and a quiet room-noise floor.
 
 Classes differ the way acted emotions do in the prosody literature (Banse & Scherer 1996;
-Scherer 2003): pitch level and range, contour shape, syllable rate, loudness (visible against
-the fixed noise floor), spectral tilt, jitter and breathiness. Speakers differ in voice (base f0,
-vocal-tract length via formant scaling, breathiness, tilt, tempo). Every utterance draws its own
-duration, syllable timing, vowels and perturbations, so no two files are copies.
+Scherer 2003): pitch level and range, contour shape, pitch accents, syllable rate, loudness
+(visible against the room-noise floor), spectral tilt, jitter and shimmer, breathiness, and for
+two classes a voice quality of their own (a tremor in fear, a creaky voice in disgust). Every two
+classes differ in several of these cues at once (``PROSODY``), so no single cue decides. Speakers
+differ in voice (base f0, vocal-tract length via formant scaling, breathiness, tilt, tempo,
+loudness). Every utterance draws its own duration (from the same range for every class),
+syllable timing, vowels and perturbations, so no two files are copies and neither duration nor
+level is the same for every file of a class.
 
 Generation is deterministic: each file has its own random generator seeded from
 (seed, corpus, class, item), so the same seed gives bitwise-identical files.
@@ -31,7 +35,7 @@ from vacnn_tf.corpora import EMODB_EMOTIONS, RAVDESS_EMOTIONS, SAVEE_EMOTIONS, S
 from vacnn_tf.labels import CORPUS_CLASSES
 from vacnn_tf.storage import read_json, write_json
 
-SYNTH_VERSION = 1  # bump when the signal model changes, so old trees are regenerated
+SYNTH_VERSION = 2  # bump when the signal model changes, so old trees are regenerated
 CORPORA: tuple[str, ...] = ("ravdess", "emodb", "tess", "savee")
 NATIVE_RATES: dict[str, int] = {"ravdess": 48000, "emodb": 16000, "tess": 24414, "savee": 44100}
 INTERNAL_RATE = 16000  # voices are rendered here, then resampled to the corpus rate (content < 8 kHz)
@@ -52,18 +56,23 @@ class Prosody:
     jitter: float  # cycle-to-cycle f0 perturbation (fraction)
     breath: float  # aspiration noise relative to the voiced part
     tremor: float = 0.0  # st of a 6-8 Hz pitch tremor (fear)
+    creak: float = 0.0  # depth of period-doubling (creaky voice): subharmonics between the harmonics
 
 
+# Every two classes differ in at least four cues by a margin the log-mel image shows (1.5 st of
+# pitch, 2 st of range, the contour, 0.6 syllables/s, 3 dB of loudness or tilt, breathiness,
+# jitter, tremor or creak): tests/test_synth.py checks it. Pitch level alone would not do: the
+# speakers' base f0 spans an octave.
 PROSODY: dict[str, Prosody] = {
-    "neutral": Prosody(1.00, 3.0, "fall", 1.0, 4.0, 0.0, -12.0, 0.006, 0.04),
-    "calm": Prosody(0.94, 2.0, "fall", 0.6, 3.3, -4.0, -14.0, 0.004, 0.10),
-    "happy": Prosody(1.25, 7.0, "wavy", 2.5, 4.8, 3.0, -8.0, 0.010, 0.04),
-    "sad": Prosody(0.86, 1.5, "fall", 0.3, 2.6, -7.0, -16.0, 0.012, 0.14),
-    "angry": Prosody(1.30, 6.0, "fall", 3.0, 5.3, 7.0, -5.0, 0.020, 0.03),
-    "fear": Prosody(1.45, 4.0, "rise_fall", 1.5, 5.9, 1.0, -9.0, 0.030, 0.08, tremor=0.8),
-    "disgust": Prosody(0.90, 4.0, "fall_rise", 1.2, 3.0, 1.0, -11.0, 0.035, 0.12),
-    "surprise": Prosody(1.40, 9.0, "rise", 2.0, 4.3, 3.0, -8.0, 0.008, 0.05),
-    "boredom": Prosody(0.88, 0.8, "flat", 0.2, 2.8, -3.0, -14.0, 0.005, 0.06),
+    "neutral": Prosody(1.05, 3.0, "fall", 1.0, 4.4, 0.0, -11.0, 0.005, 0.03),
+    "calm": Prosody(0.95, 2.0, "rise_fall", 0.5, 3.0, -5.0, -16.0, 0.004, 0.16),
+    "happy": Prosody(1.35, 9.0, "wavy", 3.0, 5.4, 3.0, -7.0, 0.010, 0.03),
+    "sad": Prosody(0.80, 1.5, "fall", 0.3, 2.3, -11.0, -18.0, 0.020, 0.20),
+    "angry": Prosody(1.15, 4.0, "fall", 3.5, 6.0, 9.0, -2.0, 0.025, 0.02),
+    "fear": Prosody(1.55, 3.0, "rise_fall", 1.0, 6.8, -2.0, -10.0, 0.035, 0.12, tremor=1.2),
+    "disgust": Prosody(0.80, 5.0, "fall_rise", 1.5, 2.7, 1.0, -13.0, 0.040, 0.10, creak=0.8),
+    "surprise": Prosody(1.45, 14.0, "rise", 2.0, 3.3, 0.0, -10.0, 0.008, 0.10),
+    "boredom": Prosody(0.84, 0.6, "flat", 0.2, 3.3, -3.0, -13.0, 0.004, 0.04),
 }
 
 # Vowel formants F1, F2, F3 (Hz, adult male; Peterson & Barney 1952), scaled per speaker.
@@ -80,6 +89,7 @@ class Voice:
     breath: float
     tilt_db: float
     rate_scale: float
+    level_db: float  # vocal effort / distance to the microphone
 
 
 # --- corpus layouts --------------------------------------------------------------------------
@@ -157,6 +167,7 @@ def _voice(seed: int, corpus: str, speaker: str) -> Voice:
         breath=float(rng.uniform(0.02, 0.08) + (0.03 if female else 0.0)),
         tilt_db=float(rng.uniform(-2.0, 2.0)),
         rate_scale=float(rng.uniform(0.9, 1.1)),
+        level_db=float(rng.uniform(-2.0, 2.0)),
     )
 
 
@@ -172,7 +183,7 @@ def _contour(shape: str, x: np.ndarray, phase: float) -> np.ndarray:
     if shape == "fall_rise":
         return 0.5 * np.cos(2 * np.pi * x)
     if shape == "wavy":
-        return 0.5 * np.sin(2 * np.pi * 1.5 * x + phase)
+        return 0.5 * np.sin(2 * np.pi * 2.0 * x + phase)
     return np.zeros_like(x)
 
 
@@ -190,50 +201,86 @@ def _resonator(f: float, bw: float, sr: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _utterance(rng: np.random.Generator, voice: Voice, pro: Prosody, vowel_seed: int) -> np.ndarray:
-    """One utterance at INTERNAL_RATE, float64, speech peak between about -19 and -1 dBFS."""
-    from scipy.signal import butter, lfilter
+    """One utterance at INTERNAL_RATE, float64, speech peak between about -28 and -0.5 dBFS.
 
+    The helpers draw from ``rng`` in a fixed order, so a seed gives the same file every time.
+    """
+    from scipy.signal import lfilter
+
+    n, edges = _syllables(rng, voice, pro)
+    phase, f0_max = _pitch_phase(rng, voice, pro, n, edges)
+    source, aspiration = _glottal_source(rng, voice, pro, phase, f0_max)
+    speech = _articulate(rng, voice, pro, source, aspiration, edges, vowel_seed)
+    speech /= np.abs(speech).max() + 1e-9
+    speech *= 10 ** ((-13.0 + pro.energy_db + voice.level_db + rng.uniform(-1.5, 1.5)) / 20)
+    # Room noise at a fixed absolute level: louder classes show a higher SNR in the image.
+    room = lfilter([1.0], [1.0, -0.95], rng.standard_normal(n)) * 10 ** (rng.uniform(-68, -64) / 20)
+    return speech + room
+
+
+def _syllables(rng: np.random.Generator, voice: Voice, pro: Prosody) -> tuple[int, np.ndarray]:
+    """The utterance's length in samples and its syllable boundaries (sample indices)."""
     sr = INTERNAL_RATE
-    duration = rng.uniform(1.0, 2.5)
+    duration = rng.uniform(1.3, 2.3)
     n = int(duration * sr)
     lead, trail = rng.uniform(0.06, 0.2), rng.uniform(0.06, 0.2)
     span = duration - lead - trail
     rate = pro.rate * voice.rate_scale * rng.uniform(0.9, 1.1)
     n_syl = max(2, int(round(span * rate)))
-    # Syllable boundaries: equal slots with jittered edges (speech is not a metronome).
+    # Equal slots with jittered edges: speech is not a metronome.
     edges = np.linspace(lead, lead + span, n_syl + 1)
     edges[1:-1] += rng.uniform(-0.2, 0.2, n_syl - 1) * (span / n_syl)
-    edges = (edges * sr).astype(int)
+    return n, (edges * sr).astype(int)
 
-    # Pitch track in semitones: contour + per-syllable accents + tremor; then jitter.
+
+def _pitch_phase(rng: np.random.Generator, voice: Voice, pro: Prosody, n: int,
+                 edges: np.ndarray) -> tuple[np.ndarray, float]:
+    """The glottal phase of a pitch track (contour + per-syllable accents + tremor, then jitter)
+    and the track's highest f0 in Hz."""
+    sr = INTERNAL_RATE
     x = np.arange(n) / n
     st = pro.f0_range * rng.uniform(0.8, 1.2) * _contour(pro.contour, x, rng.uniform(0, 2 * np.pi))
     accents = np.zeros(n)
-    for s in range(n_syl):
-        a, b = edges[s], edges[s + 1]
+    for a, b in zip(edges[:-1], edges[1:]):
         accents[a:b] = pro.accent * rng.uniform(0.2, 1.0) * np.sin(np.linspace(0, np.pi, b - a))
     st = st + accents
     if pro.tremor:
         st += pro.tremor * np.sin(2 * np.pi * rng.uniform(6.0, 8.0) * np.arange(n) / sr)
-    f0 = voice.f0 * pro.f0_scale * rng.uniform(0.94, 1.06) * 2.0 ** (st / 12.0)
+    f0 = voice.f0 * pro.f0_scale * rng.uniform(0.96, 1.04) * 2.0 ** (st / 12.0)
     f0 *= 1.0 + pro.jitter * _smooth_noise(rng, n, sr // 250)
-    phase = 2 * np.pi * np.cumsum(f0) / sr
+    return 2 * np.pi * np.cumsum(f0) / sr, float(f0.max())
 
-    # Harmonic source with spectral tilt: amplitude k^(tilt / 6.02) halves per octave at -6 dB/oct.
+
+def _glottal_source(rng: np.random.Generator, voice: Voice, pro: Prosody, phase: np.ndarray,
+                    f0_max: float) -> tuple[np.ndarray, np.ndarray]:
+    """The harmonic source (spectral tilt, shimmer, creak) and the aspiration noise beside it."""
+    from scipy.signal import butter, lfilter
+
+    sr = INTERNAL_RATE
+    n = len(phase)
+    # Amplitude k^(tilt / 6.02): harmonics halve per octave at -6 dB/oct.
     tilt = pro.tilt_db + voice.tilt_db + rng.uniform(-1.5, 1.5)
-    n_harm = int(0.95 * (sr / 2) / f0.max())
     source = np.zeros(n)
-    for k in range(1, n_harm + 1):
+    for k in range(1, int(0.95 * (sr / 2) / f0_max) + 1):
         source += k ** (tilt / 6.02) * np.sin(k * phase)
     source *= 1.0 + 2.5 * pro.jitter * _smooth_noise(rng, n, sr // 200)  # shimmer grows with jitter
+    if pro.creak:  # every other glottal pulse weaker: components at f0 / 2 between the harmonics
+        source *= 1.0 + pro.creak * rng.uniform(0.6, 1.0) * np.cos(phase / 2)
     aspiration = lfilter(*butter(2, 1500 / (sr / 2), "highpass"), rng.standard_normal(n))
+    return source, aspiration
 
-    speech = np.zeros(n)
+
+def _articulate(rng: np.random.Generator, voice: Voice, pro: Prosody, source: np.ndarray,
+                aspiration: np.ndarray, edges: np.ndarray, vowel_seed: int) -> np.ndarray:
+    """Syllables: a vowel (three formant resonators) per voiced stretch, with consonant noise before."""
+    from scipy.signal import butter, lfilter
+
+    sr = INTERNAL_RATE
+    speech = np.zeros(len(source))
     vowel_rng = np.random.default_rng(vowel_seed)  # the "text" fixes the vowel sequence
     bw_scale = rng.uniform(0.9, 1.1) * (1.3 if pro.breath > 0.1 else 1.0)
     hp = butter(2, 2500 / (sr / 2), "highpass")
-    for s in range(n_syl):
-        a, b = edges[s], edges[s + 1]
+    for a, b in zip(edges[:-1], edges[1:]):
         onset = int(rng.uniform(0.02, 0.06) * sr)
         voiced = slice(min(a + onset, b - 1), a + int((b - a) * rng.uniform(0.78, 0.95)))
         length = voiced.stop - voiced.start
@@ -247,18 +294,14 @@ def _utterance(rng: np.random.Generator, voice: Voice, pro: Prosody, vowel_seed:
         env = np.ones(length)
         env[:ramp] = np.sin(np.linspace(0, np.pi / 2, ramp)) ** 2
         env[length - ramp :] = np.cos(np.linspace(0, np.pi / 2, ramp)) ** 2
-        stress = 10 ** (rng.uniform(-4.0, 1.0) / 20)
+        stress = 10 ** (rng.uniform(-2.0, 1.0) / 20)
         speech[voiced] += seg * env * stress / (np.abs(seg).max() + 1e-9)
         kind = rng.integers(3)  # 0 fricative, 1 plosive burst, 2 sonorant (no noise)
         if kind < 2:
             burst_len = onset if kind == 0 else min(onset, int(0.015 * sr))
             burst = lfilter(*hp, rng.standard_normal(burst_len)) * np.hanning(burst_len)
-            speech[a : a + burst_len] += burst * 10 ** (rng.uniform(-28, -16) / 20)
-    speech /= np.abs(speech).max() + 1e-9
-    speech *= 10 ** ((-10.0 + pro.energy_db + rng.uniform(-1.5, 1.5)) / 20)
-    # Room noise at a fixed absolute level: louder classes show a higher SNR in the image.
-    room = lfilter([1.0], [1.0, -0.95], rng.standard_normal(n)) * 10 ** (rng.uniform(-66, -60) / 20)
-    return speech + room
+            speech[a : a + burst_len] += burst * 10 ** (rng.uniform(-34, -24) / 20)
+    return speech
 
 
 def _render(seed: int, corpus: str, label: str, item: int, speaker: str, text: str) -> np.ndarray:
