@@ -11,7 +11,7 @@ KAZE runs uncached (fresh extraction) with 1 worker thread (OpenCV's own threadi
 with one per core; the histogram step uses a vocabulary fitted on the same descriptors.
 ``--compare-kmeans`` also times MiniBatchKMeans and Lloyd KMeans on the same sample and prints
 inertia per descriptor, silhouette and (for a corpus) a BOVW-only linear-probe accuracy, the
-numbers quoted in vacnn_tf/bovw.py's docstring. Timings depend on what else runs on the cores.
+numbers quoted in vacnn_tf/features/bovw.py's docstring. Timings depend on what else runs on the cores.
 """
 
 from __future__ import annotations
@@ -35,13 +35,13 @@ def load_images(args: argparse.Namespace) -> tuple[np.ndarray, np.ndarray | None
     if args.images:
         with np.load(args.images, allow_pickle=False) as data:
             return data["images"][: args.n], None
-    from vacnn_tf.corpora import read_corpus
-    from vacnn_tf.features import extract_images
+    from vacnn_tf.corpora.readers import read_corpus
+    from vacnn_tf.features.logmel import extract_images
 
     if args.corpus:
         root = Path(args.root)
     else:
-        from vacnn_tf.synth import generate
+        from vacnn_tf.corpora.synth import generate
 
         tmp = Path(tempfile.mkdtemp(prefix="bovw_bench_"))
         args.corpus = "emodb"
@@ -61,7 +61,7 @@ def compare_kmeans(descriptors: list[np.ndarray], config: BovwConfig, seed: int,
     from sklearn.metrics import silhouette_score
     from sklearn.model_selection import StratifiedKFold
 
-    from vacnn_tf.bovw import BovwVocabulary, _nearest, _sample_rows, _stack, fit_fold_vocabulary
+    from vacnn_tf.features.bovw import BovwVocabulary, _nearest, _sample_rows, _stack, fit_fold_vocabulary
 
     rows = _sample_rows(_stack(descriptors, 64), config.max_fit_descriptors, seed)
     scored = _sample_rows(rows, 10000, seed + 1)
@@ -97,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--compare-kmeans", action="store_true", help="also time MiniBatchKMeans vs KMeans")
     args = parser.parse_args(argv)
 
-    from vacnn_tf.bovw import BovwVocabulary, descriptors_for
+    from vacnn_tf.features.bovw import BovwVocabulary, descriptors_for
 
     config = BovwConfig()
     images, labels = load_images(args)

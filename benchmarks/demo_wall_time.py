@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from vacnn_tf.bench import machine_info  # noqa: E402
-from vacnn_tf.labels import classes_for  # noqa: E402
+from vacnn_tf.corpora.labels import classes_for  # noqa: E402
 
 VACNN_ROWS = ("VACNN + BOVW", "VACNN")
 VACNN_FLOOR = 80.0

@@ -26,7 +26,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from vacnn_tf.config import load_config  # noqa: E402
-from vacnn_tf.runtime import configure_runtime  # noqa: E402
+from vacnn_tf.models.runtime import configure_runtime  # noqa: E402
 
 
 def main(overrides: list[str]) -> None:
@@ -36,8 +36,8 @@ def main(overrides: list[str]) -> None:
     import tensorflow as tf
 
     from vacnn_tf.bench import epoch_timer
-    from vacnn_tf.models import build_vacnn, compile_model, count_params
-    from vacnn_tf.runtime import predict_function
+    from vacnn_tf.models.networks import build_vacnn, compile_model, count_params
+    from vacnn_tf.models.runtime import predict_function
 
     model = build_vacnn(7, config=config.model)
     print("params", count_params(model)["total"])

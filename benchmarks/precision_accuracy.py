@@ -32,13 +32,13 @@ from vacnn_tf.config import FeatureConfig, TrainConfig  # noqa: E402
 
 def load(args: argparse.Namespace) -> tuple[np.ndarray, np.ndarray]:
     """uint8 images (N, 224, 224) and integer labels of a corpus (or the synthetic EmoDB)."""
-    from vacnn_tf.corpora import read_corpus
-    from vacnn_tf.features import extract_images
+    from vacnn_tf.corpora.readers import read_corpus
+    from vacnn_tf.features.logmel import extract_images
 
     if args.root:
         corpus, root = args.corpus, Path(args.root)
     else:
-        from vacnn_tf.synth import generate
+        from vacnn_tf.corpora.synth import generate
 
         corpus = "emodb"
         root = generate(Path(tempfile.mkdtemp(prefix="prec_")), per_class=12, seed=0, corpora=("emodb",))["emodb"]
@@ -54,9 +54,9 @@ def train_once(images: np.ndarray, labels: np.ndarray, train: np.ndarray, test: 
     """Train one VACNN in ``precision`` and return its test metrics and speed."""
     import keras
 
-    from vacnn_tf.data import make_dataset
-    from vacnn_tf.models import build_vacnn, compile_model
-    from vacnn_tf.runtime import configure_runtime, predict
+    from vacnn_tf.datasets.pipeline import make_dataset
+    from vacnn_tf.models.networks import build_vacnn, compile_model
+    from vacnn_tf.models.runtime import configure_runtime, predict
 
     config = TrainConfig(precision=precision, epochs=epochs)
     configure_runtime(config)

@@ -41,7 +41,7 @@ sys.path.insert(0, str(ROOT))
 def child(overrides: list[str]) -> dict[str, float]:
     """One measurement in this process (what the parent starts per variant and round)."""
     from vacnn_tf.config import load_config
-    from vacnn_tf.runtime import configure_runtime
+    from vacnn_tf.models.runtime import configure_runtime
 
     config = load_config(None, overrides)
     configure_runtime(config.train)
@@ -49,8 +49,8 @@ def child(overrides: list[str]) -> dict[str, float]:
     import tensorflow as tf
 
     from vacnn_tf.bench import epoch_timer
-    from vacnn_tf.models import build_vacnn, compile_model
-    from vacnn_tf.runtime import predict, predict_function
+    from vacnn_tf.models.networks import build_vacnn, compile_model
+    from vacnn_tf.models.runtime import predict, predict_function
 
     keras.utils.set_random_seed(0)
     n, bs = 96, config.train.batch_size

@@ -78,7 +78,7 @@ def bad_requests() -> list[tuple[str, str, bytes]]:
 def good_requests(model_dir: Path, files: list[Path], route: str) -> list[bytes]:
     if route == "classify":
         return [f.read_bytes() for f in files]
-    from vacnn_tf.serving import Preprocessor
+    from vacnn_tf.serving.classifier import Preprocessor
 
     pre = Preprocessor.from_savedmodel(model_dir)
     bodies = []
@@ -218,7 +218,7 @@ def main() -> None:
 
 def model_ms_per_row(model_dir: Path, sizes: tuple[int, ...], calls: int = 5) -> dict[int, float]:
     """Milliseconds per row of the model alone at each batch size: what batching can win at most."""
-    from vacnn_tf.serving import EmotionClassifier
+    from vacnn_tf.serving.classifier import EmotionClassifier
 
     classifier = EmotionClassifier.from_savedmodel(model_dir)
     spec = classifier.signatures["serving_default"].structured_input_signature[1]

@@ -6,7 +6,7 @@ Usage (from the repository root)::
         --anchor "TORCH_ENV/bin/python ANCHOR"
 
 Exports one randomly initialised VACNN twice: as ``vacnn export`` writes it (every
-GroupNormalization replaced by ``ChannelStatsGroupNormalization``, :func:`vacnn_tf.export.serving_model`)
+GroupNormalization replaced by ``ChannelStatsGroupNormalization``, :func:`vacnn_tf.serving.export.serving_model`)
 and with Keras's own GroupNormalization (the export before that change). Each round times
 ``calls`` batch-1 calls of each ``serving_default`` (after 5 untimed), then runs the anchor
 once in its own process, so a machine whose speed drifts affects all alike. Printed: per-round
@@ -42,9 +42,10 @@ def main() -> None:
     import keras
     import tensorflow as tf
 
-    from vacnn_tf import bench, export
+    from vacnn_tf import bench
     from vacnn_tf.config import RunConfig
-    from vacnn_tf.models import build_vacnn
+    from vacnn_tf.models.networks import build_vacnn
+    from vacnn_tf.serving import export
 
     model = build_vacnn(7)
     classes = [str(i) for i in range(7)]

@@ -11,9 +11,9 @@ pretraining run works too): ``RUN/fold_K/model.keras`` (``--fold``, default the 
 fold) or ``RUN/pretrain/model.keras``. ``--model`` takes an exported version folder as it is.
 
 Each file is read and resampled to ``features.sample_rate`` as the Python path does
-(:func:`vacnn_tf.features.load_audio`, soxr); then, per batch of files zero-padded to the
+(:func:`vacnn_tf.features.logmel.load_audio`, soxr); then, per batch of files zero-padded to the
 longest, the ``waveform_logmel`` signature's images are compared with
-:func:`vacnn_tf.features.logmel_image`'s, and the labels of ``waveform`` (samples in) with those
+:func:`vacnn_tf.features.logmel.logmel_image`'s, and the labels of ``waveform`` (samples in) with those
 of ``serving_default`` (the Python image in). A BOVW model gets the Python histogram in both, so
 only the image differs. Printed: files, pixel differences (max, mean, share of pixels that
 differ, share of images identical), top-1 agreement, the largest probability difference, and the
@@ -37,12 +37,12 @@ sys.path.insert(0, str(ROOT))
 
 
 def export_run(run: Path, fold: int | None, out: Path) -> Path:
-    """Write a run's model with :func:`vacnn_tf.export.write_savedmodel` (signatures and assets)."""
+    """Write a run's model with :func:`vacnn_tf.serving.export.write_savedmodel` (signatures and assets)."""
     import keras
 
-    import vacnn_tf.layers  # noqa: F401  registers the custom layers
     from vacnn_tf.config import load_config
-    from vacnn_tf.export import ASSET_VOCABULARY, fold_dirs, write_savedmodel
+    import vacnn_tf.models.layers  # noqa: F401  registers the custom layers
+    from vacnn_tf.serving.export import ASSET_VOCABULARY, fold_dirs, write_savedmodel
     from vacnn_tf.storage import read_json
 
     folds = [f for f in fold_dirs(run) if (f / "DONE").is_file()]
@@ -60,8 +60,8 @@ def export_run(run: Path, fold: int | None, out: Path) -> Path:
 
 
 def compare(model_dir: Path, files: list[Path], batch: int) -> dict[str, float]:
-    from vacnn_tf.features import load_audio, logmel_image
-    from vacnn_tf.serving import EmotionClassifier
+    from vacnn_tf.features.logmel import load_audio, logmel_image
+    from vacnn_tf.serving.classifier import EmotionClassifier
 
     classifier = EmotionClassifier.from_savedmodel(model_dir)
     pre = classifier.preprocessor

@@ -2,7 +2,7 @@
 needs (here, or on workers: ``--jobs``, ``--shard``), and the side-by-side rendering with the paper.
 
 A table script states its runs (:class:`Need`, :mod:`reproduce.grid`) and renders; the runs
-themselves go through :func:`vacnn_tf.training.finetune` / :func:`vacnn_tf.training.pretrain`,
+themselves go through :func:`vacnn_tf.training.finetuning.finetune` / :func:`vacnn_tf.training.pretraining.pretrain`,
 whose run directories are keyed by configuration, so one pretraining and one feature cache serve
 every table, and a table whose runs exist only re-renders.
 """
@@ -23,7 +23,7 @@ import pandas as pd
 from vacnn_tf.cli.errors import OneLineParser
 from vacnn_tf.config import PROFILES, ConfigError, RunConfig, load_config, packaged_config, replace
 from vacnn_tf.storage import read_json, write_json, write_text
-from vacnn_tf.workers import Shard, add_worker_options, check_worker_options
+from vacnn_tf.training.workers import Shard, add_worker_options, check_worker_options
 
 # the table scripts take the grid's names from here
 from reproduce.grid import (  # noqa: E402,F401
@@ -184,7 +184,7 @@ def notes_for(config: RunConfig, outcomes: Sequence[Outcome]) -> list[str]:
     if len(seeds) > 1:
         notes.append(f"seeds: {', '.join(map(str, seeds))}")
     if config.protocol.name == "paper":
-        from vacnn_tf.folds import LEAKAGE_CAVEAT
+        from vacnn_tf.datasets.folds import LEAKAGE_CAVEAT
 
         notes.append(LEAKAGE_CAVEAT)
     notes.append("Columns named paper_* hold the paper's published numbers (reproduce/paper.py), not ours.")
@@ -200,7 +200,7 @@ def record(out_dir: Path, table: str, config: RunConfig, outcomes: Sequence[Outc
 
     ``seeds``: every seed the table ran (default: the config's one); ``seed`` stays the first.
     """
-    from vacnn_tf.runs import git_revision, package_versions
+    from vacnn_tf.training.run_dirs import git_revision, package_versions
 
     index_path = out_dir / "index.json"
     index = read_json(index_path) if index_path.is_file() else {"tables": {}}
@@ -231,7 +231,7 @@ def _cpus() -> int:
 
 
 def _readme(index: dict[str, Any]) -> str:
-    from vacnn_tf.folds import LEAKAGE_CAVEAT
+    from vacnn_tf.datasets.folds import LEAKAGE_CAVEAT
 
     lines = ["# Results", "", "Written by `python -m reproduce.tableN`; one section per table built.", ""]
     for name in sorted(index["tables"], key=lambda t: int("".join(ch for ch in t if ch.isdigit()) or 0)):
@@ -329,7 +329,7 @@ def main_for(table: str, description: str, needs: Callable[[RunConfig], list[Nee
 
 def checked_config(cli: argparse.ArgumentParser, args: argparse.Namespace) -> RunConfig:
     """:func:`make_config`, and the worker flags checked; a problem is a usage error (exit 2)."""
-    from vacnn_tf.workers import worker_placements
+    from vacnn_tf.training.workers import worker_placements
 
     problem = check_worker_options(args)
     if problem:
@@ -355,7 +355,7 @@ def run_workers(module: str, argv: Sequence[str], args: argparse.Namespace,
                 grids: Sequence[tuple[RunConfig, Sequence[Need], Sequence[int]]]) -> None:
     """``--jobs N``: ``--force`` applied once to the runs of ``grids``, then N pinned ``--shard``
     copies of the command, waited for."""
-    from vacnn_tf.workers import child_argv, python_command, run_jobs
+    from vacnn_tf.training.workers import child_argv, python_command, run_jobs
 
     if args.force:
         for config, needs, seeds in grids:
@@ -371,7 +371,7 @@ def shard_report(module: str, argv: Sequence[str], shard: Shard, outcomes: Seque
     """What a ``--shard`` worker did, and the command that writes the table once every shard ended."""
     import shlex
 
-    from vacnn_tf.workers import without_shard
+    from vacnn_tf.training.workers import without_shard
 
     finished = sum(1 for o in outcomes if o.ok)
     held = sum(1 for o in outcomes if o.held)

@@ -3,7 +3,7 @@ output folder (``--jobs``, ``--shard``) never train one twice.
 
 A table states its runs (:class:`Need`); :func:`run_needs` runs them in this process and waits
 for units other workers hold, :func:`work_needs` is one worker of several. The runs themselves
-go through :func:`vacnn_tf.training.pretrain` / :func:`vacnn_tf.training.finetune`.
+go through :func:`vacnn_tf.training.pretraining.pretrain` / :func:`vacnn_tf.training.finetuning.finetune`.
 """
 
 from __future__ import annotations
@@ -15,11 +15,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Optional, Sequence
 
 from vacnn_tf.config import RunConfig, replace
-from vacnn_tf.workers import Shard, until_done
+from vacnn_tf.training.workers import Shard, until_done
 
 if TYPE_CHECKING:
-    from vacnn_tf.claims import Claims
-    from vacnn_tf.progress import Progress, Unit
+    from vacnn_tf.training.claims import Claims
+    from vacnn_tf.training.progress import Progress, Unit
 
 PRETRAIN_CORPORA = ("tess", "ravdess")
 
@@ -88,8 +88,8 @@ def run_needs(config: RunConfig, needs: Sequence[Need], force: bool = False,
 
     Seed by seed, so that the first seed's runs are all there before the next seed starts. A need
     that fails for one seed is not run for the seeds after it: its row needs every seed. One line
-    is printed as each training starts (:mod:`vacnn_tf.progress`): which, of how many, and the
-    time left. Each unit is claimed first (:mod:`vacnn_tf.claims`), so a unit that workers
+    is printed as each training starts (:mod:`vacnn_tf.training.progress`): which, of how many, and the
+    time left. Each unit is claimed first (:mod:`vacnn_tf.training.claims`), so a unit that workers
     sharing ``config.out`` hold is waited for, not trained twice; ``force`` claims nothing (it
     must run alone).
     """
@@ -113,7 +113,7 @@ def work_needs(config: RunConfig, needs: Sequence[Need], shard: Shard, seeds: Se
 
 
 def _claims(force: bool, name: str) -> Any:
-    from vacnn_tf.claims import Claims
+    from vacnn_tf.training.claims import Claims
 
     return contextlib.nullcontext() if force else Claims(name)
 
@@ -135,7 +135,7 @@ class _Grid:
 
     @classmethod
     def plan(cls, config: RunConfig, needs: Sequence[Need], seeds: tuple[int, ...], force: bool, label: str) -> "_Grid":
-        from vacnn_tf.progress import Progress
+        from vacnn_tf.training.progress import Progress
 
         present = available_corpora(config)
         missing = [tuple(c for c in need.corpora() if c not in present) for need in needs]
@@ -149,15 +149,14 @@ class _Grid:
 
     def step(self, claims: Any, pretrainings_first: bool) -> None:
         """One pass over every unit not finished; raises UnitsHeld when some are held elsewhere."""
-        from vacnn_tf import training
-        from vacnn_tf.claims import UnitsHeld
+        from vacnn_tf.training.claims import UnitsHeld
+        from vacnn_tf.training.pretraining import pretrain
 
         held: list[UnitsHeld] = []
         for s, i, cfg, units in (self.plans if pretrainings_first else ()):
             for unit in (u for u in units if u.pretraining and i not in self.errors):
                 try:
-                    training.pretrain(cfg, exclude_speakers=dict(unit.exclude), resume=True, progress=self.progress,
-                                      claims=claims)
+                    pretrain(cfg, exclude_speakers=dict(unit.exclude), resume=True, progress=self.progress, claims=claims)
                 except UnitsHeld as err:
                     held.append(err)
                 except Exception as err:  # noqa: BLE001 - one failed run must not lose the others' results
@@ -198,7 +197,7 @@ class _Grid:
 def _plans(config: RunConfig, needs: Sequence[tuple[int, Need]], seeds: Sequence[int],
            force: bool) -> list[tuple[int, int, RunConfig, list["Unit"]]]:
     """Per seed and need (by its index): its config and the trainings it will run, in order."""
-    from vacnn_tf.progress import plan_finetune, plan_pretrain
+    from vacnn_tf.training.progress import plan_finetune, plan_pretrain
 
     plans = []
     tables: dict[tuple[object, ...], Any] = {}
@@ -215,26 +214,27 @@ def _plans(config: RunConfig, needs: Sequence[tuple[int, Need]], seeds: Sequence
 
 
 def plan_needs(config: RunConfig, needs: Sequence[Need], seeds: Sequence[int], force: bool) -> list["Unit"]:
-    """The trainings ``needs`` will run, in order, as :class:`vacnn_tf.progress.Unit`."""
+    """The trainings ``needs`` will run, in order, as :class:`vacnn_tf.training.progress.Unit`."""
     return [u for *_, units in _plans(config, list(enumerate(needs)), seeds, force) for u in units]
 
 
 def _run_need(config: RunConfig, need: Need, force: bool, progress: Optional["Progress"] = None,
               claims: Optional["Claims"] = None) -> Path:
-    from vacnn_tf import training
+    from vacnn_tf.training.finetuning import finetune
+    from vacnn_tf.training.pretraining import pretrain
 
     if need.variant == "pretrain":
-        return Path(training.pretrain(config, resume=True, force=force, progress=progress, claims=claims))
-    return Path(training.finetune(config, need.target, variant=need.variant, resume=True, force=force,
-                                  progress=progress, claims=claims).run_dir)
+        return Path(pretrain(config, resume=True, force=force, progress=progress, claims=claims))
+    return Path(finetune(config, need.target, variant=need.variant, resume=True, force=force,
+                         progress=progress, claims=claims).run_dir)
 
 
 def clear_runs(config: RunConfig, needs: Sequence[Need], seeds: Sequence[int]) -> None:
     """Delete the run directories ``needs`` write (``--force``; the pretrainings fine-tunings use are kept)."""
     import shutil
 
-    from vacnn_tf.claims import claims_dir
-    from vacnn_tf.training import finetune_dir, pretrain_dir
+    from vacnn_tf.training.claims import claims_dir
+    from vacnn_tf.training.run_dirs import finetune_dir, pretrain_dir
 
     for seed in seeds:
         for need in needs:

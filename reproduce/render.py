@@ -11,7 +11,7 @@ import pandas as pd
 from reproduce import paper
 from reproduce.common import Outcome, seeds_in, summary_of
 from vacnn_tf.config import RunConfig
-from vacnn_tf.seeds import SeedReport, seed_report
+from vacnn_tf.training.seeds import SeedReport, seed_report
 
 PRF = ("precision", "recall", "f1")
 

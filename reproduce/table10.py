@@ -30,7 +30,7 @@ METHODS = {
 
 
 # Ours, not the paper's: logistic regression on per-mel-band statistics plus the BOVW histogram,
-# on the same folds (vacnn_tf.linear). It says how hard a corpus is and what a network must beat.
+# on the same folds (vacnn_tf.models.linear). It says how hard a corpus is and what a network must beat.
 LINEAR = "linear"
 LINEAR_LABEL = "linear reference (ours: band statistics + BOVW)"
 

@@ -35,7 +35,7 @@ def fake_emodb(monkeypatch: pytest.MonkeyPatch) -> None:
     import numpy as np
     import pandas as pd
 
-    from vacnn_tf.corpus_data import CorpusData
+    from vacnn_tf.datasets.loading import CorpusData
 
     rows = [{"path": f"/emodb/{s}_{c}_{k}.wav", "corpus": "emodb", "speaker": s, "label": c}
             for s in ("03", "08") for c in EMODB_CLASSES for k in range(2)]
@@ -43,6 +43,7 @@ def fake_emodb(monkeypatch: pytest.MonkeyPatch) -> None:
     images = np.random.default_rng(0).integers(0, 256, (len(table), 224, 224), dtype=np.uint8)
     labels = table["label"].map(EMODB_CLASSES.index).to_numpy(np.int32)
     data = CorpusData("emodb", table, images, EMODB_CLASSES, labels, [], [])
-    monkeypatch.setattr("vacnn_tf.corpus_data.read_table", lambda config, name: (table, []))
-    monkeypatch.setattr("vacnn_tf.training.load_corpus", lambda config, name, **kw: data)
-    monkeypatch.setattr("vacnn_tf.runs.package_versions", lambda: {})  # naming TensorFlow's version imports it
+    monkeypatch.setattr("vacnn_tf.datasets.loading.read_table", lambda config, name: (table, []))
+    for stage in ("pretraining", "finetuning"):
+        monkeypatch.setattr(f"vacnn_tf.training.{stage}.load_corpus", lambda config, name, **kw: data)
+    monkeypatch.setattr("vacnn_tf.training.run_dirs.package_versions", lambda: {})  # naming TensorFlow's version imports it

@@ -31,9 +31,9 @@ def test_bench_rejects_an_unknown_precision(capsys):
 
 
 def test_predict_matches_model_predict():
-    from vacnn_tf.data import make_dataset
-    from vacnn_tf.models import build_finetuned, build_vacnn
-    from vacnn_tf.runtime import predict
+    from vacnn_tf.datasets.pipeline import make_dataset
+    from vacnn_tf.models.networks import build_finetuned, build_vacnn
+    from vacnn_tf.models.runtime import predict
 
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, (5, 224, 224), dtype=np.uint8)
@@ -57,7 +57,7 @@ def test_predict_matches_model_predict():
 def test_configure_runtime_checks_and_applies():
     import keras
 
-    from vacnn_tf.runtime import configure_runtime
+    from vacnn_tf.models.runtime import configure_runtime
 
     with pytest.raises(ValueError, match="train.precision"):
         configure_runtime(TrainConfig(precision="float8"))
@@ -66,7 +66,7 @@ def test_configure_runtime_checks_and_applies():
     try:
         settings = configure_runtime(TrainConfig(precision="mixed_bfloat16"))
         assert settings.precision == "mixed_bfloat16"
-        from vacnn_tf.models import build_vacnn
+        from vacnn_tf.models.networks import build_vacnn
 
         model = build_vacnn(7)
         assert model.get_layer("va_block1_conv1").compute_dtype == "bfloat16"
@@ -80,7 +80,7 @@ def test_configure_runtime_checks_and_applies():
 def test_compile_model_rejects_bad_steps_per_execution():
     import keras
 
-    from vacnn_tf.models import compile_model
+    from vacnn_tf.models.networks import compile_model
 
     inputs = keras.Input((4,), name="logmel")
     model = keras.Model(inputs, keras.layers.Dense(2, activation="softmax")(inputs))
@@ -92,8 +92,8 @@ def test_steps_per_execution_takes_the_same_optimizer_steps():
     """Several steps per compiled call: the same updates on the same batches, so the same weights."""
     import keras
 
-    from vacnn_tf.data import make_dataset
-    from vacnn_tf.models import compile_model
+    from vacnn_tf.datasets.pipeline import make_dataset
+    from vacnn_tf.models.networks import compile_model
 
     rng = np.random.default_rng(1)
     images = rng.integers(0, 256, (10, 8, 8), dtype=np.uint8)

@@ -7,8 +7,9 @@ import cv2
 import numpy as np
 import pytest
 
-from vacnn_tf import bovw, kaze
-from vacnn_tf.bovw import (
+from vacnn_tf.config import BovwConfig, replace
+from vacnn_tf.features import bovw, kaze
+from vacnn_tf.features.bovw import (
     BovwVocabulary,
     VocabularyError,
     descriptors_for,
@@ -17,7 +18,6 @@ from vacnn_tf.bovw import (
     kaze_detector,
     silhouette_study,
 )
-from vacnn_tf.config import BovwConfig, replace
 
 # Small k and fit sample keep K-means to milliseconds; the code paths are those of k = 128.
 CONFIG = BovwConfig(k=8, max_fit_descriptors=3000)
@@ -247,7 +247,7 @@ def test_silhouette_study(descriptors: list[np.ndarray]):
 
 def test_silhouette_command_on_synthetic_corpus(tmp_path: Path, capsys: pytest.CaptureFixture):
     from vacnn_tf.cli import main
-    from vacnn_tf.synth import generate
+    from vacnn_tf.corpora.synth import generate
 
     root = generate(tmp_path / "corpus", per_class=2, seed=0, corpora=("emodb",))["emodb"]
     out = tmp_path / "study"

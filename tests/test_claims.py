@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from vacnn_tf.claims import Claims, UnitsHeld, claims_dir, read_claim
-from vacnn_tf.runs import Manifest, mark_done
+from vacnn_tf.training.claims import Claims, UnitsHeld, claims_dir, read_claim
+from vacnn_tf.training.run_dirs import Manifest, mark_done
 
 
 class Clock:
@@ -167,10 +167,10 @@ def test_units_held_merges_and_says_whether_to_wait():
 
 def test_manifests_of_workers_sharing_a_run_merge(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     """Two sessions save one manifest in turn: stage times add up, each one's entries stay."""
-    from vacnn_tf import runs
     from vacnn_tf.config import RunConfig
+    from vacnn_tf.training import run_dirs
 
-    monkeypatch.setattr(runs, "package_versions", lambda: {})  # importing TensorFlow to name it is beside the point
+    monkeypatch.setattr(run_dirs, "package_versions", lambda: {})  # importing TensorFlow to name it is beside the point
     run = tmp_path / "run"
     run.mkdir()
     a = Manifest.open(run, RunConfig(), "finetune")

@@ -75,14 +75,14 @@ def test_features_fills_cache_and_reports_failures(data_root, tmp_path, capsys):
 
 def _training_reads(config, monkeypatch, descriptors: bool = False) -> None:
     """Load a corpus (and its KAZE descriptors) as training does, failing on any recomputation."""
-    from vacnn_tf import features, kaze
-    from vacnn_tf.corpus_data import load_corpus
+    from vacnn_tf.datasets.loading import load_corpus
+    from vacnn_tf.features import kaze, logmel
     from vacnn_tf.storage import bovw_cache_dir
 
     def computed(*args, **kwargs):
         raise AssertionError("training recomputed what the command had cached")
 
-    monkeypatch.setattr(features, "_compute", computed)
+    monkeypatch.setattr(logmel, "_compute", computed)
     monkeypatch.setattr(kaze, "extract_descriptors", computed)
     data = load_corpus(config, "savee")
     assert len(data.images) == 14

@@ -113,8 +113,11 @@ def test_a_state_pooling_typo_stops_at_the_config():
 
 
 def test_allowed_values_have_one_owner():
-    from vacnn_tf import bovw, config, folds, runtime  # not fitting or models: they load TensorFlow
+    from vacnn_tf import config  # not fitting or the networks: they load TensorFlow
     from vacnn_tf.cli.model import MODEL_CHOICES
+    from vacnn_tf.datasets import folds
+    from vacnn_tf.features import bovw
+    from vacnn_tf.models import runtime
 
     assert folds.PROTOCOLS is config.PROTOCOLS and runtime.PRECISIONS is config.PRECISIONS
     assert bovw.BOVW_NORMALIZATIONS is config.BOVW_NORMALIZATIONS and bovw.KMEANS_MODES is config.KMEANS_MODES
@@ -172,7 +175,7 @@ def _other(value):
 
 @pytest.mark.parametrize("key", sorted(NEUTRAL))
 def test_a_neutral_setting_leaves_the_run_key_alone(key: str):
-    from vacnn_tf.runs import run_key
+    from vacnn_tf.training.run_dirs import run_key
 
     base = RunConfig()
     assert run_key(replace(base, **{key: _other(NEUTRAL[key])})) == run_key(base)
@@ -180,7 +183,7 @@ def test_a_neutral_setting_leaves_the_run_key_alone(key: str):
 
 
 def test_a_setting_keyed_off_default_is_hashed_only_when_changed():
-    from vacnn_tf.runs import key_tree, run_key
+    from vacnn_tf.training.run_dirs import key_tree, run_key
 
     base = RunConfig()
     assert "strategy" not in key_tree(base)["train"] and "batch_per" not in key_tree(base)["train"]

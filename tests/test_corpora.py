@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from vacnn_tf.corpora import COLUMNS, corpus_root, corpus_stats, find_corpus_dir, read_corpus
+from vacnn_tf.corpora.readers import COLUMNS, corpus_root, corpus_stats, find_corpus_dir, read_corpus
 
 
 def touch_wav(path: Path, sample_rate: int = 8000, seconds: float = 0.02) -> Path:

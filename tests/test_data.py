@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from vacnn_tf.data import Masking, make_dataset, pipeline_throughput
+from vacnn_tf.datasets.pipeline import Masking, make_dataset, pipeline_throughput
 
 
 def _arrays(n=20):

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from vacnn_tf.config import RunConfig, load_config, packaged_config, replace
-from vacnn_tf.labels import CORPUS_CLASSES
+from vacnn_tf.corpora.labels import CORPUS_CLASSES
 
 
 def demo_config(tmp_path: Path, **changes) -> RunConfig:
@@ -35,7 +35,7 @@ def test_shrunken_demo_vacnn_bovw_learns_well_above_chance(tmp_path: Path):
 
     The demo profile's recipe on a smaller corpus with fewer epochs; chance is 1/7.
     """
-    from vacnn_tf.training import finetune
+    from vacnn_tf.training.finetuning import finetune
 
     config = demo_config(tmp_path, **SHRUNKEN)
     summary = finetune(config, "savee")

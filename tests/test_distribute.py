@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from vacnn_tf.config import ConfigError, TrainConfig, load_config
-from vacnn_tf.distribute import global_batch_size
+from vacnn_tf.training.distribute import global_batch_size
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -31,7 +31,7 @@ def test_the_batch_is_per_replica_or_split_over_them():
 
 
 def test_no_replica_is_left_a_batch_without_rows():
-    from vacnn_tf.distribute import eval_batch_size, train_steps
+    from vacnn_tf.training.distribute import eval_batch_size, train_steps
 
     assert train_steps(17, 8) == 3 and train_steps(17, 8, replicas=2) == 2  # the 1-row batch is left out
     assert train_steps(18, 8, replicas=2) == 3
@@ -52,10 +52,10 @@ MIRRORED_FIT = textwrap.dedent('''
     import keras
     import numpy as np
     from vacnn_tf.config import TrainConfig
-    from vacnn_tf.data import make_dataset
-    from vacnn_tf.distribute import global_batch_size, strategy_scope, train_steps, without_short_batch
-    from vacnn_tf.fitting import fit_resumable
-    from vacnn_tf.models import compile_model
+    from vacnn_tf.datasets.pipeline import make_dataset
+    from vacnn_tf.models.networks import compile_model
+    from vacnn_tf.training.distribute import global_batch_size, strategy_scope, train_steps, without_short_batch
+    from vacnn_tf.training.fitting import fit_resumable
 
     rng = np.random.default_rng(0)
     all_images = rng.integers(0, 256, (17, 32, 32), dtype=np.uint8)
@@ -132,7 +132,7 @@ MIRRORED_FINETUNE = textwrap.dedent('''
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
     import pandas as pd
     from vacnn_tf.config import RunConfig, replace
-    from vacnn_tf.training import finetune
+    from vacnn_tf.training.finetuning import finetune
 
     out = Path(sys.argv[1])
     config = replace(RunConfig(), **{

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from sklearn.metrics import accuracy_score, balanced_accuracy_score, confusion_matrix, precision_recall_fscore_support
 
-from vacnn_tf.evaluation import (
+from vacnn_tf.evaluation.metrics import (
     accuracy,
     confusion_counts,
     evaluate_predictions,

@@ -21,20 +21,20 @@ ENV_QUIET = {"TF_CPP_MIN_LOG_LEVEL": "2"}
 @pytest.fixture(scope="module")
 def run_dir(module_tmp) -> Path:
     """A fine-tuning run (fine-tuned architecture from scratch, BOVW) trained for 2 epochs."""
-    from vacnn_tf import training
+    from vacnn_tf.training.finetuning import finetune
 
     root = module_tmp / "export"
     config = load_config(overrides=[
         f"out={root / 'runs'}", f"data.cache_dir={root / 'cache'}", "data.synth_per_class=4",
         "protocol.folds=2", "protocol.max_folds=1", "train.epochs=2", "train.verbose=0", "train.xla_fusion=false",
     ])
-    summary = training.finetune(config, "emodb", out_dir=root / "run", variant="pure")
+    summary = finetune(config, "emodb", out_dir=root / "run", variant="pure")
     return Path(summary.run_dir)
 
 
 @pytest.fixture(scope="module")
 def exported(run_dir: Path, module_tmp) -> Path:
-    from vacnn_tf.export import export_savedmodel
+    from vacnn_tf.serving.export import export_savedmodel
 
     return export_savedmodel(run_dir, module_tmp / "models", model_name="vacnn")
 
@@ -107,7 +107,7 @@ def test_predict_cli_labels_files_and_reports_bad_ones(exported: Path, run_dir: 
 
 
 def test_export_refuses_a_folder_that_is_not_a_run(tmp_path: Path):
-    from vacnn_tf.export import ExportError, export_savedmodel
+    from vacnn_tf.serving.export import ExportError, export_savedmodel
 
     with pytest.raises(ExportError, match="config.yaml missing"):
         export_savedmodel(tmp_path, tmp_path / "models")
@@ -136,7 +136,7 @@ class _FakeServing(BaseHTTPRequestHandler):
 
 
 def test_rest_client_against_a_local_server():
-    from vacnn_tf.serving import ServingClient, ServingError
+    from vacnn_tf.serving.classifier import ServingClient, ServingError
 
     server = HTTPServer(("127.0.0.1", 0), _FakeServing)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
@@ -158,9 +158,9 @@ def test_serving_model_swaps_group_norm_and_keeps_outputs():
     import keras
 
     from vacnn_tf.config import ModelConfig
-    from vacnn_tf.export import serving_model
-    from vacnn_tf.layers import ChannelStatsGroupNormalization
-    from vacnn_tf.models import build_finetuned, build_vacnn
+    from vacnn_tf.models.layers import ChannelStatsGroupNormalization
+    from vacnn_tf.models.networks import build_finetuned, build_vacnn
+    from vacnn_tf.serving.export import serving_model
 
     base = build_vacnn(7)
     model = build_finetuned(base, 5, ModelConfig())
@@ -182,7 +182,7 @@ def test_model_card_travels_in_the_assets(exported: Path, run_dir: Path):
     import pandas as pd
     import tensorflow as tf
 
-    from vacnn_tf.model_card import PAPER_DOI
+    from vacnn_tf.evaluation.model_card import PAPER_DOI
 
     card = (exported / "assets" / "MODEL_CARD.md").read_text()
     for heading in ("## Model", "## Training data and protocol", "## Metrics", "## Intended use", "## Limits", "## Citation"):
@@ -202,7 +202,7 @@ def test_model_card_travels_in_the_assets(exported: Path, run_dir: Path):
 
 def test_model_card_of_a_real_corpus_run(tmp_path: Path):
     """The card's wording for recorded corpora, from a run's files alone (no training)."""
-    from vacnn_tf.model_card import model_card
+    from vacnn_tf.evaluation.model_card import model_card
 
     fold = tmp_path / "fold_1"
     fold.mkdir()
@@ -246,9 +246,9 @@ def signatures(exported: Path):
 
 def test_waveform_signature_matches_the_python_features(exported: Path, run_dir: Path, signatures):
     """In-graph images of a padded batch of synthetic utterances of different lengths against
-    vacnn_tf.features.logmel_image, and the labels of the two paths (the Python histogram in both)."""
-    from vacnn_tf.features import load_audio
-    from vacnn_tf.serving import Preprocessor
+    vacnn_tf.features.logmel.logmel_image, and the labels of the two paths (the Python histogram in both)."""
+    from vacnn_tf.features.logmel import load_audio
+    from vacnn_tf.serving.classifier import Preprocessor
 
     pre = Preprocessor.from_savedmodel(exported)
     waves = [load_audio(p, pre.features.sample_rate) for p in _wavs(run_dir, 6)]
@@ -280,9 +280,9 @@ def test_waveform_signature_of_a_model_without_bovw_needs_audio_only(tmp_path: P
     """TF Serving alone turns audio into labels: the signature takes waveform and length, nothing else."""
     import tensorflow as tf
 
-    from vacnn_tf.export import write_savedmodel
-    from vacnn_tf.features import load_audio, logmel_image
-    from vacnn_tf.models import build_vacnn
+    from vacnn_tf.features.logmel import load_audio, logmel_image
+    from vacnn_tf.models.networks import build_vacnn
+    from vacnn_tf.serving.export import write_savedmodel
 
     config = load_config()
     target = write_savedmodel(build_vacnn(7), tmp_path / "vacnn" / "1", list("abcdefg"), config)
@@ -299,8 +299,8 @@ def test_waveform_signature_of_a_model_without_bovw_needs_audio_only(tmp_path: P
 def test_waveform_signature_is_left_out_where_the_graph_cannot_copy_the_features(tmp_path: Path):
     import tensorflow as tf
 
-    from vacnn_tf.export import write_savedmodel
-    from vacnn_tf.models import build_vacnn
+    from vacnn_tf.models.networks import build_vacnn
+    from vacnn_tf.serving.export import write_savedmodel
 
     config = load_config(overrides=["features.resize=area"])
     target = write_savedmodel(build_vacnn(3), tmp_path / "vacnn" / "1", list("abc"), config)

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from vacnn_tf import features
 from vacnn_tf.config import FeatureConfig, replace
-from vacnn_tf.features import AudioError, cache_path, extract_images, file_sha1, load_audio, logmel_image
+from vacnn_tf.features import logmel
+from vacnn_tf.features.logmel import AudioError, cache_path, extract_images, file_sha1, load_audio, logmel_image
 
 RATE = 16000
 
@@ -136,7 +136,7 @@ def test_extract_reports_failures_and_reuses_cache(tmp_path: Path, bad_files, mo
     def no_compute(*args, **kwargs):
         raise AssertionError("a cached image was recomputed")
 
-    monkeypatch.setattr(features, "file_image", no_compute)
+    monkeypatch.setattr(logmel, "file_image", no_compute)
     second = extract_images(paths[::2], config, cache, workers=1, progress=False)
     assert second.cached == 3 and second.failures == []
     np.testing.assert_array_equal(second.images, first.images)
@@ -159,7 +159,7 @@ def test_cache_is_keyed_by_content_and_settings(tmp_path: Path):
 def test_parallel_matches_in_process(tmp_path: Path, bad_files, monkeypatch, start):
     import multiprocessing
 
-    monkeypatch.setattr(features, "_pool_context", lambda: multiprocessing.get_context(start))
+    monkeypatch.setattr(logmel, "_pool_context", lambda: multiprocessing.get_context(start))
     paths = [write(tmp_path / f"p{i}.wav", tone(150.0 + 30 * i)) for i in range(4)] + [bad_files["silent"]]
     serial = extract_images(paths, FeatureConfig(), None, workers=1, progress=False)
     parallel = extract_images(paths, FeatureConfig(), None, workers=2, progress=False)

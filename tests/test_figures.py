@@ -1,4 +1,4 @@
-"""`vacnn figures` and vacnn_tf.figures on a tiny synthetic corpus and tiny random models.
+"""`vacnn figures` and vacnn_tf.evaluation.figures on a tiny synthetic corpus and tiny random models.
 
 Each figure is checked to be a readable PNG of a sensible size, and the numbers behind the
 attention and Grad-CAM figures are checked against what the layers compute.
@@ -36,7 +36,7 @@ def assert_png(path: Path, min_side: int = 200) -> tuple[int, int]:
 
 @pytest.fixture(scope="module")
 def corpus(module_tmp) -> Path:
-    from vacnn_tf.synth import generate
+    from vacnn_tf.corpora.synth import generate
 
     root = module_tmp / "data"
     generate(root, per_class=1, seed=5, corpora=("emodb",))
@@ -56,8 +56,8 @@ def config(module_tmp) -> RunConfig:
 
 @pytest.fixture(scope="module")
 def vocabulary(corpus, config):
-    from vacnn_tf.bovw import BovwVocabulary, descriptors_for
-    from vacnn_tf.features import extract_images
+    from vacnn_tf.features.bovw import BovwVocabulary, descriptors_for
+    from vacnn_tf.features.logmel import extract_images
 
     paths = sorted(str(p) for p in (corpus / "emodb").rglob("*.wav"))
     # The cache layout the figures use, so the CLI test below reads these images back.
@@ -71,8 +71,8 @@ def finetuned_run(module_tmp, corpus, config, vocabulary) -> Path:
     """A run directory as `vacnn finetune` leaves it, holding a random fine-tuned VACNN + BOVW."""
     import keras
 
-    from vacnn_tf.labels import classes_for
-    from vacnn_tf.models import build_finetuned, build_vacnn
+    from vacnn_tf.corpora.labels import classes_for
+    from vacnn_tf.models.networks import build_finetuned, build_vacnn
     from vacnn_tf.storage import atomic_write
 
     keras.utils.set_random_seed(0)
@@ -86,7 +86,7 @@ def finetuned_run(module_tmp, corpus, config, vocabulary) -> Path:
     write_text(run / "config.yaml", to_yaml(config))
     write_json(run / "labels.json", {"classes": classes, "corpus": "emodb"})
     paths = sorted(str(p) for p in (corpus / "emodb").rglob("*.wav"))
-    from vacnn_tf.corpora import read_corpus
+    from vacnn_tf.corpora.readers import read_corpus
 
     table = read_corpus("emodb", corpus / "emodb").table
     rows = ["path,label,pred"] + [f"{p},{lbl},{lbl}" for p, lbl in zip(table["path"], table["label"])]
@@ -108,8 +108,8 @@ def test_features_figure(wav, tmp_path, capsys):
 
 
 def test_features_function_counts_the_keypoints_bovw_uses(wav, tmp_path):
-    from vacnn_tf.bovw import extract_descriptors
-    from vacnn_tf.figures import plot_features
+    from vacnn_tf.evaluation.figures import plot_features
+    from vacnn_tf.features.bovw import extract_descriptors
 
     result = plot_features(wav, tmp_path / "f.png")
     assert result["image"].shape == (224, 224) and result["keypoints"] > 0
@@ -134,7 +134,7 @@ def test_bovw_figure_from_a_corpus(corpus, config, tmp_path, capsys):
 
 
 def test_bovw_figure_from_a_run_uses_the_fold_vocabulary(finetuned_run, tmp_path):
-    from vacnn_tf.figures import bovw_figure_from_run
+    from vacnn_tf.evaluation.figures import bovw_figure_from_run
 
     result = bovw_figure_from_run(finetuned_run, tmp_path / "b.png", fold=0)
     assert_png(result["path"])
@@ -157,9 +157,9 @@ def test_attention_maps_are_what_the_va_module_multiplies_by(wav):
     """F_c and F_s from attention_maps reproduce the VA layer's output: V * (F_c + F_s)."""
     import keras
 
-    from vacnn_tf.features import file_image
-    from vacnn_tf.figures import attention_maps
-    from vacnn_tf.models import build_vacnn
+    from vacnn_tf.evaluation.figures import attention_maps
+    from vacnn_tf.features.logmel import file_image
+    from vacnn_tf.models.networks import build_vacnn
 
     keras.utils.set_random_seed(1)
     model = build_vacnn(7, attention="va")
@@ -178,9 +178,9 @@ def test_attention_maps_are_what_the_va_module_multiplies_by(wav):
 def test_grad_cam_and_attention_for_cbam_and_no_attention(wav, tmp_path):
     import keras
 
-    from vacnn_tf.features import file_image
-    from vacnn_tf.figures import grad_cam, plot_attention
-    from vacnn_tf.models import build_vacnn
+    from vacnn_tf.evaluation.figures import grad_cam, plot_attention
+    from vacnn_tf.features.logmel import file_image
+    from vacnn_tf.models.networks import build_vacnn
 
     keras.utils.set_random_seed(2)
     image = file_image(wav, RunConfig().features)
@@ -202,8 +202,8 @@ def test_grad_cam_and_attention_for_cbam_and_no_attention(wav, tmp_path):
 def test_attention_of_a_bovw_model_needs_its_histogram(finetuned_run, wav, tmp_path):
     import keras
 
-    from vacnn_tf.features import file_image
-    from vacnn_tf.figures import grad_cam
+    from vacnn_tf.evaluation.figures import grad_cam
+    from vacnn_tf.features.logmel import file_image
 
     model = keras.models.load_model(finetuned_run / "fold_0" / "model.keras", compile=False)
     with pytest.raises(ValueError, match="BOVW"):
@@ -211,7 +211,7 @@ def test_attention_of_a_bovw_model_needs_its_histogram(finetuned_run, wav, tmp_p
 
 
 def test_training_curves(finetuned_run, tmp_path, capsys):
-    from vacnn_tf.figures import read_history
+    from vacnn_tf.evaluation.figures import read_history
 
     history = read_history(finetuned_run / "fold_0" / "history.csv")
     assert history["epoch"].tolist() == [0, 1, 2] and history["accuracy"].tolist()[1] == 0.35

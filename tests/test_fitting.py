@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from vacnn_tf.fitting import BACKUP_DIR, SelectBest, align_backup, fit_resumable
+from vacnn_tf.training.fitting import BACKUP_DIR, SelectBest, align_backup, fit_resumable
 
 
 class Crash(RuntimeError):
@@ -46,9 +46,9 @@ def test_a_backup_ahead_of_the_record_steps_back_or_starts_over(tmp_path):
 def test_a_kill_between_the_backup_and_the_record_loses_no_epoch(tmp_path, monkeypatch):
     import keras
 
-    from vacnn_tf import models
     from vacnn_tf.config import TrainConfig
-    from vacnn_tf.data import Masking, make_dataset
+    from vacnn_tf.datasets.pipeline import Masking, make_dataset
+    from vacnn_tf.models import networks
 
     rng = np.random.default_rng(0)
     images, labels = rng.integers(0, 255, (20, 8, 8), dtype=np.uint8), np.arange(20) % 3
@@ -59,7 +59,7 @@ def test_a_kill_between_the_backup_and_the_record_loses_no_epoch(tmp_path, monke
         hidden = keras.layers.Dense(8, activation="relu")(keras.layers.Flatten()(keras.layers.Rescaling(1 / 255)(inputs)))
         model = keras.Model(inputs, keras.layers.Dense(3, activation="softmax")(hidden))
         # 3 batches an epoch against 2 steps a call: a call must not run into the next epoch's batches
-        models.compile_model(model, TrainConfig(learning_rate=0.05, steps_per_execution=2, mixup=0.2), steps_per_epoch=3)
+        networks.compile_model(model, TrainConfig(learning_rate=0.05, steps_per_execution=2, mixup=0.2), steps_per_epoch=3)
         train = lambda epoch: make_dataset(images[:16], labels[:16], batch_size=6, shuffle=True, seed=5, epoch=epoch,
                                            masking=Masking(masks=1, freq_width=2, time_width=2), mixup=0.2, num_classes=3)
         val = make_dataset(images[16:], labels[16:], batch_size=4)

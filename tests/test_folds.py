@@ -7,7 +7,8 @@ import pandas as pd
 import pytest
 
 from vacnn_tf.config import ProtocolConfig
-from vacnn_tf.folds import (
+from vacnn_tf.corpora.labels import classes_for
+from vacnn_tf.datasets.folds import (
     check_protocol,
     folds_from_json,
     folds_to_json,
@@ -18,7 +19,6 @@ from vacnn_tf.folds import (
     ravdess_actor_groups,
     subsample_table,
 )
-from vacnn_tf.labels import classes_for
 
 
 def corpus_table(corpus: str, speakers: list[str], per_class: int, seed: int = 0) -> pd.DataFrame:

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-import vacnn_tf.labs
 from vacnn_tf.cli import main
 from vacnn_tf.labs import LABS, solutions_dir
+import vacnn_tf.labs
 from vacnn_tf.labs.checks import lab_checks
 from vacnn_tf.labs.starters import expected_starters, starter_source
 
@@ -96,13 +96,13 @@ def test_a_wrong_solution_fails_the_check_it_breaks(number: int, old: str, new: 
 
 def test_calling_the_package_instead_is_reported(tmp_path: Path, capsys):
     fails = _grade_mutant(capsys, tmp_path, 1, "    ### BEGIN SOLUTION\n    import cv2\n",
-                          "    from vacnn_tf.config import FeatureConfig\n    from vacnn_tf.features import logmel_image\n"
+                          "    from vacnn_tf.config import FeatureConfig\n    from vacnn_tf.features.logmel import logmel_image\n"
                           "    return logmel_image(waveform, sample_rate, FeatureConfig(sample_rate=sample_rate))\n"
                           "    ### BEGIN SOLUTION\n    import cv2\n")
-    assert fails and all("calls vacnn_tf.features.logmel_image" in line for line in fails if "log_mel_image" in line)
-    import vacnn_tf.features
+    assert fails and all("calls vacnn_tf.features.logmel.logmel_image" in line for line in fails if "log_mel_image" in line)
+    import vacnn_tf.features.logmel
 
-    assert vacnn_tf.features.logmel_image.__module__ == "vacnn_tf.features"  # put back after grading
+    assert vacnn_tf.features.logmel.logmel_image.__module__ == "vacnn_tf.features.logmel"  # put back after grading
 
 
 def test_errors_in_the_students_code_point_at_its_line(tmp_path: Path, capsys):

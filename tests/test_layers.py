@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from layer_testing import random_inputs, randomize_weights, run_layer_test
-from vacnn_tf.layers import (
+from vacnn_tf.models.layers import (
     BandStandardization, CBAM, ChannelAttention, ChannelStatsGroupNormalization, LuongContextAttention, SpatialAttention, VisualAttention,
 )
 

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from vacnn_tf.linear import band_statistics, fit_predict
+from vacnn_tf.models.linear import band_statistics, fit_predict
 
 
 def test_band_statistics_are_per_row_mean_std_and_p90_of_0_1_values():
@@ -40,7 +40,7 @@ def test_fit_predict_learns_separable_rows_and_keeps_the_class_order():
 
 def test_linear_variant_runs_through_the_folds(tmp_path):
     from vacnn_tf.config import RunConfig, replace
-    from vacnn_tf.training import RunSummary, finetune
+    from vacnn_tf.training.finetuning import RunSummary, finetune
 
     cfg = replace(RunConfig(), **{
         "out": str(tmp_path), "data.cache_dir": str(tmp_path / "cache"), "data.workers": 1, "train.verbose": 0,

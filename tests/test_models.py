@@ -8,11 +8,11 @@ import keras
 import numpy as np
 import pytest
 
-from vacnn_tf import models
 from vacnn_tf.cli import main
 from vacnn_tf.cli.model import MODEL_CHOICES
 from vacnn_tf.config import ModelConfig, TrainConfig, replace
-from vacnn_tf.layers import CBAM
+from vacnn_tf.models import networks
+from vacnn_tf.models.layers import CBAM
 
 TORCH_ANCHOR_PARAMS = 1_250_133  # /work/shared/anchors/torch_vacnn_speed.py, 7 classes
 
@@ -28,12 +28,12 @@ def _bovw(batch: int = 2, seed: int = 0) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def vacnn() -> keras.Model:
-    return models.build_vacnn(7)
+    return networks.build_vacnn(7)
 
 
 @pytest.fixture(scope="module")
 def finetuned(vacnn: keras.Model) -> keras.Model:
-    return models.build_finetuned(vacnn, 8, ModelConfig())
+    return networks.build_finetuned(vacnn, 8, ModelConfig())
 
 
 def _shape(model: keras.Model, layer: str) -> tuple:
@@ -41,7 +41,7 @@ def _shape(model: keras.Model, layer: str) -> tuple:
 
 
 def test_vacnn_matches_the_torch_anchor_parameter_count(vacnn):
-    counts = models.count_params(vacnn)
+    counts = networks.count_params(vacnn)
     print(f"vacnn: {counts}")
     assert counts == {"total": TORCH_ANCHOR_PARAMS, "trainable": TORCH_ANCHOR_PARAMS, "non_trainable": 0}
     assert vacnn.name == "vacnn" and vacnn.input.name == "logmel"
@@ -57,12 +57,12 @@ def test_vacnn_stage_shapes_follow_method(vacnn):
     }
     for layer, shape in expected.items():
         assert _shape(vacnn, layer) == shape, layer
-    assert models.MODELS["vacnn"].feature_layer == "head_relu"
+    assert networks.MODELS["vacnn"].feature_layer == "head_relu"
 
 
 def test_vacnn_variants_share_the_backbone():
-    cbam = models.build_model("vacnn-cbam", 7)
-    plain = models.build_model("vacnn-noatt", 7)
+    cbam = networks.build_model("vacnn-cbam", 7)
+    plain = networks.build_model("vacnn-noatt", 7)
     assert cbam.count_params() == TORCH_ANCHOR_PARAMS  # same weights, different wiring
     assert isinstance(cbam.get_layer("va_block2_attention"), CBAM)
     attention = sum(c * c // 4 + c // 4 + c * c // 4 + c + 2 * 49 for c in (32, 96, 288))
@@ -88,10 +88,10 @@ def test_finetuned_shapes_and_frozen_split(vacnn, finetuned):
         "context_attention": (49, 288), "finetune_flatten": (49 * 288,), "finetune_classifier": (8,),
     }.items():
         assert _shape(finetuned, layer) == shape, layer
-    frozen = models.frozen_layer_names(finetuned)
+    frozen = networks.frozen_layer_names(finetuned)
     assert frozen == ["stem_conv", "stem_gn", "va_block1_conv1", "va_block1_gn1",
                       "va_block1_conv2", "va_block1_gn2", "va_block1_attention"]
-    counts = models.count_params(finetuned)
+    counts = networks.count_params(finetuned)
     print(f"vacnn_bovw: {counts}")
     frozen_params = 288 + 64 + 2 * (9216 + 64) + (32 * 8 + 8 + 8 * 32 + 32 + 98)
     assert counts["non_trainable"] == frozen_params == 19_562
@@ -102,18 +102,18 @@ def test_finetuned_shapes_and_frozen_split(vacnn, finetuned):
 
 
 def test_state_pooling_gap_averages_the_states_and_bad_values_are_named(vacnn):
-    averaged = models.build_finetuned(vacnn, 8, ModelConfig(state_pooling="gap"))
+    averaged = networks.build_finetuned(vacnn, 8, ModelConfig(state_pooling="gap"))
     assert _shape(averaged, "finetune_gap") == (288,)
-    assert models.count_params(averaged)["total"] == 1_506_119
+    assert networks.count_params(averaged)["total"] == 1_506_119
     # without the fusion the states are always averaged: the pretraining model's own head
-    plain = models.build_finetuned(vacnn, 8, ModelConfig(), use_bovw=False)
+    plain = networks.build_finetuned(vacnn, 8, ModelConfig(), use_bovw=False)
     assert _shape(plain, "finetune_gap") == (288,)
     with pytest.raises(ValueError, match="model.state_pooling"):
-        models.build_finetuned(vacnn, 8, ModelConfig(state_pooling="max"))
+        networks.build_finetuned(vacnn, 8, ModelConfig(state_pooling="max"))
 
 
 def test_state_pooling_time_gap_averages_each_frequency_row_over_time(vacnn):
-    model = models.build_finetuned(vacnn, 7, ModelConfig(state_pooling="time_gap"))
+    model = networks.build_finetuned(vacnn, 7, ModelConfig(state_pooling="time_gap"))
     assert _shape(model, "finetune_time_gap") == (7, 1, 288)
     assert _shape(model, "finetune_flatten") == (7 * 288,)
     assert model.get_layer("finetune_fc").kernel.shape == (7 * 288, 256)
@@ -128,31 +128,31 @@ def test_state_pooling_time_gap_averages_each_frequency_row_over_time(vacnn):
 
 def test_band_input_norm_adds_a_standardization_that_adapts_to_training_images(finetuned):
     assert "stem_band_norm" not in [layer.name for layer in finetuned.layers]  # the paper's input: rescaling only
-    assert not models.adapt_input_norm(finetuned, np.zeros((2, 224, 224), np.uint8))
+    assert not networks.adapt_input_norm(finetuned, np.zeros((2, 224, 224), np.uint8))
     config = ModelConfig(input_norm="band", freeze_through="none")
-    model = models.build_finetuned(models.build_model("vacnn", 7, config), 7, config)
+    model = networks.build_finetuned(networks.build_model("vacnn", 7, config), 7, config)
     images = np.random.default_rng(4).integers(0, 256, (5, 224, 224), dtype=np.uint8)
     images[:, 200:] = 0  # silent top bands: std falls back to epsilon, no division by zero
-    assert models.adapt_input_norm(model, images)
+    assert networks.adapt_input_norm(model, images)
     norm = model.get_layer("stem_band_norm")
     np.testing.assert_allclose(norm.mean.numpy(), (images / 255.0).mean(axis=(0, 2)), rtol=1e-5, atol=1e-7)
     assert np.all(np.isfinite(model.predict({"logmel": images[:2, ..., None].astype(np.float32),
                                               "bovw": np.full((2, 128), 1 / 128, np.float32)}, verbose=0)))
     with pytest.raises(ValueError, match="model.input_norm"):
-        models.build_model("vacnn", 7, ModelConfig(input_norm="minmax"))
+        networks.build_model("vacnn", 7, ModelConfig(input_norm="minmax"))
 
 
 def test_bovw_input_standardize_zscores_words_with_training_statistics(vacnn, tmp_path):
     rng = np.random.default_rng(5)
     train = rng.dirichlet(np.full(128, 0.3), 40).astype(np.float32)
     train[:, 7] = 0.0  # a word no training utterance uses: floored variance, no blow-up
-    mean, variance = models.bovw_statistics(train, 128)
+    mean, variance = networks.bovw_statistics(train, 128)
     np.testing.assert_allclose(mean, train.mean(axis=0), rtol=1e-5, atol=1e-8)
     assert variance[7] > 0 and variance[7] == pytest.approx(np.median(train.var(axis=0)) / 100, rel=1e-4)
     config = ModelConfig(bovw_input="standardize")
     with pytest.raises(ValueError, match="bovw_train"):
-        models.build_finetuned(vacnn, 7, config)
-    model = models.build_finetuned(vacnn, 7, config, bovw_train=train)
+        networks.build_finetuned(vacnn, 7, config)
+    model = networks.build_finetuned(vacnn, 7, config, bovw_train=train)
     probe = keras.Model(model.inputs, model.get_layer("bovw_norm").output)
     feeds = {"logmel": rng.uniform(0, 255, (40, 224, 224, 1)).astype(np.float32), "bovw": train}
     z = np.asarray(probe(feeds))
@@ -163,23 +163,23 @@ def test_bovw_input_standardize_zscores_words_with_training_statistics(vacnn, tm
     back = keras.models.load_model(path, compile=False, safe_mode=True)
     few = {k: v[:2] for k, v in feeds.items()}
     np.testing.assert_allclose(back.predict(few, verbose=0), model.predict(few, verbose=0), rtol=1e-5, atol=1e-6)
-    assert "bovw_norm" not in [layer.name for layer in models.build_finetuned(vacnn, 7, ModelConfig()).layers]
+    assert "bovw_norm" not in [layer.name for layer in networks.build_finetuned(vacnn, 7, ModelConfig()).layers]
 
 
 def test_head_dropout_adds_two_dropouts_only_when_asked(vacnn, finetuned):
     names = [layer.name for layer in finetuned.layers]
     assert not any("dropout" in name for name in names)  # the paper's model: none
-    dropped = models.build_finetuned(vacnn, 8, ModelConfig(head_dropout=0.4))
+    dropped = networks.build_finetuned(vacnn, 8, ModelConfig(head_dropout=0.4))
     order = [layer.name for layer in dropped.layers]
     assert order.index("finetune_dropout_fc") < order.index("finetune_fc") < order.index(
         "finetune_dropout_classifier") < order.index("finetune_classifier")
     assert dropped.get_layer("finetune_dropout_fc").rate == 0.4
-    assert models.count_params(dropped) == models.count_params(finetuned)
+    assert networks.count_params(dropped) == networks.count_params(finetuned)
     x = {"logmel": np.full((2, 224, 224, 1), 128.0, np.float32), "bovw": np.full((2, 128), 1 / 128, np.float32)}
     np.testing.assert_array_equal(np.asarray(dropped(x, training=False)), np.asarray(dropped(x, training=False)))
     for bad in (1.0, -0.1, "0.5"):
         with pytest.raises(ValueError, match="model.head_dropout"):
-            models.build_finetuned(vacnn, 8, ModelConfig(head_dropout=bad))
+            networks.build_finetuned(vacnn, 8, ModelConfig(head_dropout=bad))
 
 
 def test_finetuned_copies_the_pretrained_model(vacnn, finetuned):
@@ -190,13 +190,13 @@ def test_finetuned_copies_the_pretrained_model(vacnn, finetuned):
 
 
 def test_finetuned_without_bovw(vacnn):
-    model = models.build_finetuned(vacnn, 5, ModelConfig(), use_bovw=False)
+    model = networks.build_finetuned(vacnn, 5, ModelConfig(), use_bovw=False)
     assert model.name == "vacnn_finetuned" and list(model.input) == ["logmel"]
     names = {layer.name for layer in model.layers}
     assert "context_attention" not in names and "bovw_squeeze" not in names
     assert np.asarray(model.predict_on_batch({"logmel": _images()})).shape == (2, 5)
     # config.use_bovw is the default when use_bovw is not given
-    assert models.build_finetuned(vacnn, 5, replace(ModelConfig(), use_bovw=False)).name == "vacnn_finetuned"
+    assert networks.build_finetuned(vacnn, 5, replace(ModelConfig(), use_bovw=False)).name == "vacnn_finetuned"
 
 
 @pytest.mark.parametrize(
@@ -205,8 +205,8 @@ def test_finetuned_without_bovw(vacnn):
 )
 def test_freeze_through_is_a_name_rule(vacnn, freeze_through, last_frozen):
     config = replace(ModelConfig(), freeze_through=freeze_through)
-    model = models.build_finetuned(vacnn, 4, config, use_bovw=False)
-    frozen = models.frozen_layer_names(model)
+    model = networks.build_finetuned(vacnn, 4, config, use_bovw=False)
+    frozen = networks.frozen_layer_names(model)
     if last_frozen is None:
         assert frozen == []
         return
@@ -216,48 +216,48 @@ def test_freeze_through_is_a_name_rule(vacnn, freeze_through, last_frozen):
 
 def test_bad_arguments_are_named(vacnn):
     with pytest.raises(ValueError, match="Received: num_classes=1"):
-        models.build_vacnn(1)
+        networks.build_vacnn(1)
     with pytest.raises(ValueError, match="Received: attention='se'"):
-        models.build_vacnn(7, attention="se")
+        networks.build_vacnn(7, attention="se")
     with pytest.raises(ValueError, match="Received: model.groups=7"):
-        models.build_vacnn(7, config=replace(ModelConfig(), groups=7))
+        networks.build_vacnn(7, config=replace(ModelConfig(), groups=7))
     with pytest.raises(ValueError, match="Received: architecture='vgg'"):
-        models.build_model("vgg", 7)
+        networks.build_model("vgg", 7)
     with pytest.raises(ValueError, match="Received: model.freeze_through='va_block9'"):
-        models.build_finetuned(vacnn, 4, replace(ModelConfig(), freeze_through="va_block9"))
+        networks.build_finetuned(vacnn, 4, replace(ModelConfig(), freeze_through="va_block9"))
     with pytest.raises(ValueError, match="Received: steps_per_epoch=0"):
-        models.compile_model(vacnn, TrainConfig(), 0)
+        networks.compile_model(vacnn, TrainConfig(), 0)
 
 
 def test_registry_and_cli_agree():
-    assert set(MODEL_CHOICES) == set(models.MODELS) | {"finetuned"}
-    for key, spec in models.MODELS.items():
+    assert set(MODEL_CHOICES) == set(networks.MODELS) | {"finetuned"}
+    for key, spec in networks.MODELS.items():
         assert spec.key == key
 
 
 def test_step_decay_schedule(vacnn):
-    schedule = models.learning_rate_schedule(TrainConfig(decay_every=10, decay_factor=0.5), steps_per_epoch=4)
+    schedule = networks.learning_rate_schedule(TrainConfig(decay_every=10, decay_factor=0.5), steps_per_epoch=4)
     values = [float(schedule(step)) for step in (0, 39, 40, 79, 80)]
     np.testing.assert_allclose(values, [1e-3, 1e-3, 5e-4, 5e-4, 2.5e-4], rtol=1e-6)
     restored = keras.optimizers.schedules.deserialize(keras.optimizers.schedules.serialize(schedule))
     assert float(restored(80)) == pytest.approx(2.5e-4)
-    model = models.compile_model(models.build_vacnn(3), TrainConfig(), steps_per_epoch=4)
+    model = networks.compile_model(networks.build_vacnn(3), TrainConfig(), steps_per_epoch=4)
     assert isinstance(model.optimizer, keras.optimizers.Adam)
 
 
 @functools.lru_cache(maxsize=None)
 def _built(key: str) -> keras.Model:
     """One 4-class model per registry key for the whole module (baseline builds take seconds)."""
-    return models.build_model(key, 4)
+    return networks.build_model(key, 4)
 
 
 def _model_for(key: str, pretrained: keras.Model) -> keras.Model:
     if key == "finetuned":
-        return models.build_finetuned(pretrained, 4, ModelConfig())
+        return networks.build_finetuned(pretrained, 4, ModelConfig())
     if key == "finetuned-nobovw":
-        return models.build_finetuned(pretrained, 4, ModelConfig(), use_bovw=False)
+        return networks.build_finetuned(pretrained, 4, ModelConfig(), use_bovw=False)
     if key == "mobilenet-finetuned":
-        return models.build_finetuned(_built("mobilenet"), 4, ModelConfig(), use_bovw=True)
+        return networks.build_finetuned(_built("mobilenet"), 4, ModelConfig(), use_bovw=True)
     return _built(key)
 
 
@@ -270,13 +270,13 @@ def _inputs(model: keras.Model) -> np.ndarray | dict[str, np.ndarray]:
     return data
 
 
-SAVE_LOAD = [*models.MODELS, "finetuned", "finetuned-nobovw", "mobilenet-finetuned"]
+SAVE_LOAD = [*networks.MODELS, "finetuned", "finetuned-nobovw", "mobilenet-finetuned"]
 
 
 @pytest.mark.parametrize("key", SAVE_LOAD)
 def test_keras_save_and_safe_load_give_identical_predictions(key, vacnn, tmp_path):
     model = _model_for(key, vacnn)
-    counts = models.count_params(model)
+    counts = networks.count_params(model)
     print(f"{key} ({model.name}): {counts}")
     data = _inputs(model)
     before = np.asarray(model.predict_on_batch(data))
@@ -284,50 +284,50 @@ def test_keras_save_and_safe_load_give_identical_predictions(key, vacnn, tmp_pat
     model.save(path)
     loaded = keras.models.load_model(path, safe_mode=True)
     np.testing.assert_allclose(np.asarray(loaded.predict_on_batch(data)), before, rtol=0, atol=1e-6)
-    assert models.count_params(loaded) == counts
-    assert models.frozen_layer_names(loaded) == models.frozen_layer_names(model)
+    assert networks.count_params(loaded) == counts
+    assert networks.frozen_layer_names(loaded) == networks.frozen_layer_names(model)
     assert len(loaded.losses) == len(model.losses) > 0  # the L2 terms survive the reload
-    if key in models.MODELS:
-        assert models.spec_for_model(loaded) is models.MODELS[key]
+    if key in networks.MODELS:
+        assert networks.spec_for_model(loaded) is networks.MODELS[key]
         kernels = [w for w in model.trainable_weights if w.path.endswith("kernel")]
         assert len(model.losses) == len(kernels)  # every conv/dense kernel carries the L2, nothing else
     if key == "vacnn":  # the pipeline fine-tunes a pretrained model loaded from disk
-        tuned = models.build_finetuned(loaded, 3, ModelConfig())
+        tuned = networks.build_finetuned(loaded, 3, ModelConfig())
         assert np.asarray(tuned.predict_on_batch(_inputs(tuned))).shape == (2, 3)
 
 
 def test_baseline_freeze_points():
-    model = models.build_finetuned(_built("resnet"), 4, ModelConfig(), use_bovw=False)
-    frozen = models.frozen_layer_names(model)
+    model = networks.build_finetuned(_built("resnet"), 4, ModelConfig(), use_bovw=False)
+    frozen = networks.frozen_layer_names(model)
     assert frozen[0] == "conv1_conv" and frozen[-1].startswith("conv2_block3")
     assert not any(name.startswith("conv3") for name in frozen)
     assert _shape(model, "finetune_reshape") == (49, 2048)
-    inception = models.build_finetuned(_built("inception"), 4, ModelConfig(), use_bovw=False)
+    inception = networks.build_finetuned(_built("inception"), 4, ModelConfig(), use_bovw=False)
     assert _shape(inception, "finetune_reshape") == (25, 2048)
     names = [layer.name for layer in inception.layers]
-    frozen = set(models.frozen_layer_names(inception))
+    frozen = set(networks.frozen_layer_names(inception))
     assert inception.get_layer("mixed2").weights == [] and "mixed2" in names
     assert not frozen & set(names[names.index("mixed2") + 1 :])  # nothing after the first module group
     assert len(frozen) > 20
 
 
-@pytest.mark.parametrize("key", [*models.MODELS, "finetuned", "finetuned-nobovw"])
+@pytest.mark.parametrize("key", [*networks.MODELS, "finetuned", "finetuned-nobovw"])
 def test_one_train_step(key, vacnn):
     """One optimizer step moves every trainable weight and no frozen one.
 
     Eager (``run_eagerly``), which on 2 CPU cores is 5-10x quicker for a single step than
     tracing the train function; the traced path is checked once, in the next test.
     """
-    model = models.build_finetuned(vacnn, 4, ModelConfig(), use_bovw=(key == "finetuned")) if key.startswith(
-        "finetuned") else models.build_model(key, 4)
-    models.compile_model(model, TrainConfig(jit_compile=False), steps_per_epoch=1)
+    model = networks.build_finetuned(vacnn, 4, ModelConfig(), use_bovw=(key == "finetuned")) if key.startswith(
+        "finetuned") else networks.build_model(key, 4)
+    networks.compile_model(model, TrainConfig(jit_compile=False), steps_per_epoch=1)
     model.run_eagerly = True
     _check_train_step(model)
 
 
 def test_one_traced_train_step_of_the_finetuned_model(vacnn):
-    model = models.build_finetuned(vacnn, 4, ModelConfig())
-    models.compile_model(model, TrainConfig(jit_compile=False), steps_per_epoch=1)
+    model = networks.build_finetuned(vacnn, 4, ModelConfig())
+    networks.compile_model(model, TrainConfig(jit_compile=False), steps_per_epoch=1)
     _check_train_step(model)
 
 
@@ -356,22 +356,22 @@ def test_mixup_loss_takes_integer_labels_and_blended_rows(tmp_path):
     probs = np.array([[0.7, 0.2, 0.1], [0.1, 0.3, 0.6]], np.float32)
     ids = np.array([0, 2])
     rows = np.array([[0.6, 0.4, 0.0], [0.0, 0.75, 0.25]], np.float32)
-    loss = models.LabelCrossentropy()
+    loss = networks.LabelCrossentropy()
     assert float(loss(ids, probs)) == pytest.approx(float(keras.losses.SparseCategoricalCrossentropy()(ids, probs)), rel=1e-6)
     assert float(loss(rows, probs)) == pytest.approx(float(keras.losses.CategoricalCrossentropy()(rows, probs)), rel=1e-6)
-    np.testing.assert_array_equal(np.asarray(models.label_accuracy(ids, probs)), [1.0, 1.0])
-    np.testing.assert_array_equal(np.asarray(models.label_accuracy(rows, probs)), [1.0, 0.0])
+    np.testing.assert_array_equal(np.asarray(networks.label_accuracy(ids, probs)), [1.0, 1.0])
+    np.testing.assert_array_equal(np.asarray(networks.label_accuracy(rows, probs)), [1.0, 0.0])
     with pytest.raises(ValueError, match="train.mixup"):
-        models.compile_model(models.build_vacnn(3), TrainConfig(mixup=-0.5), steps_per_epoch=1)
+        networks.compile_model(networks.build_vacnn(3), TrainConfig(mixup=-0.5), steps_per_epoch=1)
 
 
 def test_a_model_trained_with_mixup_saves_and_loads_safely(tmp_path):
-    from vacnn_tf.data import make_dataset
+    from vacnn_tf.datasets.pipeline import make_dataset
 
     # The loss and metric do not depend on the network: a tiny one keeps the test quick.
     inputs = keras.Input((224, 224, 1), name="logmel")
     tiny = keras.Model(inputs, keras.layers.Dense(3, activation="softmax")(keras.layers.GlobalAveragePooling2D()(inputs)))
-    model = models.compile_model(tiny, TrainConfig(mixup=0.2, steps_per_execution=1), steps_per_epoch=2)
+    model = networks.compile_model(tiny, TrainConfig(mixup=0.2, steps_per_execution=1), steps_per_epoch=2)
     rng = np.random.default_rng(0)
     images, labels = rng.integers(0, 255, (8, 224, 224), dtype=np.uint8), np.arange(8) % 3
     train = make_dataset(images, labels, batch_size=4, shuffle=True, mixup=0.2, num_classes=3)
@@ -379,14 +379,14 @@ def test_a_model_trained_with_mixup_saves_and_loads_safely(tmp_path):
     assert np.isfinite(history.history["loss"][0]) and 0.0 <= history.history["val_accuracy"][0] <= 1.0
     model.save(tmp_path / "m.keras")
     loaded = keras.models.load_model(tmp_path / "m.keras", safe_mode=True)
-    assert isinstance(loaded.loss, models.LabelCrossentropy)
+    assert isinstance(loaded.loss, networks.LabelCrossentropy)
     np.testing.assert_allclose(np.asarray(loaded(images[:2, :, :, None].astype(np.float32))),
                                np.asarray(model(images[:2, :, :, None].astype(np.float32))), atol=1e-6)
 
 
 def test_ema_selects_and_saves_the_averaged_weights(tmp_path):
-    from vacnn_tf.data import make_dataset
-    from vacnn_tf.fitting import fit_resumable
+    from vacnn_tf.datasets.pipeline import make_dataset
+    from vacnn_tf.training.fitting import fit_resumable
 
     rng = np.random.default_rng(0)
     images, labels = rng.integers(0, 255, (8, 224, 224), dtype=np.uint8), np.arange(8) % 3
@@ -396,7 +396,7 @@ def test_ema_selects_and_saves_the_averaged_weights(tmp_path):
         inputs = keras.Input((224, 224, 1), name="logmel")
         pooled = keras.layers.GlobalAveragePooling2D()(keras.layers.Rescaling(1 / 255)(inputs))
         tiny = keras.Model(inputs, keras.layers.Dense(3, activation="softmax")(pooled))
-        models.compile_model(tiny, TrainConfig(ema=ema, learning_rate=0.5, steps_per_execution=1), steps_per_epoch=1)
+        networks.compile_model(tiny, TrainConfig(ema=ema, learning_rate=0.5, steps_per_execution=1), steps_per_epoch=1)
         assert tiny.optimizer.use_ema is bool(ema)
         # one batch: one optimizer step per epoch; no validation: the last epoch is kept
         fit_resumable(tiny, make_dataset(images, labels, batch_size=8), None, tmp_path / name, epochs=epochs, patience=5, verbose=0)
@@ -409,12 +409,12 @@ def test_ema_selects_and_saves_the_averaged_weights(tmp_path):
     distance = lambda weights: float(np.sqrt(sum(np.sum((w - f) ** 2) for w, f in zip(weights, first))))
     assert 0.0 < distance(averaged) < 0.1 * distance(raw)
     with pytest.raises(ValueError, match="train.ema"):
-        models.compile_model(models.build_vacnn(3), TrainConfig(ema=1.0), steps_per_epoch=1)
+        networks.compile_model(networks.build_vacnn(3), TrainConfig(ema=1.0), steps_per_epoch=1)
 
 
 @pytest.mark.parametrize("select_on, best_epoch", [("accuracy", 1), ("loss", 2)])
 def test_selection_follows_validation_accuracy_or_loss(tmp_path, select_on, best_epoch):
-    from vacnn_tf.fitting import SelectBest
+    from vacnn_tf.training.fitting import SelectBest
 
     inputs = keras.Input((3,))
     tiny = keras.Model(inputs, keras.layers.Dense(2)(inputs))
@@ -432,10 +432,10 @@ def test_baselines_take_the_configured_batchnorm_momentum_and_keep_it_through_a_
     bns = lambda m: [layer for layer in m.layers if isinstance(layer, keras.layers.BatchNormalization)]
     default = _built("mobilenet")
     assert bns(default) and {layer.momentum for layer in bns(default)} == {ModelConfig().bn_momentum}
-    model = models.build_model("mobilenet", 4, ModelConfig(bn_momentum=0.99))
+    model = networks.build_model("mobilenet", 4, ModelConfig(bn_momentum=0.99))
     assert {layer.momentum for layer in bns(model)} == {0.99}
     model.save(tmp_path / "m.keras")
     loaded = keras.models.load_model(tmp_path / "m.keras", safe_mode=True)
     assert {layer.momentum for layer in bns(loaded)} == {0.99}
     with pytest.raises(ValueError, match="model.bn_momentum"):
-        models.build_model("mobilenet", 4, ModelConfig(bn_momentum=1.0))
+        networks.build_model("mobilenet", 4, ModelConfig(bn_momentum=1.0))

@@ -16,6 +16,8 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 ROOT = Path(__file__).resolve().parents[1]
+# the stage folders of vacnn_tf (docs/architecture.md), each a package the wheel must carry
+STAGES = ("corpora", "features", "datasets", "models", "evaluation", "training", "serving")
 
 # Marker variables as each platform's CPython reports them (platform.machine(), sys.platform).
 PLATFORMS = {
@@ -121,6 +123,7 @@ def test_wheel_installs_outside_the_checkout_with_its_configs(tmp_path: Path):
         names = archive.namelist()
     assert "vacnn_tf/configs/profiles/demo.yaml" in names and "vacnn_tf/configs/labs/lab.yaml" in names
     assert "reproduce/table10.py" in names
+    assert {f"vacnn_tf/{stage}/__init__.py" for stage in STAGES} <= set(names), "a stage folder is missing from the wheel"
     assert "vacnn_tf/labs/starter/lab1/features_lab.py" in names and "vacnn_tf/labs/checks/lab4.py" in names
     assert not [n for n in names if n.startswith("instructor/") or "/solutions/" in n], "the lab solutions are in the wheel"
 
@@ -166,7 +169,7 @@ def test_wheel_installs_outside_the_checkout_with_its_configs(tmp_path: Path):
 def test_the_paper_is_cited_alike_everywhere():
     import yaml
 
-    from vacnn_tf.model_card import PAPER_CITATION, PAPER_DOI
+    from vacnn_tf.evaluation.model_card import PAPER_CITATION, PAPER_DOI
 
     cff = yaml.safe_load((ROOT / "CITATION.cff").read_text())
     paper = cff["preferred-citation"]

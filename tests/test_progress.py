@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from vacnn_tf.config import RunConfig, replace
-from vacnn_tf.progress import Progress, Unit, duration, plan_finetune
+from vacnn_tf.training.progress import Progress, Unit, duration, plan_finetune
 
 
 def _clock(step: float = 60.0):
@@ -68,7 +68,8 @@ def _config(out: Path, **changes) -> RunConfig:
 
 
 def test_finetune_reports_each_fold_and_a_resumed_run_only_what_is_left(fake_emodb, tmp_path: Path):
-    from vacnn_tf.training import finetune, finetune_dir
+    from vacnn_tf.training.finetuning import finetune
+    from vacnn_tf.training.run_dirs import finetune_dir
 
     config = _config(tmp_path)
     lines: list[str] = []

@@ -152,8 +152,8 @@ def test_table10_grid_counts_22_trainings_and_a_finished_one_as_done(tmp_path: P
     """4 pretrainings (VACNN + BOVW shares the VACNN's), 15 one-fold fine-tunings, 3 linear references."""
     from reproduce import table10
     from reproduce.common import plan_needs
-    from vacnn_tf.progress import Progress
-    from vacnn_tf.runs import mark_done
+    from vacnn_tf.training.progress import Progress
+    from vacnn_tf.training.run_dirs import mark_done
 
     config = _tiny_config(tmp_path)
     units = plan_needs(config, table10.needs(config), (config.seed,), force=False)

@@ -14,10 +14,10 @@ import pytest
 
 from vacnn_tf.cli import main
 from vacnn_tf.config import load_config, to_yaml
-from vacnn_tf.evaluation import fold_metrics, predictions_frame, sample_std
-from vacnn_tf.runs import mark_done
-from vacnn_tf.seeds import SeedRunsError, seed_report, write_seed_report
+from vacnn_tf.evaluation.metrics import fold_metrics, predictions_frame, sample_std
 from vacnn_tf.storage import write_json, write_text
+from vacnn_tf.training.run_dirs import mark_done
+from vacnn_tf.training.seeds import SeedRunsError, seed_report, write_seed_report
 
 CLASSES = ["angry", "happy", "sad"]
 TRUE = {"u1": 0, "u2": 1, "u3": 2, "u4": 0}
@@ -32,8 +32,8 @@ SEEDS = {
 
 def fake_run(root: Path, seed: int, folds: Sequence[dict[str, list[float]]], overrides: Sequence[str] = (),
              variant: str = "finetuned", done: bool = True) -> Path:
-    """A finished fine-tuning run's files, as training.finetune writes them, from given probabilities."""
-    from vacnn_tf.training import RunSummary
+    """A finished fine-tuning run's files, as finetuning.finetune writes them, from given probabilities."""
+    from vacnn_tf.training.finetuning import RunSummary
 
     config = load_config(overrides=[f"seed={seed}", "data.data_root=/data", *overrides])
     run = root / f"{variant}-s{seed}-{len(list(root.glob('*')))}"
@@ -188,7 +188,7 @@ def test_reproduce_table_over_two_seeds_with_ensemble(tmp_path: Path, monkeypatc
     """
     from reproduce import table3
     from reproduce.common import Need
-    from vacnn_tf.synth import generate
+    from vacnn_tf.corpora.synth import generate
 
     generate(tmp_path / "data", per_class=4, seed=0, corpora=("emodb",))
     monkeypatch.setattr(table3, "needs", lambda config: [Need("pure", "emodb", "linear")])

@@ -26,7 +26,7 @@ ENV_QUIET = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
 @pytest.fixture(scope="module")
 def wavs(module_tmp) -> list[str]:
     """Synthetic EmoDB utterances (16 kHz, 1-2.5 s)."""
-    from vacnn_tf.synth import generate
+    from vacnn_tf.corpora.synth import generate
 
     folder = generate(module_tmp / "synthetic", per_class=1, corpora=["emodb"])["emodb"]
     return sorted(str(p) for p in folder.rglob("*.wav"))[:6]
@@ -36,11 +36,11 @@ def wavs(module_tmp) -> list[str]:
 def exported(wavs: list[str], module_tmp) -> Path:
     """An untrained VACNN with BOVW and a vocabulary fitted on the synthetic utterances: the
     server's answers are checked against the same model run in process, so no training is needed."""
-    from vacnn_tf.bovw import BovwVocabulary, descriptors_for
     from vacnn_tf.config import ModelConfig
-    from vacnn_tf.export import write_savedmodel
-    from vacnn_tf.features import file_image
-    from vacnn_tf.models import build_finetuned, build_vacnn
+    from vacnn_tf.features.bovw import BovwVocabulary, descriptors_for
+    from vacnn_tf.features.logmel import file_image
+    from vacnn_tf.models.networks import build_finetuned, build_vacnn
+    from vacnn_tf.serving.export import write_savedmodel
 
     config = load_config()
     images = np.stack([file_image(p, config.features) for p in wavs])
@@ -53,7 +53,7 @@ def exported(wavs: list[str], module_tmp) -> Path:
 
 @pytest.fixture(scope="module")
 def classifier(exported: Path):
-    from vacnn_tf.serving import EmotionClassifier
+    from vacnn_tf.serving.classifier import EmotionClassifier
 
     return EmotionClassifier.from_savedmodel(exported)
 
@@ -64,7 +64,7 @@ def classifier(exported: Path):
 def client(exported: Path):
     from starlette.testclient import TestClient
 
-    from vacnn_tf.server import ModelServer, ServerLimits, create_app
+    from vacnn_tf.serving.server import ModelServer, ServerLimits, create_app
 
     server = ModelServer(exported.parent, limits=ServerLimits(max_body_bytes=2 * 2**20, max_seconds=4.0, max_rows=8))
     with TestClient(create_app(server)) as test_client:
@@ -185,8 +185,8 @@ def test_wrong_paths_and_methods_answer_json(client, wavs: list[str]):
 
 
 def test_batcher_groups_concurrent_calls_and_isolates_a_bad_one():
-    from vacnn_tf.rest import RequestError
-    from vacnn_tf.server import Batcher, ServerBusy
+    from vacnn_tf.serving.rest import RequestError
+    from vacnn_tf.serving.server import Batcher, ServerBusy
 
     sizes = []
 
@@ -255,34 +255,34 @@ def test_serve_subprocess_answers_predict_and_classify(exported: Path, classifie
 
 def test_predict_url_sends_features_waveforms_or_audio(client, exported: Path, classifier, wavs: list[str], monkeypatch):
     """The client side of `vacnn predict --url`, against the in-process app: the same labels three ways."""
-    from vacnn_tf import serving
+    from vacnn_tf.serving.classifier import ServingClient, ServingError, predict_remote
 
     def post(self, endpoint: str, data: bytes, content_type: str) -> dict:
         answer = client.post(endpoint.removeprefix(self.url), content=data, headers={"Content-Type": content_type})
         if answer.status_code != 200:
-            raise serving.ServingError(f"{endpoint}: HTTP {answer.status_code}: {answer.text}", answer.status_code)
+            raise ServingError(f"{endpoint}: HTTP {answer.status_code}: {answer.text}", answer.status_code)
         return answer.json()
 
-    monkeypatch.setattr(serving.ServingClient, "_post", post)
-    remote = serving.ServingClient("http://testserver", "vacnn")
+    monkeypatch.setattr(ServingClient, "_post", post)
+    remote = ServingClient("http://testserver", "vacnn")
     expected = [classifier.classify_file(p).label for p in wavs[:2]]
     for send in serving_modes():
         model = None if send == "audio" else exported
-        results = serving.predict_remote(model, [*wavs[:2], "missing.wav"], remote, send=send)
+        results = predict_remote(model, [*wavs[:2], "missing.wav"], remote, send=send)
         assert [r.label for r in results[:2]] == expected, send
         assert results[2].error and "missing.wav" in results[2].error
 
 
 def serving_modes() -> tuple[str, ...]:
-    from vacnn_tf.rest import SEND_MODES
+    from vacnn_tf.serving.rest import SEND_MODES
 
     return SEND_MODES
 
 
 def test_stored_feature_settings_are_read_back_with_the_config_checks(tmp_path: Path):
     from vacnn_tf.config import ConfigError
-    from vacnn_tf.export import ASSET_FEATURES, _feature_assets
-    from vacnn_tf.serving import Preprocessor
+    from vacnn_tf.serving.classifier import Preprocessor
+    from vacnn_tf.serving.export import ASSET_FEATURES, _feature_assets
 
     config = load_config(overrides=["features.n_mels=64", "bovw.k=16"])
     assets = _feature_assets(config, ["neutral", "sad"], uses_bovw=False, waveform_note=None)

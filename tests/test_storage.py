@@ -60,13 +60,13 @@ def test_npz_round_trip_refuses_object_arrays(tmp_path):
 
 def test_the_cli_turns_a_full_disk_into_a_message_and_exit_1(tmp_path, monkeypatch, capsys):
     """A full disk is a failure while running, not a usage error: exit 1, one line on stderr."""
-    from vacnn_tf import training
     from vacnn_tf.cli import main
+    from vacnn_tf.training import finetuning
 
     def full(*args, **kwargs):
         atomic_write(tmp_path / "run" / "fold_1" / "model.keras", _fill_disk_after(b"x"), suffix=".keras")
 
-    monkeypatch.setattr(training, "finetune", full)
+    monkeypatch.setattr(finetuning, "finetune", full)
     assert main(["finetune", "--target", "emodb", "--out", str(tmp_path / "run")]) == 1
     err = capsys.readouterr().err
     assert err.startswith("vacnn finetune: error: No space left on device while writing")

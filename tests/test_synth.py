@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from vacnn_tf.corpora import corpus_stats, read_corpus
-from vacnn_tf.labels import CANONICAL_LABELS, CORPUS_CLASSES
-from vacnn_tf.synth import NATIVE_RATES, PROSODY, Prosody, _capacity, _utterance, _voice, generate, plan
+from vacnn_tf.corpora.labels import CANONICAL_LABELS, CORPUS_CLASSES
+from vacnn_tf.corpora.readers import corpus_stats, read_corpus
+from vacnn_tf.corpora.synth import NATIVE_RATES, PROSODY, Prosody, _capacity, _utterance, _voice, generate, plan
 
 PER_CLASS = 3
 

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from vacnn_tf.config import RunConfig, replace
-from vacnn_tf.runs import RunExistsError
+from vacnn_tf.training.run_dirs import RunExistsError
 
 
 class Crash(RuntimeError):
@@ -48,7 +48,7 @@ def test_resume_after_a_crash_redoes_no_finished_fold(cache, tmp_path):
     # masks and mixup on: the resumed epoch must draw the order and seeds the unbroken one drew
     cfg = tiny(cache, tmp_path, **{"protocol.max_folds": 2, "train.augment": True, "train.mixup": 0.2})
     run = tmp_path / "run"
-    from vacnn_tf.training import finetune
+    from vacnn_tf.training.finetuning import finetune
 
     # Fold 0 finishes; fold 1 is killed at the start of its second epoch.
     crash = _crash_at(1)
@@ -92,10 +92,10 @@ class _OnlyFold:
 # unbroken one of the same seed give the same histories and metrics).
 @pytest.mark.slow
 def test_same_seed_same_metrics(cache, tmp_path):
-    from vacnn_tf.training import finetune
+    from vacnn_tf.training.finetuning import finetune
 
     from vacnn_tf.cli import main
-    from vacnn_tf.training import RunSummary
+    from vacnn_tf.training.finetuning import RunSummary
 
     # band input norm on (ours): its statistics are fitted per fold, deterministically too
     cfg = tiny(cache, tmp_path, **{"train.epochs": 1, "model.input_norm": "band"})
@@ -125,7 +125,7 @@ def test_same_seed_same_metrics(cache, tmp_path):
 
 @pytest.mark.slow  # two trainings of a diagnostic that never feeds a result
 def test_leak_audit_scores_the_test_fold_without_changing_training(cache, tmp_path):
-    from vacnn_tf.training import RunSummary, finetune
+    from vacnn_tf.training.finetuning import RunSummary, finetune
 
     # augmentation, mixup and weight averaging on: every random and swapped path the audit sits beside
     changes = {"train.epochs": 2, "train.augment": True, "train.mixup": 0.2, "train.ema": 0.9}
@@ -152,7 +152,7 @@ def test_leak_audit_scores_the_test_fold_without_changing_training(cache, tmp_pa
 
 
 def test_pretraining_is_keyed_by_what_it_excludes(cache, tmp_path):
-    from vacnn_tf.training import finetune_dir, pretrain_dir
+    from vacnn_tf.training.run_dirs import finetune_dir, pretrain_dir
 
     cfg = tiny(cache, tmp_path)
     assert pretrain_dir(cfg) != pretrain_dir(cfg, {"ravdess": ["01", "02"]})
@@ -165,8 +165,8 @@ def test_pretraining_is_keyed_by_what_it_excludes(cache, tmp_path):
 def test_runs_with_and_without_bovw_reuse_one_pretraining(cache, tmp_path):
     """Table 10's VACNN and VACNN + BOVW rows differ only in fine-tuning settings: the second
     must reuse the first one's finished pretraining, not refuse it as another configuration."""
-    from vacnn_tf.runs import RunExistsError, mark_done, prepare_run_dir
-    from vacnn_tf.training import pretrain_dir, pretrain_key
+    from vacnn_tf.training.run_dirs import RunExistsError, mark_done, prepare_run_dir
+    from vacnn_tf.training.run_dirs import pretrain_dir, pretrain_key
 
     with_bovw = tiny(cache, tmp_path)
     without = replace(with_bovw, **{"model.use_bovw": False, "model.state_pooling": "gap"})
@@ -182,8 +182,8 @@ def test_runs_with_and_without_bovw_reuse_one_pretraining(cache, tmp_path):
 
 def test_a_corpus_root_spelled_two_ways_is_one_run(cache, tmp_path, monkeypatch):
     """Resuming with --data-root /abs/corpora a run started with --data-root ../corpora must match."""
-    from vacnn_tf.runs import run_key
-    from vacnn_tf.training import pretrain_key
+    from vacnn_tf.training.run_dirs import pretrain_key
+    from vacnn_tf.training.run_dirs import run_key
 
     (tmp_path / "corpora").mkdir()
     (tmp_path / "work").mkdir()
@@ -197,7 +197,7 @@ def test_a_corpus_root_spelled_two_ways_is_one_run(cache, tmp_path, monkeypatch)
 
 @pytest.mark.parametrize("bad, message", [({"target": "tess"}, "target"), ({"variant": "frozen"}, "variant")])
 def test_bad_arguments_are_named(cache, tmp_path, bad, message):
-    from vacnn_tf.training import finetune
+    from vacnn_tf.training.finetuning import finetune
 
     args = {"target": "emodb", "variant": "pure", **bad}
     with pytest.raises(ValueError, match=message):
@@ -206,7 +206,9 @@ def test_bad_arguments_are_named(cache, tmp_path, bad, message):
 
 def test_end_to_end_pretrain_then_finetune_writes_the_run_layout(cache, tmp_path):
     """Pretrain on synthetic TESS + RAVDESS, fine-tune on synthetic EmoDB (2 folds): every file appears."""
-    from vacnn_tf.training import evaluate, finetune, pretrain
+    from vacnn_tf.training.finetuning import finetune
+    from vacnn_tf.training.pretraining import pretrain
+    from vacnn_tf.training.stage import evaluate
 
     cfg = tiny(cache, tmp_path, **{"protocol.max_folds": 2, "train.pretrain_epochs": 1})
     pre = pretrain(cfg)
@@ -232,7 +234,7 @@ def test_end_to_end_pretrain_then_finetune_writes_the_run_layout(cache, tmp_path
 @pytest.mark.slow
 def test_end_to_end_learns_well_above_chance(tmp_path):
     """Pretrain + fine-tune on a larger synthetic corpus: mean accuracy at least twice chance (7 classes)."""
-    from vacnn_tf.training import finetune
+    from vacnn_tf.training.finetuning import finetune
 
     cfg = tiny(tmp_path / "cache", tmp_path, **{
         "data.synth_per_class": 20, "protocol.max_folds": 2, "train.epochs": 20, "train.pretrain_epochs": 15,

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from vacnn_tf.claims import Claims, UnitsHeld
 from vacnn_tf.config import RunConfig, replace
-from vacnn_tf.workers import Shard, check_worker_options, child_argv, split_cores, until_done, without_shard
+from vacnn_tf.training.claims import Claims, UnitsHeld
+from vacnn_tf.training.workers import Shard, check_worker_options, child_argv, split_cores, until_done, without_shard
 
 
 def test_shard_takes_i_of_n():
@@ -46,7 +46,7 @@ def test_each_worker_runs_on_its_share_of_the_cores_and_its_own_gpu(tmp_path: Pa
     import json
     import sys
 
-    from vacnn_tf.workers import run_jobs, usable_cores
+    from vacnn_tf.training.workers import run_jobs, usable_cores
 
     cores = usable_cores()
     jobs = min(2, len(cores))
@@ -95,8 +95,8 @@ def test_a_shard_stops_when_the_rest_is_held_and_waits_when_it_can_help():
 
 def test_a_planned_pretraining_names_the_run_a_worker_trains_for_it(fake_emodb, tmp_path: Path):
     """Workers take pretrainings first, from the plan: its held-out speakers give back its directory."""
-    from vacnn_tf.progress import plan_finetune
-    from vacnn_tf.training import pretrain_dir
+    from vacnn_tf.training.progress import plan_finetune
+    from vacnn_tf.training.run_dirs import pretrain_dir
 
     config = replace(RunConfig(), **{"out": str(tmp_path), "protocol.name": "speaker", "protocol.folds": 2,
                                      "protocol.ravdess_actor_groups": 2, "model.use_bovw": False})
@@ -106,7 +106,8 @@ def test_a_planned_pretraining_names_the_run_a_worker_trains_for_it(fake_emodb, 
 
 
 def test_a_fold_waits_for_the_pretraining_another_worker_holds(fake_emodb, tmp_path: Path):
-    from vacnn_tf.training import finetune, finetune_dir, pretrain_dir
+    from vacnn_tf.training.finetuning import finetune
+    from vacnn_tf.training.run_dirs import finetune_dir, pretrain_dir
 
     config = replace(RunConfig(), **{"out": str(tmp_path), "protocol.folds": 2, "model.use_bovw": False,
                                      "train.verbose": 0})
@@ -120,8 +121,9 @@ def test_a_fold_waits_for_the_pretraining_another_worker_holds(fake_emodb, tmp_p
 
 
 def test_a_worker_trains_the_free_folds_and_leaves_the_held_one(fake_emodb, tmp_path: Path):
-    from vacnn_tf.runs import is_done
-    from vacnn_tf.training import finetune, finetune_dir
+    from vacnn_tf.training.finetuning import finetune
+    from vacnn_tf.training.run_dirs import finetune_dir
+    from vacnn_tf.training.run_dirs import is_done
 
     config = replace(RunConfig(), **{"out": str(tmp_path), "protocol.folds": 3, "model.use_bovw": False})
     run = finetune_dir(config, "emodb", "linear")
@@ -162,11 +164,11 @@ def _table(out: Path, cache: Path, *flags: str) -> int:
 def test_shards_then_assembling_give_the_single_process_table(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                                capsys: pytest.CaptureFixture[str]):
     from reproduce.common import make_config, parser
-    from vacnn_tf.runs import is_done
-    from vacnn_tf.training import finetune_dir
+    from vacnn_tf.training.run_dirs import finetune_dir
+    from vacnn_tf.training.run_dirs import is_done
 
-    monkeypatch.setattr("vacnn_tf.runs.package_versions", lambda: {})
-    monkeypatch.setattr("vacnn_tf.evaluation.plot_confusion", lambda *a, **k: None)  # figures are not the point
+    monkeypatch.setattr("vacnn_tf.training.run_dirs.package_versions", lambda: {})
+    monkeypatch.setattr("vacnn_tf.evaluation.metrics.plot_confusion", lambda *a, **k: None)  # figures are not the point
     cache = tmp_path / "cache"
     assert _table(tmp_path / "single", cache) == 0
     single = (tmp_path / "single" / "table3.csv").read_text()

@@ -5,12 +5,12 @@ Stages, each timed after a warm-up (first calls pay tracing, library set-up and 
 ====================================  ============================================================
 key                                   what is timed
 ====================================  ============================================================
-``logmel_images_per_s``               wav file -> 224x224 log-mel image (``features.extract_images``,
+``logmel_images_per_s``               wav file -> 224x224 log-mel image (``logmel.extract_images``,
                                       no cache, one process per core; ``--quick``: one process),
                                       synthetic corpus files; ``_1_process``: without the pool
 ``kaze_histogram_utterances_per_s``   image -> KAZE descriptors -> 128-bin histogram
                                       (``descriptors_for`` + ``BovwVocabulary.histograms``, no cache)
-``pipeline_samples_per_s``            ``data.make_dataset`` (shuffle, cast, batch 8) alone, no model
+``pipeline_samples_per_s``            ``pipeline.make_dataset`` (shuffle, cast, batch 8) alone, no model
 ``train_vacnn_samples_per_s``         ``model.fit`` of the VACNN, batch 8, as ``compile_model`` sets it
 ``train_finetuned_samples_per_s``     ``model.fit`` of the fine-tuned VACNN + BOVW (Figure 3), batch 8
 ``infer_samples_per_s``               ``runtime.predict`` of the VACNN, batch 32
@@ -26,7 +26,7 @@ a machine shared with other jobs it moves less than wall-clock throughput),
 SavedModel's latency, the machine and its load average, the runtime settings and the sizes.
 
 Throughputs are medians over ``reps`` timed repetitions. Everything runs on synthetic data
-(``vacnn_tf.synth``) in a temporary folder, so no corpus is needed. The log-mel and KAZE
+(``vacnn_tf.corpora.synth``) in a temporary folder, so no corpus is needed. The log-mel and KAZE
 stages run before TensorFlow is imported, so their worker processes fork cheaply.
 """
 
@@ -144,7 +144,7 @@ def _quiet_keras() -> Iterator[None]:
     """Silence two Keras warnings the training stages trigger too and that change no figure:
     ``fit``'s shuffle flag being ignored for a dataset (it shuffles itself) and a dict feeding
     a single-input model (the contract's ``{"logmel": x}``)."""
-    from vacnn_tf.fitting import quiet_dict_inputs
+    from vacnn_tf.models.runtime import quiet_dict_inputs
 
     with warnings.catch_warnings(), quiet_dict_inputs():
         warnings.filterwarnings("ignore", message=".*shuffle=True.*")
@@ -159,10 +159,10 @@ def _tile(n: int, *arrays: np.ndarray) -> list[np.ndarray]:
 
 def _bench_features(workdir: Path, sizes: BenchSizes, config: RunConfig, say: Callable[[str], None]) -> dict[str, Any]:
     """Log-mel and KAZE+histogram stages; returns images, labels, histograms and the figures."""
-    from vacnn_tf.bovw import BovwVocabulary, descriptors_for
-    from vacnn_tf.corpora import read_corpus
-    from vacnn_tf.features import extract_images
-    from vacnn_tf.synth import generate
+    from vacnn_tf.corpora.readers import read_corpus
+    from vacnn_tf.corpora.synth import generate
+    from vacnn_tf.features.bovw import BovwVocabulary, descriptors_for
+    from vacnn_tf.features.logmel import extract_images
 
     root = generate(workdir / "corpus", per_class=sizes.per_class, seed=config.seed, corpora=("emodb",))["emodb"]
     table = read_corpus("emodb", root).table
@@ -226,8 +226,8 @@ def epoch_timer() -> Any:
 def _bench_training(model: Any, inputs: dict[str, np.ndarray], labels: np.ndarray, config: RunConfig,
                     sizes: BenchSizes) -> tuple[float, float]:
     """(samples/s, CPU ms/sample): median epoch of one ``model.fit`` at the configured batch size."""
-    from vacnn_tf.data import make_dataset
-    from vacnn_tf.models import compile_model
+    from vacnn_tf.datasets.pipeline import make_dataset
+    from vacnn_tf.models.networks import compile_model
 
     bs = config.train.batch_size
     ds = make_dataset(inputs["logmel"], labels, inputs.get("bovw"), batch_size=bs, shuffle=True, seed=config.seed)
@@ -249,7 +249,7 @@ def _bench_latency(model: Any, workdir: Path, name: str, classes: list[str], con
     """
     import tensorflow as tf
 
-    from vacnn_tf.export import write_savedmodel
+    from vacnn_tf.serving.export import write_savedmodel
 
     with _quiet_keras():
         target = write_savedmodel(model, workdir / "export" / name / "1", classes, config, vocabulary)
@@ -307,7 +307,7 @@ def run_bench(
         if progress is not None:
             progress(line)
 
-    from vacnn_tf.runtime import check_runtime_config
+    from vacnn_tf.models.runtime import check_runtime_config
 
     check_runtime_config(config.train)  # a bad key fails now, not after the feature stages
     sizes = QUICK if quick else FULL
@@ -328,7 +328,7 @@ def run_bench(
         say("importing TensorFlow")
         import keras
 
-        from vacnn_tf.runtime import configure_runtime
+        from vacnn_tf.models.runtime import configure_runtime
 
         settings = configure_runtime(config.train)
         keras.utils.set_random_seed(config.seed)
@@ -363,8 +363,8 @@ def _bench_models(work: Path, sizes: BenchSizes, config: RunConfig, feats: dict[
     The models are built in a fixed order after the caller seeds Keras, so their initial
     weights are a function of ``config.seed``.
     """
-    from vacnn_tf.data import make_dataset, pipeline_throughput
-    from vacnn_tf.models import build_finetuned, build_vacnn
+    from vacnn_tf.datasets.pipeline import make_dataset, pipeline_throughput
+    from vacnn_tf.models.networks import build_finetuned, build_vacnn
 
     result: dict[str, Any] = {}
     classes, n_classes = feats["classes"], len(feats["classes"])
@@ -404,7 +404,7 @@ def _bench_models(work: Path, sizes: BenchSizes, config: RunConfig, feats: dict[
 
 def _bench_inference(model: Any, infer_x: np.ndarray, sizes: BenchSizes) -> dict[str, float]:
     """Batch-32 throughput of ``runtime.predict`` (wall and CPU) and of ``model.predict``, after a warm-up each."""
-    from vacnn_tf.runtime import predict
+    from vacnn_tf.models.runtime import predict
 
     predict(model, infer_x[:32], batch_size=32)  # warm-up: traces the forward pass
     walls, cpus = [], []

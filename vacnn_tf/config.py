@@ -33,7 +33,7 @@ PROFILES: tuple[str, ...] = ("paper", "quick", "demo")  # RunConfig.profile
 RESIZE_MODES: tuple[str, ...] = ("linear", "area", "cubic", "nearest")  # FeatureConfig.resize: cv2 interpolations
 BOVW_NORMALIZATIONS: tuple[str, ...] = ("none", "l1", "l2")  # BovwConfig.normalization
 KMEANS_MODES: tuple[str, ...] = ("minibatch", "full")  # BovwConfig.kmeans
-# ModelConfig.architecture: the keys of vacnn_tf.models.MODELS, listed here so that checking a
+# ModelConfig.architecture: the keys of vacnn_tf.models.networks.MODELS, listed here so that checking a
 # config does not import TensorFlow (a test checks the two agree)
 ARCHITECTURES: tuple[str, ...] = ("vacnn", "vacnn-cbam", "vacnn-noatt", "resnet", "inception", "mobilenet")
 STATE_POOLINGS: tuple[str, ...] = ("flatten", "gap", "time_gap")  # ModelConfig.state_pooling
@@ -150,7 +150,7 @@ class BovwConfig:
     kaze_octave_layers: int = setting(4, "OpenCV default: sublevels per octave")
     normalization: str = setting("l1", "silent: none|l1|l2 (l1: word frequencies summing to 1)",
                                  choices=BOVW_NORMALIZATIONS)
-    kmeans: str = setting("minibatch", "minibatch|full (full: exact Lloyd K-means; comparison in vacnn_tf/bovw.py)",
+    kmeans: str = setting("minibatch", "minibatch|full (full: exact Lloyd K-means; comparison in vacnn_tf/features/bovw.py)",
                           choices=KMEANS_MODES)
     max_fit_descriptors: int = setting(100000, "descriptors sampled from the training fold for K-means")
     kmeans_batch_size: int = setting(4096, "MiniBatchKMeans batch size (only for kmeans=minibatch)")

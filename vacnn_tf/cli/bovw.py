@@ -76,11 +76,11 @@ def plot_silhouette(table: Any, path: str | Path, title: str) -> Path:
 
 
 def cmd_bovw_silhouette(args: argparse.Namespace) -> int:
-    from vacnn_tf.bovw import descriptors_for, silhouette_study
     from vacnn_tf.cli.options import with_flags
     from vacnn_tf.config import load_config
-    from vacnn_tf.corpora import find_corpus_dir, read_corpus
-    from vacnn_tf.features import extract_images
+    from vacnn_tf.corpora.readers import find_corpus_dir, read_corpus
+    from vacnn_tf.features.bovw import descriptors_for, silhouette_study
+    from vacnn_tf.features.logmel import extract_images
     from vacnn_tf.storage import bovw_cache_dir, features_cache_dir, write_text
 
     config = load_config(args.config, with_flags(args.set, {"data.cache_dir": ("--cache", args.cache)}))

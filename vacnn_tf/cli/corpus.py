@@ -62,7 +62,7 @@ def _print_unmatched(unmatched: list[tuple[str, str]], limit: int | None = None)
 
 
 def cmd_corpus_stats(args: argparse.Namespace) -> int:
-    from vacnn_tf.corpora import CORPUS_TITLES, corpus_stats, find_corpus_dir
+    from vacnn_tf.corpora.readers import CORPUS_TITLES, corpus_stats, find_corpus_dir
 
     root = find_corpus_dir(args.root, args.corpus)
     stats = corpus_stats(args.corpus, root)
@@ -91,7 +91,7 @@ def cmd_corpus_stats(args: argparse.Namespace) -> int:
 
 def cmd_synth(args: argparse.Namespace) -> int:
     from vacnn_tf.config import RunConfig
-    from vacnn_tf.synth import generate
+    from vacnn_tf.corpora.synth import generate
 
     defaults = RunConfig()
     per_class = defaults.data.synth_per_class if args.per_class is None else args.per_class
@@ -108,8 +108,8 @@ def cmd_synth(args: argparse.Namespace) -> int:
 def cmd_features(args: argparse.Namespace) -> int:
     from vacnn_tf.cli.options import with_flags
     from vacnn_tf.config import load_config
-    from vacnn_tf.corpora import find_corpus_dir, read_corpus
-    from vacnn_tf.features import extract_images
+    from vacnn_tf.corpora.readers import find_corpus_dir, read_corpus
+    from vacnn_tf.features.logmel import extract_images
     from vacnn_tf.storage import features_cache_dir
 
     config = load_config(args.config, with_flags(args.set, {"data.cache_dir": ("--cache", args.cache)}))

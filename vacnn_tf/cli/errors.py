@@ -22,8 +22,8 @@ USAGE_ERROR = 2
 FAILURE = 1
 
 # Raised by the package's own modules, matched by name so that classifying an error never
-# imports a module (vacnn_tf.runs would bring in pandas, vacnn_tf.serving TensorFlow).
-_USER_ERRORS_BY_NAME = (("vacnn_tf.runs", "RunExistsError"), ("vacnn_tf.serving", "ServingError"))
+# imports a module (vacnn_tf.training.run_dirs would bring in pandas, vacnn_tf.serving.classifier TensorFlow).
+_USER_ERRORS_BY_NAME = (("vacnn_tf.training.run_dirs", "RunExistsError"), ("vacnn_tf.serving.classifier", "ServingError"))
 _FAILURES_BY_NAME = (("vacnn_tf.storage", "DiskFullError"),)
 _USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError, IsADirectoryError)
 

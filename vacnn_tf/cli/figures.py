@@ -8,7 +8,7 @@ Examples::
     vacnn figures attention --model RUN/fold_0/model.keras --wav DATA/emodb/wav/03a01Wa.wav --out figs/att.png
     vacnn figures curves --run RUN --out figs/curves.png
 
-Each command is a thin wrapper over one function of :mod:`vacnn_tf.figures`.
+Each command is a thin wrapper over one function of :mod:`vacnn_tf.evaluation.figures`.
 """
 
 from __future__ import annotations
@@ -85,7 +85,7 @@ def _load(args: argparse.Namespace) -> Any:
 
 
 def cmd_features(args: argparse.Namespace) -> int:
-    from vacnn_tf.figures import plot_features
+    from vacnn_tf.evaluation.figures import plot_features
 
     config = _load(args)
     result = plot_features(args.wav, args.out, config.features, config.bovw)
@@ -95,7 +95,7 @@ def cmd_features(args: argparse.Namespace) -> int:
 
 
 def cmd_bovw(args: argparse.Namespace) -> int:
-    from vacnn_tf.figures import bovw_figure_from_corpus, bovw_figure_from_run
+    from vacnn_tf.evaluation.figures import bovw_figure_from_corpus, bovw_figure_from_run
 
     if args.run:
         if args.root or args.vocabulary:
@@ -111,7 +111,7 @@ def cmd_bovw(args: argparse.Namespace) -> int:
 
 def cmd_attention(args: argparse.Namespace) -> int:
     from vacnn_tf.config import load_config
-    from vacnn_tf.figures import attention_figure
+    from vacnn_tf.evaluation.figures import attention_figure
 
     config = load_config(args.config) if args.config else None
     result = attention_figure(args.model, args.wav, args.out, class_name=args.class_name,
@@ -126,7 +126,7 @@ def cmd_attention(args: argparse.Namespace) -> int:
 
 
 def cmd_curves(args: argparse.Namespace) -> int:
-    from vacnn_tf.figures import plot_training_curves
+    from vacnn_tf.evaluation.figures import plot_training_curves
 
     result = plot_training_curves(args.run, args.out)
     for stage, info in result["stages"].items():

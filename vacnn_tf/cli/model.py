@@ -35,7 +35,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run_model_summary(args: argparse.Namespace) -> int:
     from vacnn_tf.config import load_config
-    from vacnn_tf.models import build_finetuned, build_model, count_params
+    from vacnn_tf.models.networks import build_finetuned, build_model, count_params
 
     config = load_config(args.config, args.overrides).model
     if args.model == "finetuned":

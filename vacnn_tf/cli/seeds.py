@@ -7,7 +7,7 @@ import json
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from vacnn_tf.seeds import SeedReport
+    from vacnn_tf.training.seeds import SeedReport
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -31,7 +31,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from vacnn_tf.seeds import seed_report, write_seed_report
+    from vacnn_tf.training.seeds import seed_report, write_seed_report
 
     report = seed_report(args.runs)  # SeedRunsError (a ValueError): one line, exit 2
     print(json.dumps(report.as_dict(), indent=2) if args.json else format_report(report))
@@ -58,7 +58,7 @@ def format_report(report: "SeedReport") -> str:
                  f"UAR {ens.uar:.4f}, macro-F1 {ens.macro_f1:.4f}" + (f"; {ens.coverage}" if ens.coverage else ""))
     lines.append("NOTE: the seed ensemble is ours, not the paper's.")
     if recipe["protocol"] == "paper":
-        from vacnn_tf.folds import LEAKAGE_CAVEAT
+        from vacnn_tf.datasets.folds import LEAKAGE_CAVEAT
 
         lines.append(f"NOTE: {LEAKAGE_CAVEAT}")
     return "\n".join(lines)

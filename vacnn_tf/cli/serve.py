@@ -7,8 +7,8 @@ import json
 import sys
 
 from vacnn_tf.cli.errors import CommandFailed
-from vacnn_tf.rest import SEND_MODES
-from vacnn_tf.server import ServerLimits
+from vacnn_tf.serving.rest import SEND_MODES
+from vacnn_tf.serving.server import ServerLimits
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -89,7 +89,7 @@ def _register_serve(sub: argparse._SubParsersAction) -> None:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from vacnn_tf.export import export_savedmodel
+    from vacnn_tf.serving.export import export_savedmodel
 
     path = export_savedmodel(args.run, args.out, fold=args.fold, model_name=args.name, version=args.version)
     print(f"SavedModel written to {path}")
@@ -97,7 +97,7 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _predict(args: argparse.Namespace) -> int:
-    from vacnn_tf.serving import ServingClient, predict_local, predict_remote
+    from vacnn_tf.serving.classifier import ServingClient, predict_local, predict_remote
 
     if args.send != "features" and not args.url:
         raise ValueError(f"--send {args.send} sends to a server: give its --url")
@@ -129,7 +129,7 @@ def _predict(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from vacnn_tf.server import serve
+    from vacnn_tf.serving.server import serve
 
     limits = ServerLimits(
         max_body_bytes=int(args.max_body_mb * 2**20), max_seconds=args.max_seconds, max_rows=args.max_rows,

@@ -58,7 +58,7 @@ def _logged(func: Any) -> Any:
 
 
 def cmd_pretrain(args: argparse.Namespace) -> int:
-    from vacnn_tf.training import pretrain
+    from vacnn_tf.training.pretraining import pretrain
 
     config = _config(args)
     # Without --resume a pretraining that exists is an error (as for every run); --resume reuses it.
@@ -72,7 +72,7 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
 
 def cmd_finetune(args: argparse.Namespace) -> int:
     from vacnn_tf.config import ConfigError
-    from vacnn_tf.workers import check_worker_options
+    from vacnn_tf.training.workers import check_worker_options
 
     config = _config(args)
     problem = check_worker_options(args)
@@ -83,7 +83,7 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     else:
         summary = _finetune_here(args, config, resume=args.resume or args.shard is not None, force=args.force)
     if summary is None:  # a shard whose folds left are other workers'
-        from vacnn_tf.workers import without_shard
+        from vacnn_tf.training.workers import without_shard
 
         assemble = without_shard(args.argv) + ([] if args.resume else ["--resume"])
         print(f"shard {args.shard}: once every shard has ended, this prints the run: vacnn {shlex.join(assemble)}")
@@ -106,9 +106,9 @@ def _finetune_here(args: argparse.Namespace, config: Any, resume: bool, force: b
     the rest is theirs). Folds other workers hold are waited for, except by a shard."""
     from contextlib import nullcontext
 
-    from vacnn_tf.claims import Claims
-    from vacnn_tf.training import finetune
-    from vacnn_tf.workers import until_done
+    from vacnn_tf.training.claims import Claims
+    from vacnn_tf.training.finetuning import finetune
+    from vacnn_tf.training.workers import until_done
 
     name = f"shard {args.shard}" if args.shard is not None else ""
     with (nullcontext() if force else Claims(name)) as claims:  # --force runs alone: it claims nothing
@@ -119,9 +119,9 @@ def _finetune_here(args: argparse.Namespace, config: Any, resume: bool, force: b
 
 def _finetune_on_workers(args: argparse.Namespace, config: Any) -> Any:
     """``--jobs N``: --resume / --force applied once, N pinned ``--shard`` workers, then the run's summary."""
-    from vacnn_tf.runs import prepare_run_dir
-    from vacnn_tf.training import finetune_dir
-    from vacnn_tf.workers import child_argv, python_command, run_jobs, worker_placements
+    from vacnn_tf.training.run_dirs import finetune_dir
+    from vacnn_tf.training.run_dirs import prepare_run_dir
+    from vacnn_tf.training.workers import child_argv, python_command, run_jobs, worker_placements
 
     worker_placements(args.jobs)  # more workers than cores (or GPUs): a usage error before anything starts
     run_dir = Path(args.out) if args.out else finetune_dir(config, args.target, args.variant)
@@ -135,7 +135,7 @@ def _finetune_on_workers(args: argparse.Namespace, config: Any) -> Any:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from vacnn_tf.training import evaluate
+    from vacnn_tf.training.stage import evaluate
 
     tables = evaluate(args.run)
     print(tables["summary"].astype(object).to_markdown(floatfmt=".4f"))
@@ -147,7 +147,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def register(subparsers: Any) -> None:
     """Add ``pretrain``, ``finetune`` and ``evaluate`` to the ``vacnn`` command."""
-    from vacnn_tf.workers import add_worker_options
+    from vacnn_tf.training.workers import add_worker_options
 
     p = subparsers.add_parser(
         "pretrain", help="pretrain on TESS + RAVDESS (7 labels, section 4.2)",

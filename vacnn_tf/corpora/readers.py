@@ -6,7 +6,7 @@ table of the files that follow the corpus convention plus the list of files that
 each with the reason. Nothing is guessed and nothing is dropped silently: a file that is
 not understood, or a second copy of an utterance already read, lands in ``unmatched``.
 
-The label column holds canonical names (``vacnn_tf.labels.CANONICAL_LABELS``); ``label_raw``
+The label column holds canonical names (``vacnn_tf.corpora.labels.CANONICAL_LABELS``); ``label_raw``
 holds the emotion token exactly as the file name spells it (RAVDESS ``06``, EmoDB ``F``,
 TESS ``ps``, SAVEE ``sa``).
 """
@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-from vacnn_tf.labels import CORPUS_CLASSES, classes_for
+from vacnn_tf.corpora.labels import CORPUS_CLASSES, classes_for
 
 # Audio containers libsndfile reads; any other file (README, .DS_Store, csv) is not audio and ignored.
 AUDIO_SUFFIXES: frozenset[str] = frozenset({".wav", ".flac", ".ogg", ".aiff", ".aif", ".mp3"})

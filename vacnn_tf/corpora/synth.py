@@ -31,8 +31,8 @@ from typing import Iterable, Optional
 
 import numpy as np
 
-from vacnn_tf.corpora import EMODB_EMOTIONS, RAVDESS_EMOTIONS, SAVEE_EMOTIONS, SAVEE_SPEAKERS
-from vacnn_tf.labels import CORPUS_CLASSES
+from vacnn_tf.corpora.labels import CORPUS_CLASSES
+from vacnn_tf.corpora.readers import EMODB_EMOTIONS, RAVDESS_EMOTIONS, SAVEE_EMOTIONS, SAVEE_SPEAKERS
 from vacnn_tf.storage import read_json, write_json
 
 SYNTH_VERSION = 2  # bump when the signal model changes, so old trees are regenerated

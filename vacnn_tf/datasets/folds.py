@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from vacnn_tf.config import PROTOCOLS, ProtocolConfig
-from vacnn_tf.labels import PRETRAIN_CLASSES, pretrain_label
+from vacnn_tf.corpora.labels import PRETRAIN_CLASSES, pretrain_label
 
 PRETRAIN_CORPORA: tuple[str, ...] = ("tess", "ravdess")
 LEAKAGE_CAVEAT = (

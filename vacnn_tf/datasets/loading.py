@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from vacnn_tf.config import RunConfig
-from vacnn_tf.labels import classes_for
+from vacnn_tf.corpora.labels import classes_for
 from vacnn_tf.storage import features_cache_dir, synthetic_cache_dir
 
 log = logging.getLogger(__name__)
@@ -50,7 +50,7 @@ class CorpusData:
 
 def synthetic_root(config: RunConfig) -> Path:
     """Generate the synthetic corpus once (atomically) and return its root folder."""
-    from vacnn_tf.synth import generate
+    from vacnn_tf.corpora.synth import generate
 
     root = synthetic_cache_dir(config)
     if (root / "DONE").is_file():
@@ -79,8 +79,8 @@ def data_root(config: RunConfig) -> Path:
 
 def read_table(config: RunConfig, name: str) -> tuple[pd.DataFrame, list[tuple[str, str]]]:
     """The corpus table of ``name`` (subsampled per ``protocol.subsample``) and its unmatched files."""
-    from vacnn_tf.corpora import corpus_root, read_corpus
-    from vacnn_tf.folds import subsample_table
+    from vacnn_tf.corpora.readers import corpus_root, read_corpus
+    from vacnn_tf.datasets.folds import subsample_table
 
     scan = read_corpus(name, corpus_root(data_root(config), name))
     if scan.unmatched:
@@ -107,7 +107,7 @@ def load_corpus(
     Returns:
         A :class:`CorpusData` whose rows all have an image.
     """
-    from vacnn_tf.features import extract_images
+    from vacnn_tf.features.logmel import extract_images
 
     unmatched: list[tuple[str, str]] = []
     if table is None:

@@ -5,7 +5,7 @@
 * :func:`grad_cam` -- a Grad-CAM class-activation map (Selvaraju et al. 2017) on the last
   feature map (``head_relu``, 14x14x288 for the VACNN family).
 
-No plotting here (matplotlib is not imported): :mod:`vacnn_tf.figures` draws these maps
+No plotting here (matplotlib is not imported): :mod:`vacnn_tf.evaluation.figures` draws these maps
 (``vacnn figures attention``). TensorFlow and Keras are imported inside the functions.
 """
 
@@ -87,7 +87,7 @@ def _inputs(model: Any, image: np.ndarray, bovw: Optional[np.ndarray]) -> dict[s
 
 def attention_layers(model: Any) -> list[Any]:
     """The VA / CBAM modules of a model, in network order (VACNN: ``va_block1..3_attention``)."""
-    from vacnn_tf.layers import CBAM, VisualAttention
+    from vacnn_tf.models.layers import CBAM, VisualAttention
 
     return [layer for layer in model.layers if isinstance(layer, (VisualAttention, CBAM))]
 
@@ -95,7 +95,7 @@ def attention_layers(model: Any) -> list[Any]:
 def attention_maps(model: Any, image: np.ndarray) -> list[AttentionMap]:
     """Channel and spatial attention of every VA / CBAM module of ``model`` for one image.
 
-    Uses the layers' own ``.attention`` helpers (:mod:`vacnn_tf.layers`) on the module's input,
+    Uses the layers' own ``.attention`` helpers (:mod:`vacnn_tf.models.layers`) on the module's input,
     so the maps are the ones the forward pass multiplies by. Works for a VACNN and for a
     fine-tuned model built on one (only the ``logmel`` input is needed).
 
@@ -109,7 +109,7 @@ def attention_maps(model: Any, image: np.ndarray) -> list[AttentionMap]:
     import keras
     from keras import ops
 
-    from vacnn_tf.layers import CBAM
+    from vacnn_tf.models.layers import CBAM
 
     modules = attention_layers(model)
     if not modules:

@@ -9,11 +9,11 @@ One public function per figure, each also a ``vacnn figures`` subcommand (:mod:`
   the vocabulary.
 * :func:`plot_attention` -- the channel (eq. 1) and spatial (eq. 2) attention of each VA (or
   CBAM) module of a model over one log-mel image, and a Grad-CAM class-activation map
-  (Selvaraju et al. 2017) on the 14x14x288 ``head_relu`` map; :mod:`vacnn_tf.explain`
+  (Selvaraju et al. 2017) on the 14x14x288 ``head_relu`` map; :mod:`vacnn_tf.evaluation.explain`
   computes the numbers behind it. :func:`attention_figure` loads a ``.keras`` checkpoint of a
   run and a wav file.
 * :func:`plot_training_curves` -- loss and accuracy per epoch for every fold of a run, read
-  from ``fold_K/history.csv`` (one row an epoch in Keras CSVLogger's layout, written by :mod:`vacnn_tf.fitting`).
+  from ``fold_K/history.csv`` (one row an epoch in Keras CSVLogger's layout, written by :mod:`vacnn_tf.training.fitting`).
 
 Every figure is drawn with matplotlib's Agg backend (no display needed) and written
 atomically (:func:`vacnn_tf.storage.atomic_write`), so an interrupted command never leaves a
@@ -30,7 +30,7 @@ import numpy as np
 
 from vacnn_tf.config import BovwConfig, FeatureConfig, RunConfig
 # The numbers behind the attention figure; re-exported so one import serves a notebook.
-from vacnn_tf.explain import AttentionMap, GradCam, attention_maps, grad_cam, input_names
+from vacnn_tf.evaluation.explain import AttentionMap, GradCam, attention_maps, grad_cam, input_names
 from vacnn_tf.storage import atomic_write, bovw_cache_dir, features_cache_dir, read_json
 
 if TYPE_CHECKING:
@@ -75,7 +75,7 @@ def kaze_keypoints(image: np.ndarray, config: BovwConfig = BovwConfig()) -> list
     Returns:
         ``cv2.KeyPoint`` objects (``pt`` = (x, y), ``size``, ``angle``).
     """
-    from vacnn_tf.kaze import kaze_detector
+    from vacnn_tf.features.kaze import kaze_detector
 
     keypoints, _ = kaze_detector(config).detectAndCompute(np.ascontiguousarray(image, dtype=np.uint8), None)
     return list(keypoints)
@@ -113,9 +113,9 @@ def plot_features(
         ``{"path": Path, "seconds": float, "keypoints": int, "image": uint8 (224, 224)}``.
 
     Raises:
-        vacnn_tf.features.AudioError: the file cannot become an image (the message names it).
+        vacnn_tf.features.logmel.AudioError: the file cannot become an image (the message names it).
     """
-    from vacnn_tf.features import file_image, load_audio
+    from vacnn_tf.features.logmel import file_image, load_audio
 
     wave = load_audio(wav_path, features.sample_rate, min_duration=features.min_duration)
     image = file_image(wav_path, features)  # the exact image training uses (trimming included)
@@ -207,7 +207,7 @@ def plot_bovw_histograms(
 
 
 def _images(paths: Sequence[str], config: RunConfig) -> np.ndarray:
-    from vacnn_tf.features import extract_images
+    from vacnn_tf.features.logmel import extract_images
 
     batch = extract_images(list(paths), config.features, cache_dir=features_cache_dir(config),
                            workers=config.data.workers, progress=False)
@@ -229,7 +229,7 @@ def bovw_figure_from_corpus(
     Without ``vocabulary_path`` a vocabulary of ``config.bovw.k`` words is fitted on the KAZE
     descriptors of the whole corpus (seed ``config.seed``). That is an illustration of what
     visual words are, not what training does: training fits one vocabulary per fold on its
-    training utterances only (:func:`vacnn_tf.bovw.fit_fold_vocabulary`).
+    training utterances only (:func:`vacnn_tf.features.bovw.fit_fold_vocabulary`).
 
     Args:
         corpus: ``ravdess``, ``emodb``, ``tess`` or ``savee``.
@@ -242,9 +242,9 @@ def bovw_figure_from_corpus(
         ``{"path": Path, "k": int, "classes": [...], "files": [...], "fitted_on": int}``
         (``fitted_on``: utterances the vocabulary was fitted on here, 0 when loaded).
     """
-    from vacnn_tf.bovw import BovwVocabulary, descriptors_for
-    from vacnn_tf.corpora import find_corpus_dir, read_corpus
-    from vacnn_tf.labels import classes_for
+    from vacnn_tf.corpora.labels import classes_for
+    from vacnn_tf.corpora.readers import find_corpus_dir, read_corpus
+    from vacnn_tf.features.bovw import BovwVocabulary, descriptors_for
 
     scan = read_corpus(corpus, find_corpus_dir(root, corpus))
     if not len(scan):
@@ -286,8 +286,8 @@ def bovw_figure_from_run(run_dir: str | Path, out_path: str | Path, fold: int = 
     """
     import pandas as pd
 
-    from vacnn_tf.bovw import BovwVocabulary
     from vacnn_tf.config import load_config
+    from vacnn_tf.features.bovw import BovwVocabulary
 
     run_dir = Path(run_dir)
     fold_dir = run_dir / f"fold_{fold}"
@@ -435,9 +435,9 @@ def attention_figure(
     """
     import keras
 
-    import vacnn_tf.layers  # noqa: F401  registers the custom layers for loading
     from vacnn_tf.config import load_config
-    from vacnn_tf.features import file_image
+    from vacnn_tf.features.logmel import file_image
+    import vacnn_tf.models.layers  # noqa: F401  registers the custom layers for loading
 
     model_path = Path(model_path)
     if not model_path.is_file():
@@ -452,7 +452,7 @@ def attention_figure(
     image = file_image(wav_path, config.features)
     bovw = None
     if "bovw" in input_names(model):
-        from vacnn_tf.bovw import BovwVocabulary
+        from vacnn_tf.features.bovw import BovwVocabulary
 
         vocab_file = Path(vocabulary_path) if vocabulary_path else model_path.parent / "vocabulary.npz"
         if not vocab_file.is_file():

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Mapping, Optional
 
 from vacnn_tf.config import RunConfig
-from vacnn_tf.corpora import CORPUS_TITLES
+from vacnn_tf.corpora.readers import CORPUS_TITLES
 from vacnn_tf.storage import read_json
 
 PAPER_CITATION = (
@@ -145,7 +145,7 @@ def _model_section(summary: Mapping[str, Any], config: RunConfig) -> list[str]:
 
 def _data_section(summary: Mapping[str, Any], config: RunConfig, data: Mapping[str, Any], synthetic: bool,
                   chosen_by_user: bool) -> list[str]:
-    from vacnn_tf.folds import LEAKAGE_CAVEAT
+    from vacnn_tf.datasets.folds import LEAKAGE_CAVEAT
 
     target, variant = summary["target"], summary["variant"]
     title = CORPUS_TITLES[target]

@@ -31,8 +31,8 @@ reached 0.1430 in 12-36 s. So the mini-batch estimator is the default, "as good 
 faster" where it matters; ``bovw.kmeans=full`` gives the exact Lloyd K-means for a literal
 reading of the paper. Numbers from ``benchmarks/bovw_throughput.py --compare-kmeans``.
 
-KAZE extraction and the descriptor cache live in :mod:`vacnn_tf.kaze` and are re-exported
-here (``extract_descriptors``, ``descriptors_for``, ...), so ``vacnn_tf.bovw`` is the one
+KAZE extraction and the descriptor cache live in :mod:`vacnn_tf.features.kaze` and are re-exported
+here (``extract_descriptors``, ``descriptors_for``, ...), so ``vacnn_tf.features.bovw`` is the one
 import the training code needs.
 """
 
@@ -47,7 +47,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Optional, Sequence
 import numpy as np
 
 from vacnn_tf.config import BOVW_NORMALIZATIONS, KMEANS_MODES, BovwConfig
-from vacnn_tf.kaze import (  # re-exported: the contract names them vacnn_tf.bovw.*
+from vacnn_tf.features.kaze import (  # re-exported: the contract names them vacnn_tf.features.bovw.*
     KAZE_FIELDS,
     descriptor_cache_dir,
     descriptor_dim,

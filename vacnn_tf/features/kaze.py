@@ -1,6 +1,6 @@
 """KAZE local descriptors of log-mel images, computed in parallel and cached (paper section 3.2, step 1).
 
-The first step of the bag of visual words (:mod:`vacnn_tf.bovw`): KAZE, "robust to rotation,
+The first step of the bag of visual words (:mod:`vacnn_tf.features.bovw`): KAZE, "robust to rotation,
 scale and limited affine" as the paper puts it, detects keypoints on each 224x224 log-mel
 image and describes each with a 64-value vector.
 
@@ -8,7 +8,7 @@ Caching: descriptors are cached per image in ``cache_dir/kaze/<settings>/<ab>/<s
 keyed by the SHA-1 of the image bytes and a hash of the KAZE settings and OpenCV version,
 so a 5-fold run extracts KAZE once per utterance. Histograms are not cached: for a fold's
 vocabulary they take milliseconds, and the vocabulary itself is saved with the fold
-(:mod:`vacnn_tf.bovw`).
+(:mod:`vacnn_tf.features.bovw`).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
-"""The log-mel image of :mod:`vacnn_tf.features`, computed with TensorFlow ops inside the SavedModel.
+"""The log-mel image of :mod:`vacnn_tf.features.logmel`, computed with TensorFlow ops inside the SavedModel.
 
-The exported ``waveform`` signatures (:mod:`vacnn_tf.export`) run this graph, so TF Serving
-alone turns audio into probabilities. Each step copies what :func:`vacnn_tf.features.logmel_image`
+The exported ``waveform`` signatures (:mod:`vacnn_tf.serving.export`) run this graph, so TF Serving
+alone turns audio into probabilities. Each step copies what :func:`vacnn_tf.features.logmel.logmel_image`
 does with librosa and OpenCV:
 
 1. cut to the example's ``length``; silence trim as ``librosa.effects.trim`` (``trim_db``: frame
@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from vacnn_tf.config import FeatureConfig
-from vacnn_tf.features import SILENCE_PEAK
+from vacnn_tf.features.logmel import SILENCE_PEAK
 
 # librosa.power_to_db's floor (amplitude_to_db's 1e-5, squared, in librosa.effects.trim).
 _AMIN_POWER = 1e-10
@@ -123,7 +123,7 @@ class WaveformFeatures:
         self.min_samples = max(1, int(np.ceil(config.min_duration * config.sample_rate)))
 
     def check(self, waveform: Any, length: Any) -> list[Any]:
-        """Assertions on a batch: what :func:`vacnn_tf.features.load_audio` refuses.
+        """Assertions on a batch: what :func:`vacnn_tf.features.logmel.load_audio` refuses.
 
         A failed one stops the call with an InvalidArgument error naming the reason (TF Serving
         answers it with HTTP 400).

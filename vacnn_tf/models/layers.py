@@ -14,7 +14,7 @@
   training-set statistics (ours, ``model.input_norm: band``).
 - :class:`ChannelStatsGroupNormalization` -- Keras's GroupNormalization with the statistics
   gathered per channel first: the same normalisation, fewer passes over a feature map; the
-  exported serving graph uses it (:mod:`vacnn_tf.export`).
+  exported serving graph uses it (:mod:`vacnn_tf.serving.export`).
 
 Every layer is registered for ``.keras`` serialization under the package ``vacnn_tf`` so that
 ``keras.models.load_model(path, safe_mode=True)`` rebuilds it without custom_objects.

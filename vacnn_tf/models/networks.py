@@ -22,8 +22,8 @@ from typing import Any, Mapping, Optional
 import keras
 from keras import layers
 
-from vacnn_tf import layers as vlayers
 from vacnn_tf.config import INPUT_NORMS, STATE_POOLINGS, ModelConfig, TrainConfig
+from vacnn_tf.models import layers as vlayers
 
 __all__ = [
     "INPUT_SHAPE", "MODELS", "ModelSpec", "build_baseline", "build_finetuned", "build_model",
@@ -586,7 +586,7 @@ def compile_model(model: keras.Model, train_config: TrainConfig, steps_per_epoch
     Adam on :func:`learning_rate_schedule` (step decay), sparse categorical cross-entropy on
     integer labels, accuracy. With ``train.ema`` > 0 Adam keeps an exponential moving average
     of the weights (Polyak averaging, Keras's ``use_ema``) that validation and model selection
-    use (:func:`vacnn_tf.fitting.fit_resumable`). With ``train.mixup`` > 0 the loss is
+    use (:func:`vacnn_tf.training.fitting.fit_resumable`). With ``train.mixup`` > 0 the loss is
     :class:`LabelCrossentropy`, which also takes the blended label rows of mixup batches. The
     L2 weight decay lives in the layers' kernel regularizers (``ModelConfig.l2``), so it is
     part of the loss Keras minimises.

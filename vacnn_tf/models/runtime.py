@@ -10,7 +10,7 @@ CPU is in docs/performance.md.
 
 Typical use (the training stages do this before building a model)::
 
-    from vacnn_tf.runtime import configure_runtime, predict
+    from vacnn_tf.models.runtime import configure_runtime, predict
     configure_runtime(config.train)        # threads + precision policy, once per process
     model = build_model(...)               # layers take the precision policy set above
     probs = predict(model, test_ds)        # instead of model.predict(test_ds)
@@ -19,9 +19,11 @@ Typical use (the training stages do this before building a model)::
 from __future__ import annotations
 
 import logging
+import warnings
 import weakref
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
-from typing import Any, Callable, Mapping, Union
+from typing import Any, Callable, Iterator, Mapping, Union
 
 import numpy as np
 
@@ -29,7 +31,7 @@ from vacnn_tf.config import PRECISIONS, TrainConfig
 
 __all__ = [
     "PRECISIONS", "XLA_FUSION_FLAGS", "RuntimeSettings", "check_precision", "check_runtime_config", "configure_runtime", "predict",
-    "predict_function",
+    "predict_function", "quiet_dict_inputs",
 ]
 
 log = logging.getLogger(__name__)
@@ -189,6 +191,18 @@ def configure_runtime(train_config: TrainConfig = TrainConfig()) -> RuntimeSetti
     )
 
 
+@contextmanager
+def quiet_dict_inputs() -> Iterator[None]:
+    """Silence Keras's warning that a dict fed a single-input model.
+
+    The datasets and the serving signature always pass ``{"logmel": ...[, "bovw": ...]}``; a
+    single-input model takes the one entry and Keras warns about the structure. Harmless.
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="The structure of `inputs` doesn't match")
+        yield
+
+
 def _input_names(model: Any) -> list[str]:
     return [t.name.split(":")[0] for t in model.inputs]
 
@@ -201,7 +215,7 @@ def predict_function(model: Any, jit_compile: bool = False) -> Callable[[Mapping
     batch dimension, so the last, smaller batch of a set does not retrace it either.
 
     Args:
-        model: A Keras model (any of :mod:`vacnn_tf.models`).
+        model: A Keras model (any of :mod:`vacnn_tf.models.networks`).
         jit_compile: Compile the forward pass with XLA (measured in docs/performance.md).
 
     Returns:
@@ -266,7 +280,7 @@ def predict(model: Any, data: InputData, batch_size: int = 32, jit_compile: bool
         model: A Keras model.
         data: An array ``(N, 224, 224, 1)`` for single-input models, a dict of arrays keyed by
             input name (``{"logmel": ..., "bovw": ...}``), or a batched ``tf.data.Dataset`` of
-            ``features`` or ``(features, labels)`` as :func:`vacnn_tf.data.make_dataset` makes.
+            ``features`` or ``(features, labels)`` as :func:`vacnn_tf.datasets.pipeline.make_dataset` makes.
         batch_size: Rows per forward pass for array input (a dataset keeps its own batches).
         jit_compile: Compile the forward pass with XLA.
 

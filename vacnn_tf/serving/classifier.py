@@ -17,8 +17,8 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from vacnn_tf.config import BovwConfig, FeatureConfig, from_dict
-from vacnn_tf.export import ASSET_FEATURES, ASSET_VOCABULARY
-from vacnn_tf.rest import SEND_MODES
+from vacnn_tf.serving.export import ASSET_FEATURES, ASSET_VOCABULARY
+from vacnn_tf.serving.rest import SEND_MODES
 
 
 class ServingError(RuntimeError):
@@ -63,7 +63,7 @@ class Preprocessor:
         spec = json.loads(spec_path.read_text())
         vocabulary = None
         if (assets / ASSET_VOCABULARY).is_file():
-            from vacnn_tf.bovw import BovwVocabulary
+            from vacnn_tf.features.bovw import BovwVocabulary
 
             vocabulary = BovwVocabulary.load(assets / ASSET_VOCABULARY)
         # an unknown setting is an error, never dropped: ignoring one would compute other
@@ -87,7 +87,7 @@ class Preprocessor:
         return out
 
     def from_waveform(self, waveform: np.ndarray, sample_rate: int) -> dict[str, np.ndarray]:
-        from vacnn_tf.features import logmel_image
+        from vacnn_tf.features.logmel import logmel_image
 
         return self.from_image(logmel_image(waveform, sample_rate, self.features))
 
@@ -95,7 +95,7 @@ class Preprocessor:
         """Inputs of the ``waveform`` signature for one file: ``waveform`` (1, samples) at
         ``features.sample_rate``, ``length`` (1,), and, for BOVW models, ``bovw`` from the
         Python image (KAZE has no TensorFlow equivalent)."""
-        from vacnn_tf.features import load_audio
+        from vacnn_tf.features.logmel import load_audio
 
         waveform = load_audio(path, self.features.sample_rate, self.features.min_duration)
         inputs = {"waveform": waveform[None], "length": np.array([len(waveform)], np.int32)}
@@ -105,7 +105,7 @@ class Preprocessor:
 
     def from_file(self, path: str | Path) -> dict[str, np.ndarray]:
         """Inputs for one wav file; raises ``features.AudioError`` naming the file for bad audio."""
-        from vacnn_tf.features import load_audio
+        from vacnn_tf.features.logmel import load_audio
 
         waveform = load_audio(path, self.features.sample_rate, self.features.min_duration)
         return self.from_waveform(waveform, self.features.sample_rate)
@@ -138,7 +138,7 @@ class EmotionClassifier:
 
     Example::
 
-        from vacnn_tf.serving import EmotionClassifier
+        from vacnn_tf.serving.classifier import EmotionClassifier
 
         classifier = EmotionClassifier.from_savedmodel("models/vacnn/1")
         classifier.classify_file("a.wav").label                  # "happy"

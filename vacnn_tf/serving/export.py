@@ -17,12 +17,12 @@ Signatures:
 * ``waveform``: inputs ``waveform`` float32 [batch, samples] (mono audio at
   ``features.sample_rate``, zero-padded) and ``length`` int32 [batch] (each example's samples),
   plus ``bovw`` for models with BOVW (KAZE has no TensorFlow equivalent); the log-mel image is
-  computed in the graph (:mod:`vacnn_tf.graph_features`); the same outputs.
+  computed in the graph (:mod:`vacnn_tf.features.logmel_graph`); the same outputs.
 * ``waveform_logmel``: ``waveform`` and ``length`` in, the ``logmel`` image out (what a client of
   a BOVW model runs KAZE on).
 
 The two waveform signatures are left out, and ``feature_config.json`` says why, for feature
-settings the graph does not reproduce (:func:`vacnn_tf.graph_features.waveform_support`).
+settings the graph does not reproduce (:func:`vacnn_tf.features.logmel_graph.waveform_support`).
 """
 
 from __future__ import annotations
@@ -35,9 +35,9 @@ from pathlib import Path
 from typing import Any
 
 from vacnn_tf.config import RunConfig, load_config
-from vacnn_tf.fitting import quiet_dict_inputs
-from vacnn_tf.graph_features import WaveformFeatures, waveform_support
-from vacnn_tf.model_card import model_card as card_markdown
+from vacnn_tf.evaluation.model_card import model_card as card_markdown
+from vacnn_tf.features.logmel_graph import WaveformFeatures, waveform_support
+from vacnn_tf.models.runtime import quiet_dict_inputs
 from vacnn_tf.storage import read_json
 
 ASSET_LABELS = "labels.json"
@@ -90,13 +90,13 @@ SIGNATURE_WAVEFORM_LOGMEL = "waveform_logmel"
 def _feature_assets(config: RunConfig, classes: list[str], uses_bovw: bool, waveform_note: str | None) -> dict[str, Any]:
     size = config.features.image_size
     contract = {
-        "logmel": f"float32 [batch, {size}, {size}, 1], pixel values 0-255 (vacnn_tf.features.logmel_image)",
+        "logmel": f"float32 [batch, {size}, {size}, 1], pixel values 0-255 (vacnn_tf.features.logmel.logmel_image)",
         "waveform": f"float32 [batch, samples], mono at {config.features.sample_rate} Hz, zero-padded "
                     "(signatures waveform and waveform_logmel)",
         "length": "int32 [batch], samples of each waveform before its padding",
     }
     if uses_bovw:
-        contract["bovw"] = f"float32 [batch, {config.bovw.k}] (vacnn_tf.bovw vocabulary histograms)"
+        contract["bovw"] = f"float32 [batch, {config.bovw.k}] (vacnn_tf.features.bovw vocabulary histograms)"
     return {
         "features": dataclasses.asdict(config.features),
         "bovw": dataclasses.asdict(config.bovw),
@@ -128,7 +128,7 @@ def export_savedmodel(
     """
     import keras
 
-    import vacnn_tf.layers  # noqa: F401  registers the custom layers for loading
+    import vacnn_tf.models.layers  # noqa: F401  registers the custom layers for loading
 
     run_dir = Path(run_dir)
     if not (run_dir / "config.yaml").is_file():
@@ -140,7 +140,7 @@ def export_savedmodel(
     classes = [str(c) for c in read_json(labels_path)["classes"]]
     fold_dir = choose_fold(run_dir, fold)
     # compile=False: serving needs no loss or optimizer, and the training loss is a custom class
-    # (vacnn_tf.models.LabelCrossentropy) that a fresh `vacnn export` process has not imported
+    # (vacnn_tf.models.networks.LabelCrossentropy) that a fresh `vacnn export` process has not imported
     model = keras.models.load_model(fold_dir / "model.keras", compile=False, safe_mode=True)
     input_names = [t.name.split(":")[0] for t in model.inputs]
     uses_bovw = "bovw" in input_names
@@ -172,13 +172,13 @@ def serving_model(model: Any) -> Any:
     """A copy of ``model`` for the serving graph: the same weights and outputs, faster on CPUs.
 
     Every ``keras.layers.GroupNormalization`` becomes a
-    :class:`~vacnn_tf.layers.ChannelStatsGroupNormalization` (same config and weights, the
+    :class:`~vacnn_tf.models.layers.ChannelStatsGroupNormalization` (same config and weights, the
     statistics summed in another order: outputs agree to rounding). Training and the saved
     ``.keras`` checkpoints keep Keras's own layer; only the exported graph changes.
     """
     import keras
 
-    from vacnn_tf.layers import ChannelStatsGroupNormalization
+    from vacnn_tf.models.layers import ChannelStatsGroupNormalization
 
     def clone(layer: Any) -> Any:
         if type(layer) is keras.layers.GroupNormalization:
@@ -203,7 +203,7 @@ def write_savedmodel(model: Any, target: str | Path, classes: list[str], config:
         vocabulary: The fold's ``vocabulary.npz`` for models with BOVW input.
         serving_graph: Export :func:`serving_model`'s copy (the faster GroupNormalization);
             False exports ``model`` as it is (benchmarks/serving_latency.py compares the two).
-        model_card: Markdown written as ``assets/MODEL_CARD.md`` (:func:`vacnn_tf.model_card.model_card`).
+        model_card: Markdown written as ``assets/MODEL_CARD.md`` (:func:`vacnn_tf.evaluation.model_card.model_card`).
         waveform: Add the ``waveform`` and ``waveform_logmel`` signatures (where the feature
             settings allow them).
 

@@ -1,7 +1,7 @@
 """TF Serving's REST formats: the request and response bodies of ``:predict`` and of the model
 status and metadata endpoints, read from and written for a SavedModel's own signature defs.
 
-``vacnn serve`` (:mod:`vacnn_tf.server`) answers with these, so a client written for TF
+``vacnn serve`` (:mod:`vacnn_tf.serving.server`) answers with these, so a client written for TF
 Serving works against it unchanged. The formats, as TF Serving documents them:
 
 * row format: ``{"signature_name": S, "instances": [row, ...]}`` where a row is an object of
@@ -26,7 +26,7 @@ _DTYPES = {"DT_FLOAT": np.float32, "DT_DOUBLE": np.float64, "DT_INT32": np.int32
            "DT_STRING": np.object_}
 
 
-#: What a client sends a server (:func:`vacnn_tf.serving.predict_remote`): the serving_default
+#: What a client sends a server (:func:`vacnn_tf.serving.classifier.predict_remote`): the serving_default
 #: signature's features, the waveform signature's samples, or the audio file itself (:classify).
 SEND_MODES: tuple[str, ...] = ("features", "waveform", "audio")
 

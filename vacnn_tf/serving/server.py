@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any, AsyncIterator, Callable
 
 import numpy as np
 
-from vacnn_tf.rest import RequestError, encode_outputs, metadata_body, parse_predict, read_signature_defs, status_body
+from vacnn_tf.serving.rest import RequestError, encode_outputs, metadata_body, parse_predict, read_signature_defs, status_body
 
 if TYPE_CHECKING:
     from starlette.exceptions import HTTPException
@@ -229,7 +229,7 @@ class ModelServer:
     """
 
     def __init__(self, model_dir: str | Path, name: str | None = None, limits: ServerLimits = ServerLimits()) -> None:
-        from vacnn_tf.serving import EmotionClassifier
+        from vacnn_tf.serving.classifier import EmotionClassifier
 
         self.version_dir, self.name, self.version = resolve_model_dir(model_dir, name)
         self.limits = limits
@@ -278,7 +278,7 @@ class ModelServer:
                 "model_spec": {"name": self.name, "version": self.version}}
 
     def _features(self, body: bytes) -> tuple[dict[str, np.ndarray], float]:
-        from vacnn_tf.features import decode_audio
+        from vacnn_tf.features.logmel import decode_audio
 
         pre = self.classifier.preprocessor
         try:

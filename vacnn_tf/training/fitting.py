@@ -15,14 +15,13 @@ import logging
 import math
 import os
 import shutil
-import warnings
 from pathlib import Path
-from contextlib import contextmanager
-from typing import Any, Callable, Iterator, Optional
+from typing import Any, Callable, Optional
 
 import numpy as np
 
 from vacnn_tf.config import SELECT_ON
+from vacnn_tf.models.runtime import quiet_dict_inputs
 from vacnn_tf.storage import atomic_write, read_json, write_json
 
 STATE_FILE = "selection.json"
@@ -31,18 +30,6 @@ BACKUP_DIR = "backup"
 HISTORY_FILE = "history.csv"
 
 log = logging.getLogger(__name__)
-
-
-@contextmanager
-def quiet_dict_inputs() -> Iterator[None]:
-    """Silence Keras's warning that a dict fed a single-input model.
-
-    The datasets and the serving signature always pass ``{"logmel": ...[, "bovw": ...]}``; a
-    single-input model takes the one entry and Keras warns about the structure. Harmless.
-    """
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="The structure of `inputs` doesn't match")
-        yield
 
 
 def set_seed(seed: int, deterministic: bool = True) -> None:
@@ -184,7 +171,7 @@ class ClaimGuard(_callback_base()):  # type: ignore[misc]
     """Stop a fit at the next epoch once its unit's claim went to another worker.
 
     That happens only when this worker was silent past the claim timeout (suspended, or its
-    filesystem unreachable) and another took the unit over (:mod:`vacnn_tf.claims`): two workers
+    filesystem unreachable) and another took the unit over (:mod:`vacnn_tf.training.claims`): two workers
     must not go on writing one fold.
 
     Args:
@@ -199,7 +186,7 @@ class ClaimGuard(_callback_base()):  # type: ignore[misc]
 
     def on_epoch_begin(self, epoch: int, logs: Optional[dict[str, Any]] = None) -> None:
         if not self.holds():
-            from vacnn_tf.claims import ClaimLost
+            from vacnn_tf.training.claims import ClaimLost
 
             raise ClaimLost(f"{self.unit}: another worker took this unit over (this one was silent past the "
                             "claim timeout); it goes on there")

@@ -3,7 +3,7 @@
 A *unit* is one training: a pretraining, or one fold of a fine-tuning run (the linear reference's
 folds included). A runner plans its units first (:func:`plan_pretrain`, :func:`plan_finetune`),
 so that the count is known before anything trains, then hands one :class:`Progress` to
-:func:`vacnn_tf.training.pretrain` / :func:`vacnn_tf.training.finetune`, which report each unit
+:func:`vacnn_tf.training.pretraining.pretrain` / :func:`vacnn_tf.training.finetuning.finetune`, which report each unit
 as it starts and ends::
 
     run 7/19: fine-tune vacnn + BOVW on savee, fold 1/1 (elapsed 3m12s, about 5m40s left)
@@ -156,9 +156,9 @@ class Progress:
 
 def plan_pretrain(config: RunConfig, exclude: Optional[Mapping[str, Sequence[str]]] = None, *,
                   force: bool = False) -> list[Unit]:
-    """The one unit of :func:`vacnn_tf.training.pretrain` with its default run directory."""
-    from vacnn_tf.runs import is_done
-    from vacnn_tf.training import pretrain_dir
+    """The one unit of :func:`vacnn_tf.training.pretraining.pretrain` with its default run directory."""
+    from vacnn_tf.training.run_dirs import is_done
+    from vacnn_tf.training.run_dirs import pretrain_dir
 
     path = pretrain_dir(config, exclude)
     held_out = tuple(sorted((corpus, tuple(speakers)) for corpus, speakers in (exclude or {}).items()))
@@ -168,7 +168,7 @@ def plan_pretrain(config: RunConfig, exclude: Optional[Mapping[str, Sequence[str
 
 def plan_finetune(config: RunConfig, target: str, variant: str = "finetuned", *, force: bool = False,
                   tables: Optional[dict[tuple[object, ...], pd.DataFrame]] = None) -> list[Unit]:
-    """The units of :func:`vacnn_tf.training.finetune` with its default run directory.
+    """The units of :func:`vacnn_tf.training.finetuning.finetune` with its default run directory.
 
     Its folds (read back from ``folds.json`` when the run exists, else made from the corpus table
     as the run will make them), and for ``finetuned`` the pretraining each unfinished fold needs.
@@ -181,11 +181,11 @@ def plan_finetune(config: RunConfig, target: str, variant: str = "finetuned", *,
         tables: Corpus tables already read, shared by the plans of one grid (filled here), so
             that a corpus is scanned, and its unusable files reported, once per grid.
     """
-    from vacnn_tf.corpus_data import read_table
-    from vacnn_tf.folds import folds_from_json, make_folds, pretrain_exclusions
-    from vacnn_tf.runs import is_done
+    from vacnn_tf.datasets.folds import folds_from_json, make_folds, pretrain_exclusions
+    from vacnn_tf.datasets.loading import read_table
     from vacnn_tf.storage import read_json
-    from vacnn_tf.training import finetune_dir
+    from vacnn_tf.training.run_dirs import finetune_dir
+    from vacnn_tf.training.run_dirs import is_done
 
     run_dir = finetune_dir(config, target, variant)
     tables = {} if tables is None else tables

@@ -2,7 +2,17 @@
 
 A run directory is finished when it holds ``DONE``. A finished run is never overwritten unless
 ``force=True``; an unfinished one is continued only with ``resume=True`` (and only when its
-config matches), so a typo cannot silently destroy hours of training.
+config matches), so a typo cannot silently destroy hours of training. Each run's default
+directory is named by a hash of the settings that shape it (:func:`run_key`,
+:func:`pretrain_key`).
+
+Run directory layout (export and reproduce rely on it)::
+
+    RUN/config.yaml  manifest.json  labels.json  folds.json  summary.json  DONE
+    RUN/fold_K/model.keras  vocabulary.npz  metrics.json  predictions.csv  history.csv
+    RUN/fold_K/selection.json  logs/  DONE  (best.weights.h5 and backup/ only while the fold runs)
+    RUN/metrics/summary|per_class|per_class_pooled|confusion|confusion_normalized .csv/.md, confusion*.png
+    PRETRAIN/pretrain/model.keras  metrics.json  predictions.csv ...  (a pretraining run)
 """
 
 from __future__ import annotations
@@ -17,9 +27,9 @@ import subprocess
 import sys
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Optional
+from typing import Any, Callable, Iterator, Mapping, Optional, Sequence
 
 import yaml
 
@@ -27,6 +37,7 @@ from vacnn_tf.config import RunConfig, keyed_only_off_default, neutral_settings,
 from vacnn_tf.storage import read_json, write_json, write_text
 
 DONE = "DONE"
+PRETRAIN_STAGE = "pretrain"  # the stage folder of a pretraining run
 
 
 class RunExistsError(RuntimeError):
@@ -64,6 +75,40 @@ def key_tree(config: RunConfig) -> dict[str, Any]:
 def run_key(config: RunConfig) -> str:
     """Hash of everything in ``config`` that changes results (verbosity, workers, paths excluded)."""
     return hashlib.sha1(json.dumps(key_tree(config), sort_keys=True).encode()).hexdigest()[:12]
+
+
+def pretrain_key(config: RunConfig, exclude: Optional[Mapping[str, Sequence[str]]] = None) -> str:
+    """Hash of what shapes a pretraining: data, features, architecture, recipe, seed, exclusions.
+
+    The protocol name itself is not part of it: the paper protocol and the speaker protocol for
+    EmoDB / SAVEE targets pretrain on the same data and share one pretraining.
+    """
+    neutral = neutral_config(config)
+    parts = {
+        "seed": config.seed,
+        "data_root": neutral.data.data_root,
+        "synth_per_class": config.data.synth_per_class if config.data.data_root is None else None,
+        "features": asdict(config.features),
+        "model": {k: v for k, v in asdict(config.model).items() if k not in ("use_bovw", "freeze_through", "state_pooling", "head_dropout")},
+        # verbosity and scheduling (how the same steps run) do not change what a pretraining learns
+        "train": key_tree(config)["train"],
+        "folds": config.protocol.folds,
+        "subsample": config.protocol.subsample,
+        "exclude": {k: sorted(v) for k, v in sorted((exclude or {}).items()) if v},
+    }
+    return hashlib.sha1(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def pretrain_dir(config: RunConfig, exclude: Optional[Mapping[str, Sequence[str]]] = None) -> Path:
+    """Default pretraining directory: ``{out}/pretrain/{architecture}-s{seed}-{key}``."""
+    return Path(config.out) / "pretrain" / f"{config.model.architecture}-s{config.seed}-{pretrain_key(config, exclude)}"
+
+
+def finetune_dir(config: RunConfig, target: str, variant: str) -> Path:
+    """Default run directory: ``{out}/{target}/{protocol}/{variant}-{architecture}-{bovw}-s{seed}-{key}``."""
+    bovw = "bovw" if config.model.use_bovw else "nobovw"
+    name = f"{variant}-{config.model.architecture}-{bovw}-s{config.seed}-{run_key(config)[:8]}"
+    return Path(config.out) / target / config.protocol.name / name
 
 
 def is_done(path: str | Path) -> bool:
@@ -184,7 +229,7 @@ class Manifest:
     """``RUN/manifest.json``: what ran, where, with what, and how long each stage took.
 
     Stage times accumulate over resumed sessions; ``sessions`` counts how often the run was
-    (re)started. Several workers may share one run (:mod:`vacnn_tf.workers`): each save merges
+    (re)started. Several workers may share one run (:mod:`vacnn_tf.training.workers`): each save merges
     this session's changes into the file under a lock, so none is lost. Stage times and the
     session count add up; other values this session set replace the file's; the rest is kept.
     """
@@ -197,7 +242,7 @@ class Manifest:
     def open(cls, run_dir: Path, config: RunConfig, kind: str, extra: Optional[dict[str, Any]] = None) -> "Manifest":
         """Load the manifest of ``run_dir`` (or start one) and record this session's environment."""
         from vacnn_tf import __version__
-        from vacnn_tf.folds import LEAKAGE_CAVEAT
+        from vacnn_tf.datasets.folds import LEAKAGE_CAVEAT
 
         path = Path(run_dir) / "manifest.json"
         data = read_json(path) if path.is_file() else {}

@@ -8,7 +8,7 @@ only in ``seed`` and returns
 * the mean and standard deviation over seeds of those fold means, and the standard deviation
   over all folds of all seeds;
 * the **seed ensemble** (ours, not the paper's): each utterance's class probabilities averaged
-  over the runs, then scored once with :func:`vacnn_tf.evaluation.fold_metrics`.
+  over the runs, then scored once with :func:`vacnn_tf.evaluation.metrics.fold_metrics`.
 
 Under cross-validation and leave-one-speaker-out a run tests each utterance once, in the fold
 that left it out of training, so the average is an out-of-fold prediction for every utterance
@@ -32,9 +32,9 @@ import pandas as pd
 import yaml
 
 from vacnn_tf.config import ConfigError, load_config, replace, to_dict
-from vacnn_tf.evaluation import fold_metrics, predictions_frame, sample_std
-from vacnn_tf.runs import is_done, neutral_config, run_key
+from vacnn_tf.evaluation.metrics import fold_metrics, predictions_frame, sample_std
 from vacnn_tf.storage import atomic_write, read_json, write_json
+from vacnn_tf.training.run_dirs import is_done, neutral_config, run_key
 
 ENSEMBLE_NOTE = ("Seed ensemble: ours, not the paper's. Each utterance's class probabilities are averaged over "
                  "the runs of every seed (each tested it in the fold that left it out of training) and scored once.")

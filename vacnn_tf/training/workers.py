@@ -2,7 +2,7 @@
 for the job arrays of a cluster scheduler.
 
 There is no scheduler here. Every worker walks the same list of units (pretrainings first, then
-the folds) and trains those whose claim it wins (:mod:`vacnn_tf.claims`); a fold waits for its
+the folds) and trains those whose claim it wins (:mod:`vacnn_tf.training.claims`); a fold waits for its
 pretraining to be finished by whichever worker holds it. A worker ends when every unit is done
 or held by another live worker; one more run of the same command without ``--shard`` (which
 ``--jobs`` does by itself) finds the units done, finishes what a crashed worker left, and
@@ -10,7 +10,7 @@ writes the tables.
 
 ``--jobs N`` starts N copies of the command as ``--shard k/N``, each pinned to its share of this
 process's cores (``os.sched_setaffinity``; TensorFlow then runs as many threads as its cores,
-:func:`vacnn_tf.runtime.configure_runtime`) and, where GPUs exist, to one GPU each
+:func:`vacnn_tf.models.runtime.configure_runtime`) and, where GPUs exist, to one GPU each
 (``CUDA_VISIBLE_DEVICES``).
 """
 
@@ -25,7 +25,7 @@ import time
 from dataclasses import dataclass
 from typing import Callable, Optional, Sequence, TypeVar
 
-from vacnn_tf.claims import UnitsHeld
+from vacnn_tf.training.claims import UnitsHeld
 
 log = logging.getLogger(__name__)
 

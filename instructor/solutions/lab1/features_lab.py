@@ -2,8 +2,8 @@
 
 The network never hears audio: it sees a 224x224 picture of a log-mel spectrogram and a
 histogram of visual words. Write the two functions of this file. The grader compares what
-they return with the package's own versions (``vacnn_tf.features.logmel_image`` and
-``vacnn_tf.bovw.BovwVocabulary.histograms``) on a few synthetic signals, so calling those
+they return with the package's own versions (``vacnn_tf.features.logmel.logmel_image`` and
+``vacnn_tf.features.bovw.BovwVocabulary.histograms``) on a few synthetic signals, so calling those
 does not count: use numpy, librosa and OpenCV (cv2) directly.
 
 Grade your work from any folder with

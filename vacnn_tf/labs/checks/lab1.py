@@ -1,5 +1,5 @@
-"""Lab 1 checks: ``log_mel_image`` against :func:`vacnn_tf.features.logmel_image` and
-``bovw_histogram`` against :meth:`vacnn_tf.bovw.BovwVocabulary.histograms`.
+"""Lab 1 checks: ``log_mel_image`` against :func:`vacnn_tf.features.logmel.logmel_image` and
+``bovw_histogram`` against :meth:`vacnn_tf.features.bovw.BovwVocabulary.histograms`.
 
 The signals are synthetic voiced sounds (harmonics of a gliding pitch, a syllable-like
 envelope, a little noise), 0.5 to 3 s at 16 kHz: a few hundred milliseconds of CPU in all.
@@ -14,7 +14,7 @@ import numpy as np
 
 from vacnn_tf.labs.grading import Check, Fixtures, StudentCode, fail
 
-REFERENCES = ("vacnn_tf.features.logmel_image", "vacnn_tf.features.file_image", "vacnn_tf.bovw.BovwVocabulary")
+REFERENCES = ("vacnn_tf.features.logmel.logmel_image", "vacnn_tf.features.logmel.file_image", "vacnn_tf.features.bovw.BovwVocabulary")
 RATE = 16000
 # A student's image may differ from the reference by rounding: on average at most this many
 # grey levels, and no more than 1% of the pixels by more than 4.
@@ -40,15 +40,15 @@ class Lab1Fixtures(Fixtures):
 
     def reference_image(self, wave: np.ndarray, **settings: float | int | None) -> np.ndarray:
         from vacnn_tf.config import FeatureConfig
-        from vacnn_tf.features import logmel_image
+        from vacnn_tf.features.logmel import logmel_image
 
         return logmel_image(wave, RATE, FeatureConfig(sample_rate=RATE, **settings))
 
     @cached_property
     def descriptors(self) -> np.ndarray:
         """KAZE descriptors of the reference image of the 3 s signal."""
-        from vacnn_tf.bovw import extract_descriptors
         from vacnn_tf.config import BovwConfig
+        from vacnn_tf.features.bovw import extract_descriptors
 
         desc = extract_descriptors(self.reference_image(self.waves["3.0 s"]), BovwConfig())
         if len(desc) < 20:
@@ -64,8 +64,8 @@ class Lab1Fixtures(Fixtures):
                          else self.descriptors[g] for g in range(12)]).astype(np.float32)
 
     def reference_histogram(self, descriptors: np.ndarray, normalization: str) -> np.ndarray:
-        from vacnn_tf.bovw import BovwVocabulary
         from vacnn_tf.config import BovwConfig
+        from vacnn_tf.features.bovw import BovwVocabulary
 
         vocabulary = BovwVocabulary(self.centres, BovwConfig(k=len(self.centres), normalization=normalization), 0, 0)
         return vocabulary.histograms([descriptors])[0]
@@ -108,7 +108,7 @@ def _compare(image: np.ndarray, reference: np.ndarray, what: str) -> None:
     rows = np.flatnonzero(diff.mean(axis=1) > 2 * MEAN_TOLERANCE)
     where = f"; rows {rows.min()}-{rows.max()} differ most" if 0 < rows.size < 0.75 * len(diff) else ""
     hint = f" ({hints[0]})" if hints else ""
-    fail(f"{what}: differs from vacnn_tf.features.logmel_image by {diff.mean():.2f} grey levels on average "
+    fail(f"{what}: differs from vacnn_tf.features.logmel.logmel_image by {diff.mean():.2f} grey levels on average "
          f"(allowed {MEAN_TOLERANCE}){where}{hint}")
 
 
@@ -182,7 +182,7 @@ def check_histogram_values(code: StudentCode, fx: Lab1Fixtures) -> None:
     reference = fx.reference_histogram(fx.descriptors, "none")
     # float32 distances may assign a descriptor lying halfway between two words differently
     if np.abs(counts - reference).sum() > 2:
-        fail(f"the counts differ from vacnn_tf.bovw.BovwVocabulary.histograms: {counts.astype(int).tolist()} against "
+        fail(f"the counts differ from vacnn_tf.features.bovw.BovwVocabulary.histograms: {counts.astype(int).tolist()} against "
              f"{reference.astype(int).tolist()} ({n} descriptors); is each descriptor counted at its nearest centre?")
     for normalization in ("l1", "l2"):
         hist = _histogram(code, fx.descriptors, fx.centres, normalization)
@@ -202,13 +202,13 @@ def check_histogram_edges(code: StudentCode, fx: Lab1Fixtures) -> None:
 
 CHECKS = [
     Check("log_mel_image returns a square uint8 image of image_size pixels", check_shape),
-    Check("log_mel_image matches vacnn_tf.features.logmel_image (128 mel bands, 1.2 s)", check_values),
+    Check("log_mel_image matches vacnn_tf.features.logmel.logmel_image (128 mel bands, 1.2 s)", check_values),
     Check("log_mel_image puts low frequencies at the bottom", check_orientation),
     Check("log_mel_image stretches any duration onto the full width (0.5 s and 3 s)", check_duration),
     Check("log_mel_image honours n_mels, fmax and top_db", check_settings),
     Check("log_mel_image gives the same image for a louder or quieter copy", check_level),
     Check("log_mel_image rejects a silent waveform with ValueError", check_silence),
     Check("bovw_histogram returns k frequencies summing to 1", check_histogram_shape),
-    Check("bovw_histogram matches vacnn_tf.bovw.BovwVocabulary.histograms (none, l1, l2)", check_histogram_values),
+    Check("bovw_histogram matches vacnn_tf.features.bovw.BovwVocabulary.histograms (none, l1, l2)", check_histogram_values),
     Check("bovw_histogram: no descriptors gives zeros, an unknown normalization a ValueError", check_histogram_edges),
 ]

@@ -1,5 +1,5 @@
 """Lab 2 checks: the student's ``ChannelAttention``, ``SpatialAttention`` and ``VisualAttention``
-against :mod:`vacnn_tf.layers`, with the reference's weights copied into the student's layers.
+against :mod:`vacnn_tf.models.layers`, with the reference's weights copied into the student's layers.
 
 Feature maps are small (2 x 12 x 10 x 16), so the whole lab grades in about a second once
 TensorFlow is loaded.
@@ -15,8 +15,8 @@ import numpy as np
 
 from vacnn_tf.labs.grading import Check, Fixtures, StudentCode, fail
 
-REFERENCES = ("vacnn_tf.layers.ChannelAttention", "vacnn_tf.layers.SpatialAttention",
-              "vacnn_tf.layers.VisualAttention", "vacnn_tf.layers.CBAM")
+REFERENCES = ("vacnn_tf.models.layers.ChannelAttention", "vacnn_tf.models.layers.SpatialAttention",
+              "vacnn_tf.models.layers.VisualAttention", "vacnn_tf.models.layers.CBAM")
 SHAPE = (2, 12, 10, 16)
 ATOL = 1e-5
 
@@ -28,8 +28,8 @@ class Lab2Fixtures(Fixtures):
 
     @staticmethod
     def reference(name: str, *args: Any, channels: int = SHAPE[-1]) -> Any:
-        """A built reference layer of :mod:`vacnn_tf.layers`, its weights drawn from a seeded generator."""
-        from vacnn_tf import layers
+        """A built reference layer of :mod:`vacnn_tf.models.layers`, its weights drawn from a seeded generator."""
+        from vacnn_tf.models import layers
 
         layer = getattr(layers, name)(*args)
         layer.build((None, *SHAPE[1:-1], channels))
@@ -191,7 +191,7 @@ def check_va_parameters(code: StudentCode, fx: Lab2Fixtures) -> None:
         student, reference = _student_va(code, fx, channels)
         if student.count_params() != reference.count_params():
             fail(f"VisualAttention on {channels} channels has {student.count_params()} parameters; "
-                 f"vacnn_tf.layers.VisualAttention has {reference.count_params()}")
+                 f"vacnn_tf.models.layers.VisualAttention has {reference.count_params()}")
 
 
 def check_functional(code: StudentCode, fx: Lab2Fixtures) -> None:
@@ -249,7 +249,7 @@ CHECKS = [
     Check("SpatialAttention.build creates the (7, 7, 2, 1) kernel and checks the input shape", check_spatial_weights),
     Check("SpatialAttention computes eq. (2) and returns V * F_s(V)", check_spatial_values),
     Check("VisualAttention returns V * F_c(V) + V * F_s(V) (not CBAM's chain)", check_va_values),
-    Check("VisualAttention has as many parameters as vacnn_tf.layers.VisualAttention", check_va_parameters),
+    Check("VisualAttention has as many parameters as vacnn_tf.models.layers.VisualAttention", check_va_parameters),
     Check("the three layers work inside a functional keras.Model", check_functional),
     Check("from_config(get_config()) rebuilds each layer with its arguments", check_config),
     Check("every weight of VisualAttention receives a gradient", check_gradients),

@@ -1,4 +1,4 @@
-"""Lab 3 checks: the student's speaker folds and pretraining exclusion against :mod:`vacnn_tf.folds`,
+"""Lab 3 checks: the student's speaker folds and pretraining exclusion against :mod:`vacnn_tf.datasets.folds`,
 and the two leaks they close (a test speaker heard in training; a RAVDESS test utterance
 heard in pretraining).
 
@@ -18,7 +18,7 @@ import pandas as pd
 
 from vacnn_tf.labs.grading import Check, Fixtures, StudentCode, fail
 
-REFERENCES = ("vacnn_tf.folds.make_folds", "vacnn_tf.folds.pretrain_exclusions", "vacnn_tf.folds.pretrain_table")
+REFERENCES = ("vacnn_tf.datasets.folds.make_folds", "vacnn_tf.datasets.folds.pretrain_exclusions", "vacnn_tf.datasets.folds.pretrain_table")
 SPEAKERS = {"emodb": ["03", "08", "09", "10", "11"], "ravdess": [f"{a:02d}" for a in range(1, 7)], "tess": ["OAF", "YAF"]}
 LABELS = {"emodb": ["angry", "boredom", "disgust", "fear", "happy", "neutral", "sad"],
           "ravdess": ["neutral", "happy", "sad", "angry"], "tess": ["neutral", "happy", "sad", "angry"]}
@@ -75,13 +75,13 @@ def check_one_fold_per_speaker(code: StudentCode, fx: Lab3Fixtures) -> None:
 
 def check_matches_reference(code: StudentCode, fx: Lab3Fixtures) -> None:
     from vacnn_tf.config import ProtocolConfig
-    from vacnn_tf.folds import make_folds
+    from vacnn_tf.datasets.folds import make_folds
 
     table = fx.tables["emodb"]
     reference = make_folds(table, ProtocolConfig(name="speaker"), seed=0, val_fraction=0.0, corpus="emodb")
     for fold, ref in zip(_folds(code, table), reference):
         if set(np.asarray(fold["test"]).tolist()) != set(ref.test.tolist()):
-            fail(f"the test part of the fold of speaker {fold['test_speaker']} differs from vacnn_tf.folds.make_folds: "
+            fail(f"the test part of the fold of speaker {fold['test_speaker']} differs from vacnn_tf.datasets.folds.make_folds: "
                  f"{len(fold['test'])} positions against {len(ref.test)}, all of speaker {ref.test_speakers[0]}")
 
 
@@ -133,7 +133,7 @@ def check_seed_and_errors(code: StudentCode, fx: Lab3Fixtures) -> None:
 
 
 def check_exclusions(code: StudentCode, fx: Lab3Fixtures) -> None:
-    from vacnn_tf.folds import Fold, pretrain_exclusions
+    from vacnn_tf.datasets.folds import Fold, pretrain_exclusions
 
     empty = np.array([], dtype=int)
     for target in ("ravdess", "tess", "emodb", "savee"):
@@ -145,7 +145,7 @@ def check_exclusions(code: StudentCode, fx: Lab3Fixtures) -> None:
 
 
 def check_pretraining_table(code: StudentCode, fx: Lab3Fixtures) -> None:
-    from vacnn_tf.folds import pretrain_table
+    from vacnn_tf.datasets.folds import pretrain_table
 
     for exclude in ({}, {"ravdess": ["02", "05"]}, {"tess": ["OAF"]}):
         got = code.call("pretraining_table", fx.tables, exclude)
@@ -155,7 +155,7 @@ def check_pretraining_table(code: StudentCode, fx: Lab3Fixtures) -> None:
         if sorted(got["path"]) != sorted(want):
             extra, lost = set(got["path"]) - set(want), set(want) - set(got["path"])
             fail(f"with exclude={exclude}: {len(extra)} utterances too many and {len(lost)} missing against "
-                 "vacnn_tf.folds.pretrain_table")
+                 "vacnn_tf.datasets.folds.pretrain_table")
         if got["path"].tolist() != want or list(got.index) != list(range(len(got))):
             fail("pretraining_table should be sorted by path with a fresh 0..n-1 index")
     no_tess = {name: t for name, t in fx.tables.items() if name != "tess"}
@@ -178,12 +178,12 @@ def check_no_pretraining_leak(code: StudentCode, fx: Lab3Fixtures) -> None:
 
 CHECKS = [
     Check("speaker_folds makes one fold per speaker, in sorted order", check_one_fold_per_speaker),
-    Check("speaker_folds tests the same utterances as vacnn_tf.folds.make_folds (speaker protocol)", check_matches_reference),
+    Check("speaker_folds tests the same utterances as vacnn_tf.datasets.folds.make_folds (speaker protocol)", check_matches_reference),
     Check("speaker_folds: train, val and test cover every row exactly once", check_partition),
     Check("no speaker is in two parts of a fold (speaker leakage)", check_no_speaker_leak),
     Check("the validation part holds n_val_speakers whole speakers", check_validation_speakers),
     Check("speaker_folds is seeded and refuses too few speakers", check_seed_and_errors),
-    Check("pretrain_exclusions matches vacnn_tf.folds.pretrain_exclusions (4 targets x 2 protocols)", check_exclusions),
+    Check("pretrain_exclusions matches vacnn_tf.datasets.folds.pretrain_exclusions (4 targets x 2 protocols)", check_exclusions),
     Check("pretraining_table drops exactly the excluded speakers", check_pretraining_table),
     Check("no RAVDESS test utterance reaches pretraining under the speaker protocol (sample leakage)",
           check_no_pretraining_leak),

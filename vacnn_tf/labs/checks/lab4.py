@@ -1,6 +1,6 @@
 """Lab 4 checks: the student's signature check and REST client against a tiny model exported
-by the package's own export code (:func:`vacnn_tf.export.write_savedmodel`) and against
-:class:`vacnn_tf.serving.ServingClient`, talking to a test server on 127.0.0.1.
+by the package's own export code (:func:`vacnn_tf.serving.export.write_savedmodel`) and against
+:class:`vacnn_tf.serving.classifier.ServingClient`, talking to a test server on 127.0.0.1.
 
 The model is a pooling layer and one dense layer over the VACNN's two inputs (``logmel``
 224x224x1 and an 8-word ``bovw``): the same signature as a real export, written in seconds.
@@ -20,7 +20,7 @@ import numpy as np
 
 from vacnn_tf.labs.grading import Check, Fixtures, StudentCode, fail
 
-REFERENCES = ("vacnn_tf.serving.ServingClient", "vacnn_tf.serving.predict_remote", "vacnn_tf.serving.predict_local")
+REFERENCES = ("vacnn_tf.serving.classifier.ServingClient", "vacnn_tf.serving.classifier.predict_remote", "vacnn_tf.serving.classifier.predict_local")
 K = 8  # visual words of the test model
 
 
@@ -68,7 +68,7 @@ class TestServer:
 class Lab4Fixtures(Fixtures):
     @cached_property
     def classes(self) -> list[str]:
-        from vacnn_tf.labels import classes_for
+        from vacnn_tf.corpora.labels import classes_for
 
         return list(classes_for("emodb"))
 
@@ -77,9 +77,9 @@ class Lab4Fixtures(Fixtures):
         """A SavedModel written by the package's export code, with the VACNN's signature."""
         import keras
 
-        from vacnn_tf.bovw import BovwVocabulary
         from vacnn_tf.config import BovwConfig, RunConfig
-        from vacnn_tf.export import write_savedmodel
+        from vacnn_tf.features.bovw import BovwVocabulary
+        from vacnn_tf.serving.export import write_savedmodel
 
         logmel = keras.Input((224, 224, 1), name="logmel")
         bovw = keras.Input((K,), name="bovw")
@@ -94,14 +94,14 @@ class Lab4Fixtures(Fixtures):
 
     @cached_property
     def expected_signature(self) -> dict[str, tuple[str, tuple]]:
-        """The inputs :func:`vacnn_tf.export.write_savedmodel` declares."""
+        """The inputs :func:`vacnn_tf.serving.export.write_savedmodel` declares."""
         return {"logmel": ("float32", (None, 224, 224, 1)), "bovw": ("float32", (None, K))}
 
     @cached_property
     def inputs(self) -> dict[str, np.ndarray]:
-        """One utterance's inputs as :class:`vacnn_tf.serving.Preprocessor` computes them."""
+        """One utterance's inputs as :class:`vacnn_tf.serving.classifier.Preprocessor` computes them."""
         from vacnn_tf.labs.checks.lab1 import RATE, voice
-        from vacnn_tf.serving import Preprocessor
+        from vacnn_tf.serving.classifier import Preprocessor
 
         return Preprocessor.from_savedmodel(self.model_dir).from_waveform(voice(1.2, 140.0, 0), RATE)
 
@@ -147,7 +147,7 @@ def check_accepts(code: StudentCode, fx: Lab4Fixtures) -> None:
     for name, inputs in (("one utterance", fx.inputs), ("a batch of two", fx.batch)):
         problems = _problems(code, inputs, fx)
         if problems:
-            fail(f"check_inputs rejects {name} as vacnn_tf.serving.Preprocessor computes it: {problems}")
+            fail(f"check_inputs rejects {name} as vacnn_tf.serving.classifier.Preprocessor computes it: {problems}")
 
 
 def check_rejects(code: StudentCode, fx: Lab4Fixtures) -> None:
@@ -174,7 +174,7 @@ def _json(value: Any) -> Any:
 
 
 def check_request_body(code: StudentCode, fx: Lab4Fixtures) -> None:
-    from vacnn_tf.serving import ServingClient
+    from vacnn_tf.serving.classifier import ServingClient
 
     for row_format, name in ((True, "row (instances)"), (False, "columnar (inputs)")):
         got = code.call("request_body", fx.batch, row_format=row_format)
@@ -185,7 +185,7 @@ def check_request_body(code: StudentCode, fx: Lab4Fixtures) -> None:
         want = ServingClient("http://localhost:8501", row_format=row_format).request_body(fx.batch)
         if got != want:
             keys = sorted(got) if isinstance(got, dict) else type(got).__name__
-            fail(f"the {name} body differs from vacnn_tf.serving.ServingClient's (top-level keys {keys}, "
+            fail(f"the {name} body differs from vacnn_tf.serving.classifier.ServingClient's (top-level keys {keys}, "
                  f"expected {sorted(want)})")
 
 
@@ -210,7 +210,7 @@ def check_parse_response(code: StudentCode, fx: Lab4Fixtures) -> None:
 
 
 def check_predict(code: StudentCode, fx: Lab4Fixtures) -> None:
-    from vacnn_tf.serving import ServingClient
+    from vacnn_tf.serving.classifier import ServingClient
 
     rows = [{"probabilities": [0.1] * 6 + [0.4], "label": "sad"}] * 2
     fx.server.reply = (200, {"predictions": rows})
@@ -225,7 +225,7 @@ def check_predict(code: StudentCode, fx: Lab4Fixtures) -> None:
         fail(f"predict sent Content-Type {sent['content_type']!r}; expected application/json")
     want_body = ServingClient(fx.server.url, "emotions").request_body(fx.batch)
     if sent["body"] != want_body:
-        fail("predict's request body is not the row-format body of vacnn_tf.serving.ServingClient")
+        fail("predict's request body is not the row-format body of vacnn_tf.serving.classifier.ServingClient")
     if got != ServingClient(fx.server.url, "emotions").predict(fx.batch):
         fail(f"predict returned {got!r}; expected the rows of the answer, {rows!r}")
 
@@ -250,9 +250,9 @@ def check_predict_errors(code: StudentCode, fx: Lab4Fixtures) -> None:
 
 CHECKS = [
     Check("signature_inputs reads the exported model's serving_default inputs", check_signature),
-    Check("check_inputs accepts the inputs vacnn_tf.serving.Preprocessor computes", check_accepts),
+    Check("check_inputs accepts the inputs vacnn_tf.serving.classifier.Preprocessor computes", check_accepts),
     Check("check_inputs names what is wrong (missing, extra, dtype, shape, batch)", check_rejects),
-    Check("request_body is the body vacnn_tf.serving.ServingClient sends (both formats)", check_request_body),
+    Check("request_body is the body vacnn_tf.serving.classifier.ServingClient sends (both formats)", check_request_body),
     Check("parse_response reads both answer formats and raises on an error", check_parse_response),
     Check("predict POSTs JSON to /v1/models/NAME:predict and returns the rows", check_predict),
     Check("predict turns an HTTP error and a refused connection into RuntimeError", check_predict_errors),

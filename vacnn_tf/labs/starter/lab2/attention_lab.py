@@ -11,9 +11,9 @@ map ``V`` of shape `(batch, H, W, C)`, both from the same ``V``, and sums the tw
 
 (GAP, GMP: average and maximum over H and W; mean_c, max_c: over the channels, kept as one
 channel each.) Write the three layers below with Keras 3 (``keras.ops``, backend-neutral). The
-grader copies the weights of the package's layers (vacnn_tf.layers) into yours and compares
+grader copies the weights of the package's layers (vacnn_tf.models.layers) into yours and compares
 the outputs, so create exactly the weights each ``build`` docstring lists, with those shapes
-and in that order; using vacnn_tf.layers itself does not count.
+and in that order; using vacnn_tf.models.layers itself does not count.
 
 Grade your work from any folder with
 

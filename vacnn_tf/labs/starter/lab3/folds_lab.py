@@ -5,8 +5,8 @@ The paper's protocol (random folds) lets every test speaker speak in training as
 its pretraining on all of TESS + RAVDESS has already seen every RAVDESS test utterance.
 Write the three functions below that close both leaks. The grader runs them on small corpus
 tables and checks the leakage properties and the package's own folds
-(``vacnn_tf.folds.make_folds`` with ``protocol.name=speaker``,
-``vacnn_tf.folds.pretrain_exclusions``, ``vacnn_tf.folds.pretrain_table``), so calling those
+(``vacnn_tf.datasets.folds.make_folds`` with ``protocol.name=speaker``,
+``vacnn_tf.datasets.folds.pretrain_exclusions``, ``vacnn_tf.datasets.folds.pretrain_table``), so calling those
 does not count.
 
 A corpus table is a pandas DataFrame with one row per utterance and at least the columns

@@ -13,7 +13,7 @@ to TF Serving's REST API:
 
 Write the five functions below with the standard library, numpy and TensorFlow. The grader
 exports a tiny model, serves answers from a local test server, and compares your results
-with the package's client (``vacnn_tf.serving.ServingClient``), so using that does not count.
+with the package's client (``vacnn_tf.serving.classifier.ServingClient``), so using that does not count.
 
 Grade your work from any folder with
 

@@ -1,0 +1,8 @@
+"""Models: the Keras layers and networks of the paper, the linear reference, and how a model runs.
+
+- :mod:`~vacnn_tf.models.layers`: channel / spatial / visual attention, CBAM, Luong context attention;
+- :mod:`~vacnn_tf.models.networks`: the builders and their registry (VACNN, fine-tuned VACNN + BOVW,
+  baselines) and the training recipe's compile step;
+- :mod:`~vacnn_tf.models.linear`: logistic regression on per-mel-band statistics (not the paper's);
+- :mod:`~vacnn_tf.models.runtime`: threads, precision policy, XLA fusion and the fast ``predict``.
+"""
