@@ -242,3 +242,15 @@ def test_end_to_end_learns_well_above_chance(tmp_path):
     })
     summary = finetune(cfg, "emodb")
     assert summary.accuracy_mean >= 2 / 7, summary
+
+
+def test_a_run_of_the_later_folds_alone_keeps_their_indices(cache, tmp_path):
+    """``protocol.first_fold``: fold 1 run alone is reported as fold 1, in the summary and the tables."""
+    from vacnn_tf.training.finetuning import finetune
+
+    cfg = tiny(cache, tmp_path, **{"protocol.first_fold": 1, "protocol.max_folds": 2})
+    summary = finetune(cfg, "emodb", tmp_path / "later", variant="linear")
+    assert [f["fold"] for f in summary.folds] == [1]
+    assert not (tmp_path / "later" / "fold_0").exists()
+    table = (tmp_path / "later" / "metrics" / "summary.csv").read_text()
+    assert "fold_1," in table and "fold_0," not in table

@@ -9,7 +9,7 @@ imbalanced. Everything returns pandas tables; :func:`write_table` writes CSV + M
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping, Optional, Sequence
 
 import numpy as np
 import pandas as pd
@@ -96,9 +96,15 @@ def fold_metrics(y_true: Sequence[int], y_pred: Sequence[int], classes: Sequence
     }
 
 
-def summarize_folds(per_fold: Sequence[Mapping[str, Any]], keys: Sequence[str] = ("accuracy", "uar", "macro_f1")) -> pd.DataFrame:
-    """One row per fold plus ``mean`` and ``std`` rows (sample std, ddof=1; 0 for a single fold)."""
-    rows = {f"fold_{i}": {k: float(m[k]) for k in keys} | {"n": int(m.get("n", 0))} for i, m in enumerate(per_fold)}
+def summarize_folds(per_fold: Sequence[Mapping[str, Any]], keys: Sequence[str] = ("accuracy", "uar", "macro_f1"),
+                    names: Optional[Sequence[str]] = None) -> pd.DataFrame:
+    """One row per fold plus ``mean`` and ``std`` rows (sample std, ddof=1; 0 for a single fold).
+
+    ``names`` label the fold rows (default ``fold_0`` ...): a run of the later folds alone
+    (``protocol.first_fold``) keeps each fold's own index.
+    """
+    names = list(names) if names is not None else [f"fold_{i}" for i in range(len(per_fold))]
+    rows = {name: {k: float(m[k]) for k in keys} | {"n": int(m.get("n", 0))} for name, m in zip(names, per_fold)}
     df = pd.DataFrame.from_dict(rows, orient="index")
     values = df[list(keys)]
     df.loc["mean"] = values.mean().tolist() + [int(df["n"].sum())]
@@ -172,7 +178,7 @@ def predictions_frame(paths: Sequence[str], y_true: Sequence[int], probs: np.nda
 
 
 def evaluate_predictions(fold_frames: Sequence[pd.DataFrame], classes: Sequence[str], out_dir: str | Path,
-                         title: str = "", caveat: str = "") -> dict[str, pd.DataFrame]:
+                         title: str = "", caveat: str = "", names: Optional[Sequence[str]] = None) -> dict[str, pd.DataFrame]:
     """Tables of a run from its per-fold predictions, written under ``out_dir`` (RUN/metrics).
 
     Writes ``summary`` (per fold + mean/std of accuracy, UAR, macro-F1), ``per_class`` (mean and std
@@ -191,7 +197,7 @@ def evaluate_predictions(fold_frames: Sequence[pd.DataFrame], classes: Sequence[
     t, p = np.concatenate(all_t), np.concatenate(all_p)
     confusion = confusion_counts(t, p, classes)
     tables = {
-        "summary": summarize_folds(per_fold),
+        "summary": summarize_folds(per_fold, names=names),
         "per_class": mean_per_class(per_fold),
         "per_class_pooled": per_class_table(t, p, classes),
         "confusion": confusion,

@@ -290,7 +290,8 @@ class _FinetuneRun:
             return RunSummary.load(self.run_dir)
         with self.manifest.stage("evaluate"):
             evaluate(self.run_dir)
-        summary = _summary(self.run_dir, self.config, self.target, self.variant, self.data.classes, len(self.folds))
+        summary = _summary(self.run_dir, self.config, self.target, self.variant, self.data.classes,
+                           [fold.index for fold in self.folds])
         write_json(self.run_dir / "summary.json", asdict(summary))
         self.manifest.data["result"] = {"accuracy_mean": summary.accuracy_mean, "uar_mean": summary.uar_mean}
         self.manifest.save()
@@ -298,8 +299,9 @@ class _FinetuneRun:
         return summary
 
 
-def _summary(run_dir: Path, config: RunConfig, target: str, variant: str, classes: Sequence[str], n_folds: int) -> RunSummary:
-    per_fold = [read_json(run_dir / f"fold_{k}" / "metrics.json") for k in range(n_folds)]
+def _summary(run_dir: Path, config: RunConfig, target: str, variant: str, classes: Sequence[str],
+             fold_indices: Sequence[int]) -> RunSummary:
+    per_fold = [read_json(run_dir / f"fold_{k}" / "metrics.json") for k in fold_indices]
     acc = np.array([m["accuracy"] for m in per_fold])
     uar = np.array([m["uar"] for m in per_fold])
     return RunSummary(

@@ -173,4 +173,5 @@ def evaluate(run_dir: str | Path) -> dict[str, pd.DataFrame]:
     manifest = read_json(run_dir / "manifest.json") if (run_dir / "manifest.json").is_file() else {}
     caveat = LEAKAGE_CAVEAT if manifest.get("protocol") == "paper" and manifest.get("kind") == "finetune" else ""
     title = f"{manifest.get('target', 'pretrain')} {manifest.get('variant', '')} ({manifest.get('protocol', '')})".strip()
-    return evaluate_predictions(frames, classes, run_dir / "metrics", title=title, caveat=caveat)
+    names = None if stages[0].name == PRETRAIN_STAGE else [p.name for p in stages]
+    return evaluate_predictions(frames, classes, run_dir / "metrics", title=title, caveat=caveat, names=names)
