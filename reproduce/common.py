@@ -137,7 +137,7 @@ def make_config(args: argparse.Namespace) -> RunConfig:
     seed = args.seeds[0] if args.seeds else args.seed
     overrides = with_flags(args.overrides, {"protocol.name": ("--protocol", args.protocol),
                                             "seed": ("--seeds" if args.seeds else "--seed", seed)})
-    config = load_config(packaged_config(f"profiles/{profile}.yaml"))
+    config = load_config(packaged_config(f"{profile}.yaml"))
     config = load_config(args.config, overrides, base=_as_tree(config))
     out = Path(args.out)
     return replace(config, **{

@@ -18,7 +18,7 @@ from vacnn_tf.corpora.labels import CORPUS_CLASSES
 
 def demo_config(tmp_path: Path, **changes) -> RunConfig:
     """The shipped demo profile, writing under ``tmp_path``, with ``changes`` on top."""
-    config = load_config(packaged_config("profiles/demo.yaml"))
+    config = load_config(packaged_config("demo.yaml"))
     return replace(config, **{
         "out": str(tmp_path / "runs"), "data.cache_dir": str(tmp_path / "cache"), "data.workers": 1,
         "train.verbose": 0, **changes,

@@ -121,7 +121,7 @@ def test_wheel_installs_outside_the_checkout_with_its_configs(tmp_path: Path):
     (wheel,) = (tmp_path / "dist").glob("vacnn_tf-*.whl")
     with zipfile.ZipFile(wheel) as archive:
         names = archive.namelist()
-    assert "vacnn_tf/configs/profiles/demo.yaml" in names and "vacnn_tf/configs/labs/lab.yaml" in names
+    assert "vacnn_tf/configs/demo.yaml" in names and "vacnn_tf/configs/labs/lab.yaml" in names
     assert "reproduce/table10.py" in names
     assert {f"vacnn_tf/{stage}/__init__.py" for stage in STAGES} <= set(names), "a stage folder is missing from the wheel"
     assert "vacnn_tf/labs/starter/lab1/features_lab.py" in names and "vacnn_tf/labs/checks/lab4.py" in names

@@ -28,8 +28,8 @@ def _reproduce_config(*argv: str):
     (("--set", "protocol.name=speaker"), "speaker"),  # no --protocol: its default must not undo the --set
     (("--protocol", "speaker"), "speaker"),
     (("--protocol", "speaker", "--set", "protocol.name=speaker"), "speaker"),
-    (("--config", "configs/default.yaml", "--protocol", "speaker"), "speaker"),  # the flag beats the file
-    (("--config", "configs/default.yaml", "--set", "protocol.name=speaker"), "speaker"),
+    (("--config", "configs/paper.yaml", "--protocol", "speaker"), "speaker"),  # the flag beats the file
+    (("--config", "configs/paper.yaml", "--set", "protocol.name=speaker"), "speaker"),
 ])
 def test_flags_and_set_both_beat_the_file_and_agree(config_of, argv, protocol):
     assert config_of(*argv).protocol.name == protocol

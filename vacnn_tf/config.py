@@ -336,7 +336,7 @@ ConfigSource = Union[str, "os.PathLike[str]", Traversable]
 
 
 def packaged_config(name: str) -> Traversable:
-    """A config shipped with the package, e.g. ``packaged_config("profiles/demo.yaml")``."""
+    """A config shipped with the package, e.g. ``packaged_config("demo.yaml")``."""
     node = resources.files("vacnn_tf").joinpath(PACKAGED_DIR)
     for part in Path(name).parts:
         node = node.joinpath(part)
@@ -344,7 +344,7 @@ def packaged_config(name: str) -> Traversable:
 
 
 def packaged_configs() -> list[str]:
-    """Every shipped config as the path that names it: ``configs/demo.yaml``, ``configs/profiles/paper.yaml``, ..."""
+    """Every shipped config as the path that names it: ``configs/demo.yaml``, ``configs/paper.yaml``, ..."""
     found: list[str] = []
 
     def walk(node: Traversable, prefix: str) -> None:

@@ -2,7 +2,7 @@
 
 Examples::
 
-    vacnn pretrain --config configs/default.yaml --data-root /data/corpora
+    vacnn pretrain --config configs/paper.yaml --data-root /data/corpora
     vacnn finetune --target emodb --variant pure --data-root /data/corpora --protocol speaker
     vacnn finetune --target savee --config configs/demo.yaml          # synthetic corpus, minutes
     vacnn finetune --target emodb --variant linear --data-root /data/corpora   # linear reference, seconds
