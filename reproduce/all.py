@@ -1,7 +1,7 @@
 """Every table of the paper, sharing one pretraining and one feature cache.
 
     python -m reproduce.all                                   # demo profile, synthetic corpus
-    python -m reproduce.all --data-root ../shared/corpora --profile quick
+    python -m reproduce.all --data-root DATA --profile quick
     python -m reproduce.all --data-root DATA --jobs 4          # four workers, then every table
 
 Prints, at the end, which tables could not be built and why (missing corpora named).

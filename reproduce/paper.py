@@ -1,8 +1,8 @@
 """The paper's published numbers, stored once, as data, each with its table reference.
 
-Everything here is transcribed from the paper's tables (../shared/paper/, tables at the end of
-the text). These numbers are never presented as our results: reports put them in a column
-labelled as the paper's. ``tests/test_paper_numbers.py`` checks them against an independent
+Everything here is transcribed from the paper's tables (the tables at the end of its text).
+These numbers are never presented as our results: reports put them in a column labelled as
+the paper's. ``tests/test_paper_numbers.py`` checks them against an independent
 hand copy (tests/data/paper_tables.csv) so that a typo fails.
 
 Class names are the package's canonical labels (Anger -> angry, Happiness -> happy, ...).

@@ -14,7 +14,7 @@ from vacnn_tf.config import ModelConfig, TrainConfig, replace
 from vacnn_tf.models import networks
 from vacnn_tf.models.layers import CBAM
 
-TORCH_ANCHOR_PARAMS = 1_250_133  # /work/shared/anchors/torch_vacnn_speed.py, 7 classes
+TORCH_ANCHOR_PARAMS = 1_250_133  # the same network in PyTorch (docs/performance.md's speed anchor), 7 classes
 
 
 def _images(batch: int = 2, seed: int = 0) -> np.ndarray:
