@@ -279,7 +279,8 @@ class ProtocolConfig:
     max_folds: Optional[int] = setting(None, "run only the first N folds (quick profiles)")
     first_fold: int = setting(
         0, "ours: skip the folds before this index (a cross-validation split over sessions or machines that share "
-           "no folder; each fold's seed follows its index, so fold K trains the same either way)")
+           "no folder; each fold's seed follows its index, so fold K trains the same either way)",
+        keyed_at_default=False)
     ravdess_actor_groups: int = setting(5, "speaker protocol: RAVDESS actors held out in this many groups")
     subsample: Optional[int] = setting(None, "keep at most this many utterances per corpus (quick profiles)")
 
