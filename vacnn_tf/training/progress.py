@@ -6,7 +6,7 @@ so that the count is known before anything trains, then hands one :class:`Progre
 :func:`vacnn_tf.training.pretraining.pretrain` / :func:`vacnn_tf.training.finetuning.finetune`, which report each unit
 as it starts and ends::
 
-    run 7/19: fine-tune vacnn + BOVW on savee, fold 1/1 (elapsed 3m12s, about 5m40s left)
+    run 7/22: fine-tune vacnn + BOVW on savee, fold 1/1 (elapsed 3m12s, about 5m40s left)
 
 Units found finished on disk (a resumed grid) count as done but are left out of the estimate,
 which is the time per unit trained in this process times the units left.
