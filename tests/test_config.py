@@ -124,10 +124,15 @@ def test_allowed_values_have_one_owner():
     assert MODEL_CHOICES == (*config.ARCHITECTURES, "finetuned")
 
 
-def test_image_size_other_than_224_is_refused():
-    assert load_config(None, ["features.image_size=224"]).features.image_size == 224
-    with pytest.raises(ConfigError, match=r"built for 224x224 images\. Received: features\.image_size=112$"):
-        load_config(None, ["features.image_size=112"])
+@pytest.mark.parametrize("size", [64, 96, 128, 224, 256])
+def test_image_size_takes_multiples_of_32_from_64(size: int):
+    assert load_config(None, [f"features.image_size={size}"]).features.image_size == size
+
+
+@pytest.mark.parametrize("size", [112, 48, 100, 0])
+def test_image_size_off_the_vacnn_strides_is_refused(size: int):
+    with pytest.raises(ConfigError, match=rf"must be a multiple of 32 of at least 64 .*Received: features\.image_size={size}$"):
+        load_config(None, [f"features.image_size={size}"])
 
 
 def test_from_dict_checks_as_a_config_file_does(tmp_path: Path):

@@ -138,7 +138,7 @@ MIRRORED_FINETUNE = textwrap.dedent('''
     config = replace(RunConfig(), **{
         "out": str(out), "data.cache_dir": str(out / "cache"), "data.workers": 1, "data.synth_per_class": 4,
         "train.verbose": 0, "train.epochs": 1, "train.xla_fusion": False, "train.val_fraction": 0.25, "protocol.folds": 2,
-        "protocol.max_folds": 1, "model.use_bovw": False,
+        "protocol.max_folds": 1, "model.use_bovw": False, "features.image_size": 64,
     })
     probs = {}
     for name, train in (("default", {}), ("mirrored", {"train.strategy": "mirrored", "train.batch_per": "global"})):

@@ -439,3 +439,31 @@ def test_baselines_take_the_configured_batchnorm_momentum_and_keep_it_through_a_
     assert {layer.momentum for layer in bns(loaded)} == {0.99}
     with pytest.raises(ValueError, match="model.bn_momentum"):
         networks.build_model("mobilenet", 4, ModelConfig(bn_momentum=1.0))
+
+
+def test_a_smaller_image_scales_every_stage_and_keeps_the_weights():
+    """features.image_size=96: the same 1.25M weights, each map 96/224 the side, 3x3 fine-tuning states."""
+    small = networks.build_vacnn(7, image_size=96)
+    assert networks.count_params(small)["total"] == TORCH_ANCHOR_PARAMS
+    assert _shape(small, "stem_pool") == (24, 24, 32) and _shape(small, "head_relu") == (6, 6, 288)
+    assert networks.image_size_of(small) == 96
+    fused = networks.build_finetuned(small, 5, ModelConfig())
+    assert _shape(fused, "finetune_reshape") == (9, 288) and _shape(fused, "bovw_squeeze") == (9,)
+    out = fused({"logmel": np.full((2, 96, 96, 1), 128.0, "float32"), "bovw": _bovw()})
+    assert tuple(out.shape) == (2, 5)
+
+
+def test_image_sizes_the_networks_cannot_take_are_refused():
+    with pytest.raises(ValueError, match=r"`image_size` must be a multiple of 32 of at least 64\. Received: image_size=80"):
+        networks.build_vacnn(7, image_size=80)
+    with pytest.raises(ValueError, match=r"at least 75 for the 'inception' baseline .*image_size=64"):
+        networks.build_model("inception", 4, image_size=64)
+
+
+def test_a_pretrained_model_of_another_size_is_refused_by_name(tmp_path):
+    from vacnn_tf.config import RunConfig
+
+    config = replace(RunConfig(), **{"features.image_size": 96})
+    networks.check_image_size(networks.build_vacnn(3, image_size=96), config, "small.keras")
+    with pytest.raises(ValueError, match=r"big\.keras: this model takes 224x224 .*set features\.image_size=224"):
+        networks.check_image_size(networks.build_vacnn(3), config, "big.keras")

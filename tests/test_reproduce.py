@@ -12,7 +12,8 @@ import pytest
 from reproduce import paper
 
 TINY = ["--set", "data.synth_per_class=4", "--set", "protocol.folds=2", "--set", "protocol.max_folds=1",
-        "--set", "train.epochs=1", "--set", "train.pretrain_epochs=1", "--set", "train.verbose=0"]
+        "--set", "train.epochs=1", "--set", "train.pretrain_epochs=1", "--set", "train.verbose=0",
+        "--set", "features.image_size=64"]
 
 
 @pytest.fixture(scope="module")

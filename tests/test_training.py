@@ -40,6 +40,7 @@ def tiny(cache: Path, out: Path, **changes) -> RunConfig:
         "train.epochs": 2, "train.patience": 5, "protocol.max_folds": 1, "protocol.subsample": None,
         "data.synth_per_class": 6, "model.use_bovw": True, "bovw.k": 16,
         "train.xla_fusion": False,  # compiling clusters would cost more than 2 tiny epochs gain
+        "features.image_size": 64,  # a twelfth of the paper's pixels: these tests check bookkeeping
     }
     return replace(RunConfig(), **{**base, **changes})
 
@@ -104,7 +105,7 @@ def test_same_seed_same_metrics(cache, tmp_path):
     sets = [f"{k}={v}" for k, v in {
         "out": tmp_path, "data.cache_dir": cache, "data.workers": 1, "train.verbose": 0, "train.epochs": 1,
         "train.patience": 5, "protocol.max_folds": 1, "data.synth_per_class": 6, "bovw.k": 16,
-        "model.input_norm": "band"}.items()]
+        "model.input_norm": "band", "features.image_size": 64}.items()]
     argv = ["finetune", "--target", "savee", "--variant", "pure", "--out", str(tmp_path / "b"), "--protocol", "paper"]
     assert main(argv + [x for s in sets for x in ("--set", s)]) == 0
     assert main(argv + [x for s in sets for x in ("--set", s)]) == 2  # finished: refuses without --resume/--force

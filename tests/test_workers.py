@@ -198,7 +198,8 @@ def test_shards_then_assembling_give_the_single_process_table(tmp_path: Path, mo
 # --- Table 3 with networks, in separate processes (slow) -------------------------------------------
 
 TINY = ["--set", "data.synth_per_class=4", "--set", "protocol.folds=2", "--set", "protocol.max_folds=1",
-        "--set", "train.epochs=1", "--set", "train.pretrain_epochs=1", "--set", "train.verbose=0"]
+        "--set", "train.epochs=1", "--set", "train.pretrain_epochs=1", "--set", "train.verbose=0",
+        "--set", "features.image_size=64"]
 
 
 def _started(output: str) -> list[str]:

@@ -47,9 +47,12 @@ PRECISIONS: tuple[str, ...] = ("float32", "mixed_bfloat16")
 STRATEGIES: tuple[str, ...] = ("default", "mirrored")
 BATCH_PER: tuple[str, ...] = ("replica", "global")  # TrainConfig.batch_per
 PROTOCOLS: tuple[str, ...] = ("paper", "speaker")  # ProtocolConfig.name
-# FeatureConfig.image_size: the models, the export and the serving signature are built for
-# 224x224 images (section 3.1), so no other size is accepted.
+# FeatureConfig.image_size: the paper's 224x224 (section 3.1). Other sizes are for fast CPU
+# profiles (the demo, the labs, the tests): a multiple of 32 keeps every stride of the VACNN
+# exact (224 / 32 = 7 attended states a side after the fine-tuning pool), 64 is the smallest
+# size whose fine-tuned VACNN still has a 2x2 grid of states.
 IMAGE_SIZE = 224
+MIN_IMAGE_SIZE = 64
 
 
 _T = TypeVar("_T")
@@ -107,9 +110,10 @@ class FeatureConfig:
     fmin: float = setting(0.0, "silent")
     fmax: Optional[float] = setting(None, "silent: None means sample_rate / 2")
     top_db: float = setting(80.0, "silent: dynamic range mapped onto 0-255")
-    image_size: int = setting(224, "paper: 224x224x1, the only size the models and the export are built for")
+    image_size: int = setting(224, "paper: 224x224x1; a multiple of 32 from 64 up, the side of the square image "
+                                    "every model, the export and the serving signature are built for")
     low_freq_at_bottom: bool = setting(True, "silent: as a spectrogram is usually drawn")
-    resize: str = setting("linear", "silent: cv2 interpolation for the 224x224 resize: linear|area|cubic|nearest",
+    resize: str = setting("linear", "silent: cv2 interpolation for the resize to image_size: linear|area|cubic|nearest",
                           choices=RESIZE_MODES)
     min_duration: float = setting(0.1, "shorter files are rejected as bad input (seconds)")
     trim_db: Optional[float] = setting(None, "silent: None keeps leading/trailing silence; a number trims at that dB")
@@ -123,10 +127,11 @@ class FeatureConfig:
         # checked here, once, so a bad setting is reported as the config's fault before any file
         # is read, and never as a bad-audio report for every file of a corpus
         _check_choices("features.", self)
-        if self.image_size != IMAGE_SIZE:
-            raise ConfigError(f"Config key 'features.image_size' must be {IMAGE_SIZE}: the models, the export and "
-                              f"the serving signature are built for {IMAGE_SIZE}x{IMAGE_SIZE} images. "
-                              f"Received: features.image_size={self.image_size!r}")
+        size = self.image_size
+        if isinstance(size, bool) or not isinstance(size, int) or size < MIN_IMAGE_SIZE or size % 32:
+            raise ConfigError(f"Config key 'features.image_size' must be a multiple of 32 of at least {MIN_IMAGE_SIZE} "
+                              f"(the paper's is {IMAGE_SIZE}): every stride of the VACNN must divide it. "
+                              f"Received: features.image_size={size!r}")
         for name in ("max_seconds", "pad_seconds"):
             value = getattr(self, name)
             if value is not None and not value > 0:
@@ -237,8 +242,8 @@ class TrainConfig:
         False, "ours, not the paper's: SpecAugment-style masking of training images (docs/method.md)")
     augment_masks: int = setting(
         2, "with augment: this many frequency bands and this many time spans masked per image")
-    augment_freq_width: int = setting(24, "with augment: widest frequency band masked, in image rows (of 224)")
-    augment_time_width: int = setting(24, "with augment: widest time span masked, in image columns (of 224)")
+    augment_freq_width: int = setting(24, "with augment: widest frequency band masked, in image rows (24 of 224 by default)")
+    augment_time_width: int = setting(24, "with augment: widest time span masked, in image columns (24 of 224 by default)")
     augment_time_shift: int = setting(
         0, "with augment: shift each image in time by up to this many columns either way, the vacated columns at "
            "the floor (0: no shift)")

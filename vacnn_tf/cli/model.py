@@ -37,12 +37,13 @@ def run_model_summary(args: argparse.Namespace) -> int:
     from vacnn_tf.config import load_config
     from vacnn_tf.models.networks import build_finetuned, build_model, count_params
 
-    config = load_config(args.config, args.overrides).model
+    full = load_config(args.config, args.overrides)
+    config, size = full.model, full.features.image_size
     if args.model == "finetuned":
-        pretrained = build_model("vacnn", args.pretrain_classes, config)
+        pretrained = build_model("vacnn", args.pretrain_classes, config, size)
         model = build_finetuned(pretrained, args.classes, config, use_bovw=not args.no_bovw)
     else:
-        model = build_model(args.model, args.classes, config)
+        model = build_model(args.model, args.classes, config, size)
     model.summary()  # Keras fits the table to the terminal (80 columns when piped)
     counts = count_params(model)
     print(

@@ -66,7 +66,7 @@ def _logmel_batch(image: np.ndarray) -> np.ndarray:
     elif image.ndim == 3:
         image = image[None]
     if image.ndim != 4 or image.shape[-1] != 1:
-        raise ValueError(f"Expected a log-mel image (224, 224) or (224, 224, 1). Received: shape={image.shape}")
+        raise ValueError(f"Expected a log-mel image (S, S) or (S, S, 1). Received: shape={image.shape}")
     return image.astype(np.float32)  # the models take pixel values 0-255 and rescale inside
 
 

@@ -137,7 +137,7 @@ def _model_section(summary: Mapping[str, Any], config: RunConfig) -> list[str]:
               "pure": "trained from random weights on the target corpus alone"}.get(variant, "")
     return ["## Model", "",
             f"- architecture: {summary['architecture']}, {bovw}; variant `{variant}`" + (f": {origin}" if origin else ""),
-            "- inputs: `logmel` float32 [batch, 224, 224, 1], the log-mel image with pixel values 0-255"
+            f"- inputs: `logmel` float32 [batch, {config.features.image_size}, {config.features.image_size}, 1], the log-mel image with pixel values 0-255"
             + (f"; `bovw` float32 [batch, {config.bovw.k}], its visual-word histogram" if summary.get("use_bovw") else ""),
             "  (the preprocessing is fixed by `feature_config.json` and `vocabulary.npz` beside this card)",
             "- outputs: `probabilities` over the classes of `labels.json`, `label` the most probable one", ""]

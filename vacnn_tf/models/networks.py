@@ -1,7 +1,7 @@
 """Keras builders: the VACNN (Figure 2), the fine-tuned VACNN + BOVW (Figure 3), baselines.
 
-Every model takes the input ``logmel``: float32 `(batch, 224, 224, 1)` with pixel values
-0-255, rescaled inside the model, so saved models accept the feature cache's images as they are.
+Every model takes the input ``logmel``: float32 `(batch, S, S, 1)` with pixel values 0-255,
+``S`` the config's ``features.image_size`` (the paper's 224, the default here), rescaled inside the model, so saved models accept the feature cache's images as they are.
 Any model also accepts a dict keyed by input name (``{"logmel": x}``), the fine-tuned one
 requires it (``{"logmel": x, "bovw": h}``).
 
@@ -22,16 +22,18 @@ from typing import Any, Mapping, Optional
 import keras
 from keras import layers
 
-from vacnn_tf.config import INPUT_NORMS, STATE_POOLINGS, ModelConfig, TrainConfig
+from vacnn_tf.config import IMAGE_SIZE, INPUT_NORMS, MIN_IMAGE_SIZE, STATE_POOLINGS, ModelConfig, TrainConfig
 from vacnn_tf.models import layers as vlayers
 
 __all__ = [
     "INPUT_SHAPE", "MODELS", "ModelSpec", "build_baseline", "build_finetuned", "build_model",
-    "build_vacnn", "compile_model", "count_params", "frozen_layer_names", "learning_rate_schedule",
-    "spec_for_model",
+    "build_vacnn", "check_image_size", "compile_model", "count_params", "frozen_layer_names", "image_size_of", "input_shape",
+    "learning_rate_schedule", "spec_for_model",
 ]
 
-INPUT_SHAPE: tuple[int, int, int] = (224, 224, 1)
+INPUT_SHAPE: tuple[int, int, int] = (IMAGE_SIZE, IMAGE_SIZE, 1)
+# keras.applications' own minimum input sides (include_top=False)
+MIN_BASELINE_SIZE: dict[str, int] = {"resnet": 32, "inception": 75, "mobilenet": 32}
 # VA blocks of Figure 2: (filters, stride of the first conv block) -> 56x56x32, 28x28x96, 14x14x288.
 VA_BLOCKS: tuple[tuple[int, int], ...] = ((32, 1), (96, 2), (288, 2))
 ATTENTIONS: tuple[str, ...] = ("va", "cbam", "none")
@@ -97,6 +99,27 @@ def _check_num_classes(num_classes: Any) -> int:
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
         raise ValueError(f"`num_classes` must be an integer >= 2. Received: num_classes={num_classes!r}")
     return num_classes
+
+
+def input_shape(image_size: int) -> tuple[int, int, int]:
+    """``(image_size, image_size, 1)``, or raise if the VACNN's strides do not divide the size."""
+    if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < MIN_IMAGE_SIZE or image_size % 32:
+        raise ValueError(f"`image_size` must be a multiple of 32 of at least {MIN_IMAGE_SIZE}. Received: image_size={image_size!r}")
+    return (image_size, image_size, 1)
+
+
+def image_size_of(model: keras.Model) -> int:
+    """The side of the square log-mel image a built or loaded model takes."""
+    return int(model.inputs[0].shape[1])
+
+
+def check_image_size(model: keras.Model, config: Any, source: Any) -> None:
+    """Raise if ``model`` (loaded from ``source``) takes another image size than ``config.features``."""
+    size = image_size_of(model)
+    if size != config.features.image_size:
+        raise ValueError(f"{source}: this model takes {size}x{size} log-mel images, the config renders "
+                         f"{config.features.image_size}x{config.features.image_size}: set features.image_size={size}. "
+                         f"Received: features.image_size={config.features.image_size}")
 
 
 def _check_number(value: Any, key: str, upper: Optional[float] = None, note: str = "") -> float:
@@ -174,6 +197,7 @@ def build_vacnn(
     attention: str = "va",
     config: ModelConfig = ModelConfig(),
     name: Optional[str] = None,
+    image_size: int = IMAGE_SIZE,
 ) -> keras.Model:
     """The VACNN of section 3.1 / Figure 2.
 
@@ -189,9 +213,11 @@ def build_vacnn(
         attention: "va" (the paper's VA module), "cbam" (Table 3 ablation) or "none".
         config: Groups, reduction, spatial kernel, FC width and L2 factor.
         name: Model name; defaults to the registry's ("vacnn", "vacnn_cbam", "vacnn_noatt").
+        image_size: Side of the input image (``features.image_size``); the shapes above scale
+            with it (96: a 6x6 feature map, 3x3 states after the fine-tuning pool).
 
     Returns:
-        A ``keras.Model`` mapping `(batch, 224, 224, 1)` pixel values 0-255 to softmax
+        A ``keras.Model`` mapping `(batch, image_size, image_size, 1)` pixel values 0-255 to softmax
         probabilities `(batch, num_classes)`. With 7 classes and "va" it has 1,250,133
         parameters, the PyTorch anchor's count.
     """
@@ -207,7 +233,7 @@ def build_vacnn(
     if name is None:
         name = {"va": "vacnn", "cbam": "vacnn_cbam", "none": "vacnn_noatt"}[attention]
 
-    inputs = keras.Input(INPUT_SHAPE, dtype="float32", name="logmel")
+    inputs = keras.Input(input_shape(image_size), dtype="float32", name="logmel")
     x = _input_stem(inputs, 1.0 / 255.0, 0.0, config)
     x = _conv_block(x, VA_BLOCKS[0][0], 2, "stem", "", config)
     # "same": 112 -> 56 as in the paper (PyTorch pads 1 on both sides, Keras 0 before, 1 after).
@@ -257,7 +283,8 @@ def _set_bn_momentum(model: keras.Model, momentum: float) -> None:
             layer.momentum = float(momentum)
 
 
-def build_baseline(name: str, num_classes: int, config: ModelConfig = ModelConfig()) -> keras.Model:
+def build_baseline(name: str, num_classes: int, config: ModelConfig = ModelConfig(),
+                   image_size: int = IMAGE_SIZE) -> keras.Model:
     """A Table 10 baseline: a keras.applications backbone (weights=None) + the VACNN's head.
 
     - "resnet": ResNet50V2. keras.applications has no ResNet18/34, so the smallest ResNet is 50
@@ -279,21 +306,27 @@ def build_baseline(name: str, num_classes: int, config: ModelConfig = ModelConfi
         name: "resnet", "inception" or "mobilenet".
         num_classes: Number of output classes.
         config: FC width and L2 factor (applied to every backbone kernel).
+        image_size: Side of the input image; at least the application's minimum
+            (:data:`MIN_BASELINE_SIZE`: InceptionV3 needs 75, so 96 with the VACNN's rule).
 
     Returns:
-        A ``keras.Model`` named after ``name``, `(batch, 224, 224, 1)` -> `(batch, num_classes)`.
+        A ``keras.Model`` named after ``name``, `(batch, image_size, image_size, 1)` -> `(batch, num_classes)`.
     """
     if name not in BASELINES:
         raise ValueError(f"`name` must be one of {BASELINES}. Received: name={name!r}")
     _check_num_classes(num_classes)
-    inputs = keras.Input(INPUT_SHAPE, dtype="float32", name="logmel")
+    shape = input_shape(image_size)
+    if image_size < MIN_BASELINE_SIZE[name]:
+        raise ValueError(f"Config key 'features.image_size' must be at least {MIN_BASELINE_SIZE[name]} for the "
+                         f"{name!r} baseline (keras.applications' minimum). Received: features.image_size={image_size}")
+    inputs = keras.Input(shape, dtype="float32", name="logmel")
     x = _input_stem(inputs, 1.0 / 127.5, -1.0, config)
     application = {
         "resnet": keras.applications.ResNet50V2,
         "inception": keras.applications.InceptionV3,
         "mobilenet": keras.applications.MobileNet,
     }[name]
-    backbone = application(include_top=False, weights=None, input_tensor=x, input_shape=INPUT_SHAPE)
+    backbone = application(include_top=False, weights=None, input_tensor=x, input_shape=shape)
     _set_bn_momentum(backbone, config.bn_momentum)
     x = layers.GlobalAveragePooling2D(name="head_gap")(backbone.output)
     outputs = _classifier_head(x, num_classes, "head", config)
@@ -302,13 +335,15 @@ def build_baseline(name: str, num_classes: int, config: ModelConfig = ModelConfi
     return model
 
 
-def build_model(architecture: str, num_classes: int, config: ModelConfig = ModelConfig()) -> keras.Model:
+def build_model(architecture: str, num_classes: int, config: ModelConfig = ModelConfig(),
+                image_size: int = IMAGE_SIZE) -> keras.Model:
     """Build a registered architecture (see :data:`MODELS`) from scratch.
 
     Args:
         architecture: A key of :data:`MODELS`, e.g. ``config.architecture``.
         num_classes: Number of output classes.
         config: Model settings.
+        image_size: Side of the input image (``features.image_size``).
 
     Returns:
         The freshly initialised ``keras.Model``.
@@ -320,8 +355,9 @@ def build_model(architecture: str, num_classes: int, config: ModelConfig = Model
         )
     spec = MODELS[architecture]
     if spec.attention is not None:
-        return build_vacnn(num_classes, attention=spec.attention, config=config, name=spec.model_name)
-    return build_baseline(architecture, num_classes, config)
+        return build_vacnn(num_classes, attention=spec.attention, config=config, name=spec.model_name,
+                           image_size=image_size)
+    return build_baseline(architecture, num_classes, config, image_size)
 
 
 def spec_for_model(model: keras.Model) -> ModelSpec:

@@ -80,7 +80,7 @@ class Preprocessor:
         return self.vocabulary is not None
 
     def from_image(self, image: np.ndarray) -> dict[str, np.ndarray]:
-        """Inputs for one uint8 log-mel image (224, 224)."""
+        """Inputs for one uint8 log-mel image `(image_size, image_size)`."""
         out = {"logmel": image.astype(np.float32)[None, :, :, None]}
         if self.vocabulary is not None:
             out["bovw"] = self.vocabulary.transform(image[None]).astype(np.float32)

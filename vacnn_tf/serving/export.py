@@ -129,6 +129,7 @@ def export_savedmodel(
     import keras
 
     import vacnn_tf.models.layers  # noqa: F401  registers the custom layers for loading
+    from vacnn_tf.models.networks import check_image_size
 
     run_dir = Path(run_dir)
     if not (run_dir / "config.yaml").is_file():
@@ -142,6 +143,10 @@ def export_savedmodel(
     # compile=False: serving needs no loss or optimizer, and the training loss is a custom class
     # (vacnn_tf.models.networks.LabelCrossentropy) that a fresh `vacnn export` process has not imported
     model = keras.models.load_model(fold_dir / "model.keras", compile=False, safe_mode=True)
+    try:
+        check_image_size(model, config, fold_dir / "model.keras")
+    except ValueError as error:
+        raise ExportError(str(error)) from None
     input_names = [t.name.split(":")[0] for t in model.inputs]
     uses_bovw = "bovw" in input_names
     if uses_bovw and not (fold_dir / ASSET_VOCABULARY).is_file():

@@ -259,7 +259,7 @@ class _FinetuneRun:
     def _network_fold(self, fold: Fold, fold_dir: Path, source: Optional[Path], bovw: Optional[np.ndarray]) -> dict[str, Any]:
         import keras
 
-        from vacnn_tf.models.networks import adapt_input_norm, build_finetuned, build_model
+        from vacnn_tf.models.networks import adapt_input_norm, build_finetuned, build_model, check_image_size
         from vacnn_tf.training.distribute import strategy_scope
         from vacnn_tf.training.fitting import set_seed
 
@@ -272,8 +272,10 @@ class _FinetuneRun:
         with strategy_scope(config.train):
             if source is not None:
                 base = keras.models.load_model(source, compile=False)
+                check_image_size(base, config, source)
             else:
-                base = build_model(config.model.architecture, len(PRETRAIN_CLASSES), config.model)
+                base = build_model(config.model.architecture, len(PRETRAIN_CLASSES), config.model,
+                                   config.features.image_size)
             model = build_finetuned(base, len(self.data.classes), model_cfg, use_bovw=config.model.use_bovw,
                                     bovw_size=config.bovw.k, bovw_train=bovw[fold.train] if bovw is not None else None)
             if self.variant == "pure":

@@ -98,7 +98,8 @@ def _pretrain(config: RunConfig, run_dir: Path, exclude_speakers: Optional[Mappi
         with manifest.stage("pretrain"):
             set_seed(config.seed)
             with strategy_scope(config.train):
-                model = build_model(config.model.architecture, len(PRETRAIN_CLASSES), config.model)
+                model = build_model(config.model.architecture, len(PRETRAIN_CLASSES), config.model,
+                                    config.features.image_size)
                 adapt_input_norm(model, data.images[split.train])
                 epochs = config.train.pretrain_epochs or config.train.epochs
                 train_and_test(config, model, data, split, None, stage_dir, epochs, callbacks)
