@@ -300,13 +300,6 @@ def run_bench(
     The runtime settings apply for the bench's duration: afterwards auto-clustering is off and
     the precision policy float32 again (TensorFlow's own defaults).
     """
-    marks: list[tuple[str, float]] = []  # (stage line, start time): where the minutes go
-
-    def say(line: str) -> None:
-        marks.append((line, time.perf_counter()))
-        if progress is not None:
-            progress(line)
-
     from vacnn_tf.models.runtime import check_runtime_config
 
     check_runtime_config(config.train)  # a bad key fails now, not after the feature stages
@@ -314,46 +307,78 @@ def run_bench(
     if quick:
         # Compiling the XLA clusters for every batch shape would take most of a smoke run.
         config = replace(config, **{"train.xla_fusion": False})
+    say = _StageLog(progress)
     started = time.perf_counter()
     machine = machine_info()
     own = workdir is None
     work = Path(tempfile.mkdtemp(prefix="vacnn-bench-")) if own else Path(workdir)
     work.mkdir(parents=True, exist_ok=True)
     try:
-        feats = _bench_features(work, sizes, config, say)
-        result: dict[str, Any] = {key: feats[key] for key in (
-            "logmel_images_per_s", "logmel_images_per_s_1_process", "kaze_histogram_utterances_per_s")}
-
-        # TensorFlow from here on; the runtime settings must precede its first op.
-        say("importing TensorFlow")
-        import keras
-
-        from vacnn_tf.models.runtime import configure_runtime
-
-        settings = configure_runtime(config.train)
-        keras.utils.set_random_seed(config.seed)
-        result.update(_bench_models(work, sizes, config, feats, say))
-
-        result["peak_memory_mib"] = _peak_memory_mib()
-        result["pipeline_to_training_ratio"] = result["pipeline_samples_per_s"] / result["train_vacnn_samples_per_s"]
-        machine["load_average_end"] = [round(v, 2) for v in os.getloadavg()] if hasattr(os, "getloadavg") else None
-        import tensorflow as tf
-
-        marks.append(("end", time.perf_counter()))
-        result.update({
-            "seconds": time.perf_counter() - started,
-            "stage_seconds": {line: round(end - start, 1) for (line, start), (_, end) in zip(marks, marks[1:])},
-            "quick": quick,
-            "machine": {**machine, "tensorflow": tf.__version__, "keras": keras.__version__},
-            "settings": {**settings.to_dict(), "steps_per_execution": config.train.steps_per_execution,
-                         "jit_compile": config.train.jit_compile, "batch_size": config.train.batch_size},
-            "sizes": asdict(sizes),
-        })
+        result, settings = _bench_stages(work, sizes, config, say)
+        result.update(_context(machine, settings, config, sizes, quick, started, say))
         return {k: (round(v, 2) if isinstance(v, float) else v) for k, v in result.items()}
     finally:
         _restore_runtime()
         if own:
             shutil.rmtree(work, ignore_errors=True)
+
+
+class _StageLog:
+    """The ``say`` the stages call: passes each line to ``progress`` and keeps when it came,
+    so the report can tell where the minutes went."""
+
+    def __init__(self, progress: Optional[Callable[[str], None]]) -> None:
+        self.progress = progress
+        self.marks: list[tuple[str, float]] = []  # (stage line, start time)
+
+    def __call__(self, line: str) -> None:
+        self.marks.append((line, time.perf_counter()))
+        if self.progress is not None:
+            self.progress(line)
+
+    def stage_seconds(self) -> dict[str, float]:
+        """Seconds from each stage line to the next (the last one: to now)."""
+        marks = [*self.marks, ("end", time.perf_counter())]
+        return {line: round(end - start, 1) for (line, start), (_, end) in zip(marks, marks[1:])}
+
+
+def _bench_stages(work: Path, sizes: BenchSizes, config: RunConfig, say: Callable[[str], None]) -> tuple[dict[str, Any], Any]:
+    """Every timed stage, the feature stages first; returns the figures and the runtime settings applied."""
+    feats = _bench_features(work, sizes, config, say)
+    result: dict[str, Any] = {key: feats[key] for key in (
+        "logmel_images_per_s", "logmel_images_per_s_1_process", "kaze_histogram_utterances_per_s")}
+
+    # TensorFlow from here on; the runtime settings must precede its first op.
+    say("importing TensorFlow")
+    import keras
+
+    from vacnn_tf.models.runtime import configure_runtime
+
+    settings = configure_runtime(config.train)
+    keras.utils.set_random_seed(config.seed)
+    result.update(_bench_models(work, sizes, config, feats, say))
+
+    result["peak_memory_mib"] = _peak_memory_mib()
+    result["pipeline_to_training_ratio"] = result["pipeline_samples_per_s"] / result["train_vacnn_samples_per_s"]
+    return result, settings
+
+
+def _context(machine: dict[str, Any], settings: Any, config: RunConfig, sizes: BenchSizes, quick: bool,
+             started: float, say: _StageLog) -> dict[str, Any]:
+    """What a reader needs beside the figures: durations, the machine and its load, the settings, the sizes."""
+    import keras
+    import tensorflow as tf
+
+    load_end = [round(v, 2) for v in os.getloadavg()] if hasattr(os, "getloadavg") else None
+    return {
+        "seconds": time.perf_counter() - started,
+        "stage_seconds": say.stage_seconds(),
+        "quick": quick,
+        "machine": {**machine, "load_average_end": load_end, "tensorflow": tf.__version__, "keras": keras.__version__},
+        "settings": {**settings.to_dict(), "steps_per_execution": config.train.steps_per_execution,
+                     "jit_compile": config.train.jit_compile, "batch_size": config.train.batch_size},
+        "sizes": asdict(sizes),
+    }
 
 
 def _bench_models(work: Path, sizes: BenchSizes, config: RunConfig, feats: dict[str, Any],
