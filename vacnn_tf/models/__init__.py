@@ -1,6 +1,8 @@
 """Models: the Keras layers and networks of the paper, the linear reference, and how a model runs.
 
 - :mod:`~vacnn_tf.models.layers`: channel / spatial / visual attention, CBAM, Luong context attention;
+- :mod:`~vacnn_tf.models.normalization`: per-band input standardisation, the serving graph's GroupNormalization;
+- :mod:`~vacnn_tf.models.layer_checks`: the registration package and argument checks the layers share;
 - :mod:`~vacnn_tf.models.networks`: the builders and their registry (VACNN, fine-tuned VACNN + BOVW,
   baselines) and the training recipe's compile step;
 - :mod:`~vacnn_tf.models.linear`: logistic regression on per-mel-band statistics (not the paper's);

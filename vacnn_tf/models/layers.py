@@ -10,14 +10,13 @@
   map), the Table 3 ablation.
 - :class:`LuongContextAttention` -- eqs. (4)-(8): Luong multiplicative attention of the BOVW
   hidden states, fused with the VACNN feature sequence ``O`` (section 3.2).
-- :class:`BandStandardization` -- per-mel-band standardisation of the input images with
-  training-set statistics (ours, ``model.input_norm: band``).
-- :class:`ChannelStatsGroupNormalization` -- Keras's GroupNormalization with the statistics
-  gathered per channel first: the same normalisation, fewer passes over a feature map; the
-  exported serving graph uses it (:mod:`vacnn_tf.serving.export`).
+
+The normalisation layers (:class:`BandStandardization`, :class:`ChannelStatsGroupNormalization`)
+live in :mod:`vacnn_tf.models.normalization` and are importable from here too.
 
 Every layer is registered for ``.keras`` serialization under the package ``vacnn_tf`` so that
-``keras.models.load_model(path, safe_mode=True)`` rebuilds it without custom_objects.
+``keras.models.load_model(path, safe_mode=True)`` rebuilds it without custom_objects; importing
+this module registers them all.
 """
 
 from __future__ import annotations
@@ -27,28 +26,15 @@ from typing import Any
 import keras
 from keras import initializers, ops, regularizers
 
+from vacnn_tf.models.layer_checks import PACKAGE, check_feature_map, check_positive_int
+# Re-exported: the normalisation layers were defined here first, and importing this module is
+# what registers every custom layer for loading (``import vacnn_tf.models.layers``).
+from vacnn_tf.models.normalization import BandStandardization, ChannelStatsGroupNormalization
+
 __all__ = [
     "BandStandardization", "CBAM", "ChannelAttention", "ChannelStatsGroupNormalization", "LuongContextAttention", "SpatialAttention",
     "VisualAttention",
 ]
-
-_PACKAGE = "vacnn_tf"
-
-
-def _check_positive_int(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"`{name}` must be a positive integer. Received: {name}={value!r}")
-    return value
-
-
-def _check_feature_map(layer: keras.layers.Layer, input_shape: tuple) -> int:
-    """Check a (batch, H, W, C) shape with a known C; returns C."""
-    if len(input_shape) != 4 or input_shape[-1] is None:
-        raise ValueError(
-            f"{type(layer).__name__} expects a channels-last feature map (batch, height, width, "
-            f"channels) with a known channel count. Received: input_shape={tuple(input_shape)}"
-        )
-    return int(input_shape[-1])
 
 
 class _Gate(keras.layers.Layer):
@@ -64,7 +50,7 @@ class _Gate(keras.layers.Layer):
         return tuple(input_shape)
 
 
-@keras.saving.register_keras_serializable(package=_PACKAGE)
+@keras.saving.register_keras_serializable(package=PACKAGE)
 class ChannelAttention(_Gate):
     """Channel-wise visual attention, paper eq. (1) (CBAM's channel module).
 
@@ -95,13 +81,13 @@ class ChannelAttention(_Gate):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        self.reduction = _check_positive_int("reduction", reduction)
+        self.reduction = check_positive_int("reduction", reduction)
         self.kernel_initializer = initializers.get(kernel_initializer)
         self.bias_initializer = initializers.get(bias_initializer)
         self.kernel_regularizer = regularizers.get(kernel_regularizer)
 
     def build(self, input_shape: tuple) -> None:
-        channels = _check_feature_map(self, input_shape)
+        channels = check_feature_map(self, input_shape)
         hidden = channels // self.reduction
         if hidden < 1:
             raise ValueError(
@@ -138,7 +124,7 @@ class ChannelAttention(_Gate):
         }
 
 
-@keras.saving.register_keras_serializable(package=_PACKAGE)
+@keras.saving.register_keras_serializable(package=PACKAGE)
 class SpatialAttention(_Gate):
     """Spatial visual attention, paper eq. (2).
 
@@ -166,7 +152,7 @@ class SpatialAttention(_Gate):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        _check_positive_int("kernel_size", kernel_size)
+        check_positive_int("kernel_size", kernel_size)
         if kernel_size % 2 == 0:
             # An even kernel with "same" padding would shift the map by half a pixel.
             raise ValueError(f"`kernel_size` must be odd. Received: kernel_size={kernel_size}")
@@ -175,7 +161,7 @@ class SpatialAttention(_Gate):
         self.kernel_regularizer = regularizers.get(kernel_regularizer)
 
     def build(self, input_shape: tuple) -> None:
-        _check_feature_map(self, input_shape)
+        check_feature_map(self, input_shape)
         self.kernel = self.add_weight(
             name="kernel", shape=(self.kernel_size, self.kernel_size, 2, 1),
             initializer=self.kernel_initializer, regularizer=self.kernel_regularizer,
@@ -225,7 +211,7 @@ class _AttentionPair(keras.layers.Layer):
         )
 
     def build(self, input_shape: tuple) -> None:
-        _check_feature_map(self, input_shape)
+        check_feature_map(self, input_shape)
         self.channel.build(input_shape)
         self.spatial.build(input_shape)
 
@@ -242,7 +228,7 @@ class _AttentionPair(keras.layers.Layer):
         }
 
 
-@keras.saving.register_keras_serializable(package=_PACKAGE)
+@keras.saving.register_keras_serializable(package=PACKAGE)
 class VisualAttention(_AttentionPair):
     """The paper's VA module (section 3.1): channel and spatial attention in parallel, summed.
 
@@ -268,7 +254,7 @@ class VisualAttention(_AttentionPair):
         return inputs * (self.channel.attention(inputs) + self.spatial.attention(inputs))
 
 
-@keras.saving.register_keras_serializable(package=_PACKAGE)
+@keras.saving.register_keras_serializable(package=PACKAGE)
 class CBAM(_AttentionPair):
     """Convolutional block attention module (Woo et al. 2018), the Table 3 ablation.
 
@@ -295,7 +281,7 @@ class CBAM(_AttentionPair):
         return self.spatial(refined)
 
 
-@keras.saving.register_keras_serializable(package=_PACKAGE)
+@keras.saving.register_keras_serializable(package=PACKAGE)
 class LuongContextAttention(keras.layers.Layer):
     """Luong multiplicative context attention fused with the VACNN features, eqs. (4)-(8).
 
@@ -390,110 +376,3 @@ class LuongContextAttention(keras.layers.Layer):
             "kernel_initializer": initializers.serialize(self.kernel_initializer),
             "kernel_regularizer": regularizers.serialize(self.kernel_regularizer),
         }
-
-
-@keras.saving.register_keras_serializable(package=_PACKAGE)
-class ChannelStatsGroupNormalization(keras.layers.GroupNormalization):
-    """``keras.layers.GroupNormalization`` computed from per-channel statistics, for serving.
-
-    The same normalisation, weights and config as the parent; only the order of the sums
-    differs. Keras reshapes a `(batch, H, W, C)` map into groups and reduces over three
-    strided axes, which TensorFlow's CPU kernels run slowly (at batch 1 the eight
-    GroupNormalizations took about as long as the ten convolutions). Here each channel's
-    mean and mean square are two contiguous reductions over `H*W`, a group's statistics
-    average its channels' (``var = E[x^2] - E[x]^2``, accumulated in float32 and clipped at 0),
-    and the output is one scale and shift per channel. Measured in docs/performance.md.
-
-    Only channels-last 4-D inputs with a known channel count take this path; anything else
-    falls back to the parent's computation.
-    """
-
-    def call(self, inputs: Any) -> Any:
-        channels = inputs.shape[-1]
-        if len(inputs.shape) != 4 or self.axis not in (-1, 3) or channels is None:
-            return super().call(inputs)
-        groups, per_group = self.groups, channels // self.groups
-        # float32 statistics whatever the compute dtype, as the parent does (bfloat16 sums overflow).
-        x = ops.cast(inputs, "float32")
-        batch = ops.shape(x)[0]
-        flat = ops.reshape(x, (batch, -1, channels))
-        mean = ops.reshape(ops.mean(flat, axis=1), (batch, groups, per_group))
-        mean_square = ops.reshape(ops.mean(ops.square(flat), axis=1), (batch, groups, per_group))
-        group_mean = ops.mean(mean, axis=-1, keepdims=True)
-        group_var = ops.maximum(ops.mean(mean_square, axis=-1, keepdims=True) - ops.square(group_mean), 0.0)
-        scale = ops.broadcast_to(ops.rsqrt(group_var + self.epsilon), (batch, groups, per_group))
-        if self.scale:
-            scale = scale * ops.reshape(ops.cast(self.gamma, "float32"), (groups, per_group))
-        shift = -group_mean * scale
-        if self.center:
-            shift = shift + ops.reshape(ops.cast(self.beta, "float32"), (groups, per_group))
-        scale = ops.reshape(scale, (batch, 1, 1, channels))
-        shift = ops.reshape(shift, (batch, 1, 1, channels))
-        return ops.cast(x * scale + shift, self.compute_dtype)
-
-
-@keras.saving.register_keras_serializable(package=_PACKAGE)
-class BandStandardization(keras.layers.Layer):
-    """Per-row (per mel band) standardisation of `(batch, H, W, C)` images, not in the paper.
-
-    Each image row ``h`` becomes ``(x - mean[h]) / std[h]`` with ``mean`` and ``std`` the row's
-    statistics over the training images (all their columns and channels), stored as
-    non-trainable weights so that the saved model and the serving graph carry them. A band
-    that is loud in every utterance no longer dominates the first convolutions; what is left
-    is how an utterance departs from the corpus's average spectrum, the information a linear
-    model on per-band statistics uses (docs/results.md). Until :meth:`adapt` is called it
-    is the identity (mean 0, std 1).
-    """
-
-    def __init__(self, epsilon: float = 1e-3, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        if isinstance(epsilon, bool) or not isinstance(epsilon, (int, float)) or epsilon <= 0:
-            raise ValueError(f"`epsilon` must be a positive number. Received: epsilon={epsilon!r}")
-        self.epsilon = float(epsilon)
-
-    def build(self, input_shape: tuple) -> None:
-        _check_feature_map(self, input_shape)
-        if input_shape[1] is None:
-            raise ValueError(f"BandStandardization needs a known image height. Received: input_shape={tuple(input_shape)}")
-        rows = int(input_shape[1])
-        self.mean = self.add_weight(name="mean", shape=(rows,), initializer="zeros", trainable=False)
-        self.std = self.add_weight(name="std", shape=(rows,), initializer="ones", trainable=False)
-
-    def adapt(self, images: Any, scale: float = 1.0, offset: float = 0.0) -> None:
-        """Set the statistics from ``images * scale + offset``, the values this layer receives.
-
-        ``images`` is `(N, H, W[, C])`, e.g. the uint8 training images and the preceding
-        rescaling's factors; it is read in chunks, so a large corpus needs no float copy.
-        """
-        import numpy as np
-
-        shape = np.shape(images)
-        if len(shape) < 3 or shape[0] == 0:
-            raise ValueError(f"BandStandardization.adapt needs a non-empty (N, H, W[, C]) array. Received: shape={shape}")
-        if not self.built:
-            self.build((None, shape[1], 1, 1))
-        if shape[1] != self.mean.shape[0]:
-            raise ValueError(f"BandStandardization.adapt needs images of {self.mean.shape[0]} rows. Received: shape={shape}")
-        total = np.zeros(shape[1])
-        squares = np.zeros(shape[1])
-        for start in range(0, shape[0], 256):
-            x = np.asarray(images[start:start + 256], dtype=np.float64) * scale + offset
-            x = x.reshape(x.shape[0], x.shape[1], -1)
-            total += x.sum(axis=(0, 2))
-            squares += np.square(x).sum(axis=(0, 2))
-        count = shape[0] * int(np.prod(shape[2:]))
-        mean = total / count
-        std = np.sqrt(np.maximum(squares / count - np.square(mean), 0.0)) + self.epsilon
-        self.mean.assign(mean.astype("float32"))
-        self.std.assign(std.astype("float32"))
-
-    def call(self, inputs: Any) -> Any:
-        mean = ops.cast(ops.reshape(self.mean, (1, -1, 1, 1)), inputs.dtype)
-        std = ops.cast(ops.reshape(self.std, (1, -1, 1, 1)), inputs.dtype)
-        return (inputs - mean) / std
-
-    def compute_output_shape(self, input_shape: tuple) -> tuple:
-        return input_shape
-
-    def get_config(self) -> dict[str, Any]:
-        return {**super().get_config(), "epsilon": self.epsilon}
