@@ -9,11 +9,12 @@ Prints, at the end, which tables could not be built and why (missing corpora nam
 
 from __future__ import annotations
 
-import importlib
 import sys
 from pathlib import Path
 
-TABLES = ("table2", "table3", "table4", "table5", "table6", "table7", "table8", "table9", "table10")
+from reproduce.tables import SPECS
+
+TABLES = tuple(SPECS)
 
 
 def main(argv: list[str] | None = None, tables: tuple[str, ...] = TABLES) -> int:
@@ -24,13 +25,13 @@ def main(argv: list[str] | None = None, tables: tuple[str, ...] = TABLES) -> int
     cli = parser("", prog="python -m reproduce.all")
     args = cli.parse_args(argv)
     config = checked_config(cli, args)  # a bad flag or config stops here, once, not in every table
-    modules = {name: importlib.import_module(f"reproduce.{name}") for name in tables}
+    specs = {name: SPECS[name] for name in tables}
     if args.jobs > 1:
         # the workers run every table's needs; then each table, alone, finds its runs and renders
-        run_workers("reproduce.all", argv, args, [(config, m.needs(config), seeds_of(args, config)) for m in modules.values()])
+        run_workers("reproduce.all", argv, args, [(config, s.needs(config), seeds_of(args, config)) for s in specs.values()])
         argv = [a for a in argv if a != "--force"] + ["--jobs", "1"]
     out = Path(args.out)
-    codes = {name: module.main(argv) for name, module in modules.items()}
+    codes = {name: spec.main(argv) for name, spec in specs.items()}
     if args.shard is not None:
         return 0 if all(c == 0 for c in codes.values()) else 1
     index = read_json(out / "index.json")["tables"]

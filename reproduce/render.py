@@ -23,19 +23,24 @@ def per_class(run_dir: Path) -> pd.DataFrame:
 
 def prf_rows(dataset: str, outcome: Outcome, paper_prf: Mapping[str, tuple[float, float, float]],
              config: RunConfig) -> list[dict[str, object]]:
-    """One row per class (+ average) with ours, the paper's and the difference (proportions)."""
+    """One row per class (+ average) with ours, the paper's and the difference, in percent."""
     ours = per_class(outcome.run_dir) if outcome.ok else None
     rows = []
     for cls, theirs in paper_prf.items():
         row: dict[str, object] = {"dataset": dataset, "class": cls}
         for metric, value in zip(PRF, theirs):
-            mine = _lookup(ours, cls, metric)
+            mine = 100 * _lookup(ours, cls, metric)
             row[metric] = mine
-            row[f"paper_{metric}"] = value
-            row[f"delta_{metric}"] = mine - value if np.isfinite(mine) else np.nan
+            row[f"paper_{metric}"] = paper_percent(value)
+            row[f"delta_{metric}"] = mine - paper_percent(value) if np.isfinite(mine) else np.nan
         row.update(protocol=config.protocol.name, profile=config.profile, status=outcome.status)
         rows.append(row)
     return rows
+
+
+def paper_percent(proportion: float) -> float:
+    """A proportion the paper prints (0.58) in percent, to its two digits: 58.0, not 57.99999999999999."""
+    return round(100 * proportion, 2)
 
 
 def _lookup(table: pd.DataFrame | None, cls: str, metric: str) -> float:
@@ -211,29 +216,3 @@ def plot_side_by_side(dataset: str, ours: np.ndarray | None, path: Path, subtitl
 
 def frame(rows: Sequence[Mapping[str, object]]) -> pd.DataFrame:
     return pd.DataFrame(list(rows))
-
-
-def per_class_table(dataset: str, config: RunConfig, outcomes: Sequence[Outcome], out: Path) -> list[Path]:
-    """Tables 4-6: the fine-tuned VACNN + BOVW's per-class P/R/F1 on one target."""
-    from reproduce.common import notes_for, write_outputs
-
-    number = paper.TABLE_PRF_NUMBER[dataset]
-    rows = prf_rows(dataset, outcomes[0], paper.TABLE_PRF[dataset], config)
-    notes = notes_for(config, outcomes) + first_seed_notes(outcomes) + [
-        "Per-class precision, recall and F1 pooled over the test folds; 'average' is the macro average."]
-    return list(write_outputs(out, f"table{number}", frame(rows),
-                              f"Table {number}: fine-tuned VACNN + BOVW on {dataset}, per class", notes))
-
-
-def confusion_table(dataset: str, config: RunConfig, outcomes: Sequence[Outcome], out: Path) -> list[Path]:
-    """Tables 7-9: the fine-tuned VACNN + BOVW's row-normalised confusion matrix on one target."""
-    from reproduce.common import notes_for, write_outputs
-
-    number = paper.CONFUSION_TABLE_NUMBER[dataset]
-    rows, mine = confusion_rows(dataset, outcomes[0], config)
-    notes = notes_for(config, outcomes) + first_seed_notes(outcomes) + [
-        "Rows: true class; columns: predicted; pooled over the test folds and normalised per row."]
-    files = list(write_outputs(out, f"table{number}", frame(rows),
-                               f"Table {number}: confusion matrix on {dataset}", notes))
-    files.append(plot_side_by_side(dataset, mine, out / f"table{number}.png", f"{config.profile} profile"))
-    return files

@@ -2,32 +2,15 @@
 
     python -m reproduce.table4 [--data-root DATA] [--profile paper|quick|demo] [--protocol paper|speaker]
 
-Paper's numbers: reproduce/paper.py (TABLE_PRF["ravdess"]).
+Its runs, its rendering and the paper's numbers it sits beside: SPECS["table4"] in
+reproduce/tables.py.
 """
 
-from __future__ import annotations
-
 import sys
-from pathlib import Path
 
-from reproduce.common import Need, Outcome, main_for
-from reproduce.render import per_class_table
-from vacnn_tf.config import RunConfig
+from reproduce.tables import shim
 
-DATASET = "ravdess"
-
-
-def needs(config: RunConfig) -> list[Need]:
-    return [Need("vacnn_bovw", DATASET, "finetuned")]
-
-
-def render(config: RunConfig, outcomes: list[Outcome], out: Path) -> list[Path]:
-    return per_class_table(DATASET, config, outcomes, out)
-
-
-def main(argv: list[str] | None = None) -> int:
-    return main_for("table4", __doc__.splitlines()[0], needs, render, argv)
-
+needs, render, main = shim("table4", __name__)
 
 if __name__ == "__main__":
     sys.exit(main())

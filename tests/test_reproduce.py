@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import importlib
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +12,7 @@ import pandas as pd
 import pytest
 
 from reproduce import paper
+from reproduce.tables import PERCENT, PROPORTION, SPECS, UNITS
 
 TINY = ["--set", "data.synth_per_class=4", "--set", "protocol.folds=2", "--set", "protocol.max_folds=1",
         "--set", "train.epochs=1", "--set", "train.pretrain_epochs=1", "--set", "train.verbose=0",
@@ -38,6 +41,64 @@ def _markdown_ok(path: Path) -> str:
     assert text.startswith("# Table") and "DEMO PROFILE" in text and "paper_" in text
     assert "| dataset" in text
     return text
+
+
+# the figures a table compares with the paper's (paper_<figure> beside each); "ours"/"paper" in Tables 7-9
+FIGURES = ("accuracy", "uar", "precision", "recall", "f1", "ours")
+
+
+def _assert_units(df: pd.DataFrame, units: str) -> None:
+    """Ours and the paper's figures within 0-100 (percent) or 0-1 (proportion); a paper's column
+    in percent above 1 throughout, so a proportion left unconverted fails."""
+    top = 100.0 if units == PERCENT else 1.0
+    columns = [c for c in df.columns if c.removeprefix("paper_") in FIGURES or c == "paper"]
+    assert columns, list(df.columns)
+    for column in columns:
+        values = df[column].dropna()
+        assert values.between(0, top).all(), (column, values.tolist())
+        if units == PERCENT and column.startswith("paper_"):
+            assert values.gt(1).all(), (column, values.tolist())
+
+
+@pytest.mark.parametrize("name", sorted(SPECS))
+def test_every_table_module_is_its_spec(name: str):
+    """``reproduce.<name>`` runs its spec; the spec's paper keys name numbers in reproduce/paper.py."""
+    from reproduce import all as reproduce_all
+
+    spec, module = SPECS[name], importlib.import_module(f"reproduce.{name}")
+    assert module.needs is spec.needs and callable(module.main) and module.render == spec.render
+    assert spec.units in UNITS and name in reproduce_all.TABLES
+    for key in spec.paper:
+        attribute, item = re.fullmatch(r'(\w+)(?:\["(\w+)"\])?', key).groups()
+        numbers = getattr(paper, attribute)
+        assert numbers[item] if item else numbers, key
+    number = int(name.removeprefix("table"))
+    dataset = next((d for d, n in {**paper.TABLE_PRF_NUMBER, **paper.CONFUSION_TABLE_NUMBER}.items() if n == number), None)
+    if dataset:  # the paper's numbering of Tables 4-9 and the registry agree
+        assert spec.paper == ((f'TABLE_PRF["{dataset}"]',) if number < 7 else (f'CONFUSION["{dataset}"]',))
+    assert tuple(reproduce_all.TABLES) == tuple(SPECS)
+
+
+@pytest.mark.parametrize("name", [n for n in SPECS if n != "table10"])
+def test_every_built_table_is_in_its_units(results: Path, name: str):
+    _assert_units(_csv(results / f"{name}.csv"), SPECS[name].units)
+
+
+def test_per_class_figures_are_percent_like_the_papers(tmp_path: Path):
+    """A run's pooled precision of 0.5 is rendered 50 beside the paper's 77 (Table 4, angry)."""
+    from reproduce.common import Need, Outcome
+
+    run = tmp_path / "run"
+    (run / "metrics").mkdir(parents=True)
+    classes = [c for c in paper.TABLE_PRF["ravdess"] if c != "average"]
+    (run / "metrics" / "per_class_pooled.csv").write_text(
+        ",precision,recall,f1\n" + "".join(f"{c},0.5,0.25,0.125\n" for c in [*classes, "macro avg"]))
+    spec = SPECS["table4"]
+    spec.render(_tiny_config(tmp_path), [Outcome(Need("vacnn_bovw", "ravdess"), run_dir=run)], tmp_path / "res")
+    angry = _csv(tmp_path / "res" / "table4.csv").set_index("class").loc["angry"]
+    assert (angry["precision"], angry["recall"], angry["f1"]) == (50.0, 25.0, 12.5)
+    assert (angry["paper_precision"], angry["delta_precision"]) == (77.0, -27.0)
+    assert spec.units == PERCENT and SPECS["table7"].units == PROPORTION
 
 
 def test_table2_pretraining(results: Path):
@@ -119,6 +180,7 @@ def test_table10_rows_and_columns(results: Path):
     assert len(cited) == sum(len(v) for v in paper.TABLE10_LITERATURE.values())
     assert cited["accuracy"].isna().all() and (cited["status"] == "cited from the paper, not rerun").all()
     assert ours[ours["method"] == "vacnn_bovw"]["accuracy"].notna().all()
+    _assert_units(df, SPECS["table10"].units)
 
 
 def test_missing_corpora_are_named(tmp_path: Path):
