@@ -199,33 +199,13 @@ def make_folds(
     Returns:
         The folds ``first_fold`` up to ``max_folds`` (each keeps its index).
     """
-    from sklearn.model_selection import LeaveOneGroupOut, StratifiedKFold
-
     check_protocol(protocol.name)
     if corpus is None:
         names = sorted(set(table["corpus"])) if "corpus" in table else []
         corpus = names[0] if len(names) == 1 else ""
-    labels = table["label"].to_numpy()
     speakers = table["speaker"].astype(str).to_numpy()
-    positions = np.arange(len(table))
-    splits: list[tuple[np.ndarray, np.ndarray]] = []
-    if protocol.name == "paper":
-        if protocol.folds < 2:
-            raise ValueError(f"protocol.folds must be at least 2. Received: folds={protocol.folds}")
-        kfold = StratifiedKFold(n_splits=protocol.folds, shuffle=True, random_state=seed)
-        splits = list(kfold.split(positions, labels))
-    elif corpus == "ravdess":
-        groups_of = ravdess_actor_groups(speakers, protocol.ravdess_actor_groups, seed)
-        group_id = {actor: g for g, members in enumerate(groups_of) for actor in members}
-        for g in range(len(groups_of)):
-            in_test = np.array([group_id[s] == g for s in speakers])
-            splits.append((positions[~in_test], positions[in_test]))
-    else:
-        if len(set(speakers)) < 2:
-            raise ValueError(f"Leave-one-speaker-out needs at least 2 speakers; {corpus!r} has {sorted(set(speakers))}.")
-        splits = list(LeaveOneGroupOut().split(positions, labels, groups=speakers))
     folds: list[Fold] = []
-    for k, (train, test) in enumerate(splits):
+    for k, (train, test) in enumerate(_test_splits(table["label"].to_numpy(), speakers, protocol, seed, corpus)):
         tr, va, val_speakers = _split_validation(
             table, np.asarray(train), val_fraction, seed + 1000 + k, by_speaker=protocol.name == "speaker"
         )
@@ -244,6 +224,34 @@ def make_folds(
         raise ValueError(f"protocol.first_fold={protocol.first_fold} leaves no fold of the {len(folds)} "
                          f"(max_folds={protocol.max_folds}).")
     return kept
+
+
+def _test_splits(labels: np.ndarray, speakers: np.ndarray, protocol: ProtocolConfig, seed: int,
+                 corpus: str) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(training part, test fold) positions of every fold, before validation is carved out.
+
+    ``paper``: stratified k-fold; ``speaker``: held-out actor groups for RAVDESS, else
+    leave-one-speaker-out.
+    """
+    from sklearn.model_selection import LeaveOneGroupOut, StratifiedKFold
+
+    positions = np.arange(len(labels))
+    if protocol.name == "paper":
+        if protocol.folds < 2:
+            raise ValueError(f"protocol.folds must be at least 2. Received: folds={protocol.folds}")
+        kfold = StratifiedKFold(n_splits=protocol.folds, shuffle=True, random_state=seed)
+        return list(kfold.split(positions, labels))
+    if corpus == "ravdess":
+        groups_of = ravdess_actor_groups(speakers, protocol.ravdess_actor_groups, seed)
+        group_id = {actor: g for g, members in enumerate(groups_of) for actor in members}
+        splits = []
+        for g in range(len(groups_of)):
+            in_test = np.array([group_id[s] == g for s in speakers])
+            splits.append((positions[~in_test], positions[in_test]))
+        return splits
+    if len(set(speakers)) < 2:
+        raise ValueError(f"Leave-one-speaker-out needs at least 2 speakers; {corpus!r} has {sorted(set(speakers))}.")
+    return list(LeaveOneGroupOut().split(positions, labels, groups=speakers))
 
 
 def holdout_split(table: pd.DataFrame, test_fraction: float, val_fraction: float, seed: int) -> Fold:

@@ -202,18 +202,22 @@ def make_dataset(
     Returns:
         ``tf.data.Dataset`` of ``(features, label)`` with features a dict as described above.
     """
+    images, labels, bovw = _checked_inputs(images, labels, bovw, batch_size, mixup, num_classes)
+    per_batch_seeds = masking is not None or bool(mixup)
+    ds = _index_batches(len(images), batch_size, shuffle, seed, repeat, epoch, per_batch_seeds)
+    return _map_batches(ds, _batch_gather(images, labels, bovw, masking, mixup, num_classes), stateful=epoch is not None)
+
+
+def _batch_gather(images: np.ndarray, labels: np.ndarray, bovw: Optional[np.ndarray], masking: Optional[Masking],
+                  mixup: float, num_classes: Optional[int]) -> Any:
+    """The map from a batch of indices (and its seed) to ``(features, label)``, as :func:`make_dataset` describes."""
     import tensorflow as tf
 
-    images, labels, bovw = _checked_inputs(images, labels, bovw, batch_size, mixup, num_classes)
     # Index-based pipeline: the arrays are captured once and gathered per batch, which keeps
     # shuffling cheap (a permutation of ints, not of images) and the images uint8 until the map.
-    n = len(images)
     image_t = tf.constant(images)
     label_t = tf.constant(labels)
     bovw_t = tf.constant(bovw) if bovw is not None else None
-
-    per_batch_seeds = masking is not None or bool(mixup)
-    ds = _index_batches(n, batch_size, shuffle, seed, repeat, epoch, per_batch_seeds)
 
     def gather(idx: Any, batch_seed: Any = None) -> Any:
         x = tf.cast(tf.gather(image_t, idx), tf.float32)[..., None]
@@ -227,16 +231,23 @@ def make_dataset(
             return _mix_batch(feats, label, batch_seed, float(mixup), int(num_classes))
         return feats, label
 
+    return gather
+
+
+def _map_batches(ds: Any, gather: Any, stateful: bool) -> Any:
+    """``ds`` mapped by ``gather`` in order, prefetched; ``stateful``: the pipeline reads a variable (``epoch``)."""
+    import tensorflow as tf
+
     options = tf.data.Options()
     options.deterministic = True
     # A pipeline that reads a variable is stateful, and TensorFlow's op determinism (set_seed)
     # then runs its maps one call at a time anyway, rewriting them with an error-level log
     # line; asking for that directly keeps the log clean. Prefetch still overlaps the map
     # with training, and a batch's gather costs milliseconds against a step's hundreds.
-    if epoch is None:
-        ds = ds.map(gather, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    else:
+    if stateful:
         ds = ds.map(gather)
+    else:
+        ds = ds.map(gather, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     return ds.with_options(options).prefetch(tf.data.AUTOTUNE)
 
 

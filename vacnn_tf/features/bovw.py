@@ -274,59 +274,80 @@ class BovwVocabulary:
                 or disagrees with ``expected``; the message names the file.
         """
         path = Path(path)
-        try:
-            data = load_npz(path)
-        except FileNotFoundError:
-            raise VocabularyError(f"Vocabulary file not found: {path}") from None
-        except Exception as err:  # zipfile.BadZipFile, EOFError, ValueError (object arrays)...
-            raise VocabularyError(f"Vocabulary file {path} is corrupt or not an npz file: {err}") from err
-        # Fields that shape the histogram must be present; others (K-means knobs) fall back to
-        # their defaults so a file survives a later, unrelated BovwConfig addition.
-        required = ["centres", "format", "seed", "n_fit_descriptors", *HISTOGRAM_FIELDS]
-        missing = [name for name in required if name not in data]
-        if missing:
-            raise VocabularyError(f"Vocabulary file {path} lacks {missing}; was it written by BovwVocabulary.save?")
-        if data["format"].shape != () or data["format"].item() != VOCABULARY_FORMAT:
-            raise VocabularyError(
-                f"Vocabulary file {path} has format {data['format'].tolist()!r}; this code reads format {VOCABULARY_FORMAT}."
-            )
-        try:
-            values = {}
-            for f in dataclasses.fields(BovwConfig):
-                if f.name not in data:
-                    continue
-                value = data[f.name].item()
-                kind = type(f.default)  # every BovwConfig default is a plain int/float/bool/str
-                if f.default is None:
-                    kind = type(value)
-                if kind is float and type(value) is int:
-                    value = float(value)
-                if type(value) is not kind:
-                    raise TypeError(f"{f.name} should be {kind.__name__}, found {value!r}")
-                values[f.name] = value
-            config = BovwConfig(**values)
-            check_config(config)
-        except (TypeError, ValueError) as err:
-            raise VocabularyError(f"Vocabulary file {path} holds invalid settings: {err}") from err
-        centres = data["centres"]
-        want = (config.k, descriptor_dim(config))
-        if centres.dtype != np.float32 or centres.shape != want or not np.isfinite(centres).all():
-            raise VocabularyError(
-                f"Vocabulary file {path} has centres {centres.dtype}{centres.shape}; expected finite float32{want}."
-            )
+        data = _read_vocabulary_file(path)
+        config = _stored_config(data, path)
+        _check_centres(data["centres"], config, path)
         if expected is not None:
-            diff = [
-                f"{name}: file {getattr(config, name)!r}, expected {getattr(expected, name)!r}"
-                for name in HISTOGRAM_FIELDS
-                if getattr(config, name) != getattr(expected, name)
-            ]
-            if diff:
-                raise VocabularyError(f"Vocabulary file {path} does not match the settings in use: " + "; ".join(diff))
+            _check_matches(config, expected, path)
         try:
             seed, n_fit = int(data["seed"]), int(data["n_fit_descriptors"])
         except (TypeError, ValueError) as err:
             raise VocabularyError(f"Vocabulary file {path} holds an invalid seed or n_fit_descriptors: {err}") from err
-        return cls(centres=centres, config=config, seed=seed, n_fit_descriptors=n_fit)
+        return cls(centres=data["centres"], config=config, seed=seed, n_fit_descriptors=n_fit)
+
+
+def _read_vocabulary_file(path: Path) -> dict[str, np.ndarray]:
+    """The arrays of a vocabulary file, checked to hold every array :meth:`BovwVocabulary.save` writes in this format."""
+    try:
+        data = load_npz(path)
+    except FileNotFoundError:
+        raise VocabularyError(f"Vocabulary file not found: {path}") from None
+    except Exception as err:  # zipfile.BadZipFile, EOFError, ValueError (object arrays)...
+        raise VocabularyError(f"Vocabulary file {path} is corrupt or not an npz file: {err}") from err
+    # Fields that shape the histogram must be present; others (K-means knobs) fall back to
+    # their defaults so a file survives a later, unrelated BovwConfig addition.
+    required = ["centres", "format", "seed", "n_fit_descriptors", *HISTOGRAM_FIELDS]
+    missing = [name for name in required if name not in data]
+    if missing:
+        raise VocabularyError(f"Vocabulary file {path} lacks {missing}; was it written by BovwVocabulary.save?")
+    if data["format"].shape != () or data["format"].item() != VOCABULARY_FORMAT:
+        raise VocabularyError(
+            f"Vocabulary file {path} has format {data['format'].tolist()!r}; this code reads format {VOCABULARY_FORMAT}."
+        )
+    return data
+
+
+def _stored_config(data: dict[str, np.ndarray], path: Path) -> BovwConfig:
+    """The BovwConfig a vocabulary file was fitted with, each field of its default's type and checked."""
+    try:
+        values = {}
+        for f in dataclasses.fields(BovwConfig):
+            if f.name not in data:
+                continue
+            value = data[f.name].item()
+            kind = type(f.default)  # every BovwConfig default is a plain int/float/bool/str
+            if f.default is None:
+                kind = type(value)
+            if kind is float and type(value) is int:
+                value = float(value)
+            if type(value) is not kind:
+                raise TypeError(f"{f.name} should be {kind.__name__}, found {value!r}")
+            values[f.name] = value
+        config = BovwConfig(**values)
+        check_config(config)
+    except (TypeError, ValueError) as err:
+        raise VocabularyError(f"Vocabulary file {path} holds invalid settings: {err}") from err
+    return config
+
+
+def _check_centres(centres: np.ndarray, config: BovwConfig, path: Path) -> None:
+    """The centres are ``k`` finite float32 rows of one descriptor's length."""
+    want = (config.k, descriptor_dim(config))
+    if centres.dtype != np.float32 or centres.shape != want or not np.isfinite(centres).all():
+        raise VocabularyError(
+            f"Vocabulary file {path} has centres {centres.dtype}{centres.shape}; expected finite float32{want}."
+        )
+
+
+def _check_matches(config: BovwConfig, expected: BovwConfig, path: Path) -> None:
+    """A loaded vocabulary's settings agree with the caller's on every field that changes a histogram."""
+    diff = [
+        f"{name}: file {getattr(config, name)!r}, expected {getattr(expected, name)!r}"
+        for name in HISTOGRAM_FIELDS
+        if getattr(config, name) != getattr(expected, name)
+    ]
+    if diff:
+        raise VocabularyError(f"Vocabulary file {path} does not match the settings in use: " + "; ".join(diff))
 
 
 def fit_fold_vocabulary(

@@ -72,11 +72,14 @@ def kaze_settings_key(config: BovwConfig) -> str:
     The OpenCV version is part of the key because KAZE's implementation has moved between
     releases; a cache written by another version is recomputed rather than trusted.
     """
+    return hashlib.sha1(json.dumps(_kaze_settings(config), sort_keys=True).encode()).hexdigest()[:12]
+
+
+def _kaze_settings(config: BovwConfig) -> dict[str, Any]:
+    """The settings that change what KAZE returns, the OpenCV version last."""
     import cv2
 
-    settings = {name: getattr(config, name) for name in KAZE_FIELDS}
-    settings["opencv"] = cv2.__version__
-    return hashlib.sha1(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
+    return {**{name: getattr(config, name) for name in KAZE_FIELDS}, "opencv": cv2.__version__}
 
 
 def _check_image(image: np.ndarray) -> np.ndarray:
@@ -165,31 +168,8 @@ def descriptors_for(
 
     folder = descriptor_cache_dir(cache_dir, config) if cache_dir is not None else None
     if folder is not None and not (folder / "config.json").is_file():
-        import cv2
-
-        settings = {name: getattr(config, name) for name in KAZE_FIELDS}
-        write_json(folder / "config.json", {**settings, "opencv": cv2.__version__})
-    local = threading.local()
-    dim = descriptor_dim(config)
-
-    def one(image: np.ndarray) -> np.ndarray:
-        image = _check_image(image)
-        path = _descriptor_cache_path(folder, image_digest(image)) if folder is not None else None
-        if path is not None and path.is_file():
-            try:
-                desc = load_npz(path)["descriptors"]
-                if desc.dtype == np.float32 and desc.ndim == 2 and desc.shape[1] == dim:
-                    return desc
-            except Exception:  # a torn or foreign file: derived data, so recompute it
-                pass
-        detector = getattr(local, "detector", None)
-        if detector is None:  # KAZE objects keep state; one per thread
-            detector = local.detector = kaze_detector(config)
-        desc = extract_descriptors(image, config, detector)
-        if path is not None:
-            save_npz(path, descriptors=desc)
-        return desc
-
+        write_json(folder / "config.json", _kaze_settings(config))
+    one = _CachedDescriptors(config, folder)
     n_threads = min(_resolve_workers(workers), max(1, len(images)))
     results: list[np.ndarray] = []
     with tqdm(total=len(images), desc="KAZE", unit="img", disable=not progress) as bar:
@@ -203,3 +183,37 @@ def descriptors_for(
                     results.append(desc)
                     bar.update()
     return results
+
+
+class _CachedDescriptors:
+    """One image's descriptors: read from the cache folder (None: no cache), else computed and
+    written there. Called from every worker thread at once."""
+
+    def __init__(self, config: BovwConfig, folder: Path | None) -> None:
+        self.config = config
+        self.folder = folder
+        self.dim = descriptor_dim(config)
+        self.local = threading.local()
+
+    def __call__(self, image: np.ndarray) -> np.ndarray:
+        image = _check_image(image)
+        path = _descriptor_cache_path(self.folder, image_digest(image)) if self.folder is not None else None
+        if path is not None and path.is_file():
+            desc = self._read(path)
+            if desc is not None:
+                return desc
+        detector = getattr(self.local, "detector", None)
+        if detector is None:  # KAZE objects keep state; one per thread
+            detector = self.local.detector = kaze_detector(self.config)
+        desc = extract_descriptors(image, self.config, detector)
+        if path is not None:
+            save_npz(path, descriptors=desc)
+        return desc
+
+    def _read(self, path: Path) -> np.ndarray | None:
+        """The descriptors cached at ``path``, or None where the file is no usable entry (it is then rewritten)."""
+        try:
+            desc = load_npz(path)["descriptors"]
+        except Exception:  # a torn or foreign file: derived data, so recompute it
+            return None
+        return desc if desc.dtype == np.float32 and desc.ndim == 2 and desc.shape[1] == self.dim else None

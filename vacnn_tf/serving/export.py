@@ -126,20 +126,37 @@ def export_savedmodel(
     Returns:
         The version directory written.
     """
-    import keras
-
-    import vacnn_tf.models.layers  # noqa: F401  registers the custom layers for loading
-    from vacnn_tf.models.networks import check_image_size
-
     run_dir = Path(run_dir)
+    config, classes = _run_settings(run_dir)
+    fold_dir = choose_fold(run_dir, fold)
+    model, uses_bovw = _fold_model(fold_dir, config, classes)
+    target, version = _version_dir(Path(out_dir) / model_name, version)
+    try:
+        card = card_markdown(run_dir, fold_dir, config, classes, model_name, version, chosen_by_user=fold is not None)
+    except FileNotFoundError as err:
+        raise ExportError(str(err)) from None
+    vocabulary = fold_dir / ASSET_VOCABULARY if uses_bovw else None
+    return write_savedmodel(model, target, classes, config, vocabulary, model_card=card)
+
+
+def _run_settings(run_dir: Path) -> tuple[RunConfig, list[str]]:
+    """The run's configuration and class names (``config.yaml``, ``labels.json``)."""
     if not (run_dir / "config.yaml").is_file():
         raise ExportError(f"{run_dir}: config.yaml missing; not a vacnn run directory.")
     config = load_config(run_dir / "config.yaml")
     labels_path = run_dir / "labels.json"
     if not labels_path.is_file():
         raise ExportError(f"{run_dir}: labels.json missing; cannot name the classes.")
-    classes = [str(c) for c in read_json(labels_path)["classes"]]
-    fold_dir = choose_fold(run_dir, fold)
+    return config, [str(c) for c in read_json(labels_path)["classes"]]
+
+
+def _fold_model(fold_dir: Path, config: RunConfig, classes: list[str]) -> tuple[Any, bool]:
+    """A fold's ``model.keras``, checked against the run's image size, classes and vocabulary; and whether it takes BOVW."""
+    import keras
+
+    import vacnn_tf.models.layers  # noqa: F401  registers the custom layers for loading
+    from vacnn_tf.models.networks import check_image_size
+
     # compile=False: serving needs no loss or optimizer, and the training loss is a custom class
     # (vacnn_tf.models.networks.LabelCrossentropy) that a fresh `vacnn export` process has not imported
     model = keras.models.load_model(fold_dir / "model.keras", compile=False, safe_mode=True)
@@ -156,34 +173,31 @@ def export_savedmodel(
             f"{fold_dir}: the model has {model.outputs[0].shape[-1]} outputs but labels.json names "
             f"{len(classes)} classes."
         )
+    return model, uses_bovw
 
-    base = Path(out_dir) / model_name
+
+def _version_dir(base: Path, version: int | None) -> tuple[Path, int]:
+    """``base/version``, which must not exist yet, and the version (default: one more than the highest present)."""
     if version is None:
         present = [int(p.name) for p in base.glob("*") if p.name.isdigit()] if base.is_dir() else []
         version = max(present, default=0) + 1
     target = base / str(version)
     if target.exists():
         raise ExportError(f"{target} exists; choose another --version or remove it.")
-
-    try:
-        card = card_markdown(run_dir, fold_dir, config, classes, model_name, version, chosen_by_user=fold is not None)
-    except FileNotFoundError as err:
-        raise ExportError(str(err)) from None
-    vocabulary = fold_dir / ASSET_VOCABULARY if uses_bovw else None
-    return write_savedmodel(model, target, classes, config, vocabulary, model_card=card)
+    return target, version
 
 
 def serving_model(model: Any) -> Any:
     """A copy of ``model`` for the serving graph: the same weights and outputs, faster on CPUs.
 
     Every ``keras.layers.GroupNormalization`` becomes a
-    :class:`~vacnn_tf.models.layers.ChannelStatsGroupNormalization` (same config and weights, the
+    :class:`~vacnn_tf.models.normalization.ChannelStatsGroupNormalization` (same config and weights, the
     statistics summed in another order: outputs agree to rounding). Training and the saved
     ``.keras`` checkpoints keep Keras's own layer; only the exported graph changes.
     """
     import keras
 
-    from vacnn_tf.models.layers import ChannelStatsGroupNormalization
+    from vacnn_tf.models.normalization import ChannelStatsGroupNormalization
 
     def clone(layer: Any) -> Any:
         if type(layer) is keras.layers.GroupNormalization:
@@ -215,51 +229,60 @@ def write_savedmodel(model: Any, target: str | Path, classes: list[str], config:
     Returns:
         ``target``.
     """
-    import tensorflow as tf
-
     target = Path(target)
     if serving_graph:
         model = serving_model(model)
-    base = target.parent
-    version = target.name
     uses_bovw = vocabulary is not None
     waveform_note = waveform_support(config.features) if waveform else "not asked for (waveform=False)"
     staging = Path(tempfile.mkdtemp(prefix="vacnn-export-"))
     try:
-        (staging / ASSET_LABELS).write_text(json.dumps({"classes": classes}, indent=2))
-        assets = _feature_assets(config, classes, uses_bovw, waveform_note)
-        (staging / ASSET_FEATURES).write_text(json.dumps(assets, indent=2))
-        asset_files = [ASSET_LABELS, ASSET_FEATURES]
-        if uses_bovw:
-            shutil.copyfile(vocabulary, staging / ASSET_VOCABULARY)
-            asset_files.append(ASSET_VOCABULARY)
-        if model_card is not None:
-            (staging / ASSET_MODEL_CARD).write_text(model_card)
-            asset_files.append(ASSET_MODEL_CARD)
-
+        assets = _stage_assets(staging, classes, config, vocabulary, model_card, waveform_note)
         specs = _signature_functions(model, config, classes, uses_bovw, waveform_note)
-        with quiet_dict_inputs():
-            endpoints = {name: fn.get_concrete_function() for name, fn in specs.items()}
-        # A plain tf.Module is the root rather than keras.export.ExportArchive, which offers no
-        # public way to attach files: what hangs off the root is what tf.saved_model writes, so
-        # the assets land in assets/ and in the object graph (tf.saved_model.load sees them), and
-        # the variables the graph reads are saved with it.
-        root = tf.Module()
-        root.serving_variables = list(endpoints["serving_default"].variables)
-        root.signature_functions = dict(specs)
-        root.assets = {name: tf.saved_model.Asset(str(staging / name)) for name in asset_files}
-        # Write beside the target then rename, so a killed export leaves no half version
-        # that TF Serving would try to load.
-        partial = base / f".{version}.partial"
-        if partial.exists():
-            shutil.rmtree(partial)
-        base.mkdir(parents=True, exist_ok=True)
-        with quiet_dict_inputs():  # saving traces the functions again
-            tf.saved_model.save(root, str(partial), signatures=endpoints)
-        partial.rename(target)
+        _save_version(specs, {name: staging / name for name in assets}, target)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return target
+
+
+def _stage_assets(staging: Path, classes: list[str], config: RunConfig, vocabulary: str | Path | None,
+                  model_card: str | None, waveform_note: str | None) -> list[str]:
+    """Write the asset files into ``staging``; returns their names, in the order the SavedModel lists them."""
+    (staging / ASSET_LABELS).write_text(json.dumps({"classes": classes}, indent=2))
+    assets = _feature_assets(config, classes, vocabulary is not None, waveform_note)
+    (staging / ASSET_FEATURES).write_text(json.dumps(assets, indent=2))
+    asset_files = [ASSET_LABELS, ASSET_FEATURES]
+    if vocabulary is not None:
+        shutil.copyfile(vocabulary, staging / ASSET_VOCABULARY)
+        asset_files.append(ASSET_VOCABULARY)
+    if model_card is not None:
+        (staging / ASSET_MODEL_CARD).write_text(model_card)
+        asset_files.append(ASSET_MODEL_CARD)
+    return asset_files
+
+
+def _save_version(specs: dict[str, Any], assets: dict[str, Path], target: Path) -> None:
+    """Save the signature functions and asset files as the SavedModel ``target``, all or nothing."""
+    import tensorflow as tf
+
+    with quiet_dict_inputs():
+        endpoints = {name: fn.get_concrete_function() for name, fn in specs.items()}
+    # A plain tf.Module is the root rather than keras.export.ExportArchive, which offers no
+    # public way to attach files: what hangs off the root is what tf.saved_model writes, so
+    # the assets land in assets/ and in the object graph (tf.saved_model.load sees them), and
+    # the variables the graph reads are saved with it.
+    root = tf.Module()
+    root.serving_variables = list(endpoints["serving_default"].variables)
+    root.signature_functions = dict(specs)
+    root.assets = {name: tf.saved_model.Asset(str(path)) for name, path in assets.items()}
+    # Write beside the target then rename, so a killed export leaves no half version
+    # that TF Serving would try to load.
+    partial = target.parent / f".{target.name}.partial"
+    if partial.exists():
+        shutil.rmtree(partial)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with quiet_dict_inputs():  # saving traces the functions again
+        tf.saved_model.save(root, str(partial), signatures=endpoints)
+    partial.rename(target)
 
 
 def _signature_functions(model: Any, config: RunConfig, classes: list[str], uses_bovw: bool,

@@ -280,27 +280,13 @@ def fit_resumable(
         The selection state: ``history`` (per-epoch logs), ``best`` (epoch, acc, loss), ``stopped``,
         ``epochs_run``.
     """
-    import keras
-
     fold_dir = Path(fold_dir)
     fold_dir.mkdir(parents=True, exist_ok=True)
     state = load_state(fold_dir)
     if not (state.get("stopped") or state.get("finished")):
         align_backup(fold_dir, len(state.get("history", [])))
         select = SelectBest(fold_dir, patience, "val_accuracy" if val_ds is not None else None, select_on)
-        callbacks = [
-            # BackupAndRestore first: its epoch-end backup (weights, optimizer, epoch) is written
-            # before SelectBest's state, so a kill in between at worst forgets one epoch's record.
-            keras.callbacks.BackupAndRestore(str(fold_dir / BACKUP_DIR), delete_checkpoint=False, double_checkpoint=True),
-            # With an EMA optimizer: validation runs on the averaged weights, and they sit in the
-            # model during the epoch-end callbacks after this one, so SelectBest saves them. The
-            # backup above keeps the raw weights (and the average in the optimizer state).
-            *([keras.callbacks.SwapEMAWeights(swap_on_epoch=True)] if getattr(model.optimizer, "use_ema", False) else []),
-            *([TestAudit(audit)] if audit is not None else []),
-            select,
-            *_tensorboard(fold_dir / "logs"),
-            *(extra_callbacks or []),
-        ]
+        callbacks = _fit_callbacks(model, fold_dir, select, audit, extra_callbacks)
         if callable(train_ds):
             epoch = EpochIndex()
             train_ds = train_ds(epoch.variable)
@@ -315,6 +301,26 @@ def fit_resumable(
         model.load_weights(str(fold_dir / BEST_WEIGHTS))
     state["epochs_run"] = len(state.get("history", []))
     return state
+
+
+def _fit_callbacks(model: Any, fold_dir: Path, select: SelectBest, audit: Optional[Callable[[], float]],
+                   extra_callbacks: Optional[list[Any]]) -> list[Any]:
+    """The callbacks of :func:`fit_resumable`'s ``model.fit``, in the order they must run at an epoch's end."""
+    import keras
+
+    return [
+        # BackupAndRestore first: its epoch-end backup (weights, optimizer, epoch) is written
+        # before SelectBest's state, so a kill in between at worst forgets one epoch's record.
+        keras.callbacks.BackupAndRestore(str(fold_dir / BACKUP_DIR), delete_checkpoint=False, double_checkpoint=True),
+        # With an EMA optimizer: validation runs on the averaged weights, and they sit in the
+        # model during the epoch-end callbacks after this one, so SelectBest saves them. The
+        # backup above keeps the raw weights (and the average in the optimizer state).
+        *([keras.callbacks.SwapEMAWeights(swap_on_epoch=True)] if getattr(model.optimizer, "use_ema", False) else []),
+        *([TestAudit(audit)] if audit is not None else []),
+        select,
+        *_tensorboard(fold_dir / "logs"),
+        *(extra_callbacks or []),
+    ]
 
 
 def cleanup_fold(fold_dir: str | Path) -> None:
