@@ -5,7 +5,7 @@
 * :func:`grad_cam` -- a Grad-CAM class-activation map (Selvaraju et al. 2017) on the last
   feature map (``head_relu``, 14x14x288 for the VACNN family).
 
-No plotting here (matplotlib is not imported): :mod:`vacnn_tf.evaluation.figures` draws these maps
+No plotting here (matplotlib is not imported): :mod:`vacnn_tf.evaluation.attention_figures` draws these maps
 (``vacnn figures attention``). TensorFlow and Keras are imported inside the functions.
 """
 

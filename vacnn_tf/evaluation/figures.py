@@ -11,12 +11,12 @@ One public function per figure, each also a ``vacnn figures`` subcommand (:mod:`
   CBAM) module of a model over one log-mel image, and a Grad-CAM class-activation map
   (Selvaraju et al. 2017) on the 14x14x288 ``head_relu`` map; :mod:`vacnn_tf.evaluation.explain`
   computes the numbers behind it. :func:`attention_figure` loads a ``.keras`` checkpoint of a
-  run and a wav file.
+  run and a wav file. Both live in :mod:`vacnn_tf.evaluation.attention_figures`.
 * :func:`plot_training_curves` -- loss and accuracy per epoch for every fold of a run, read
   from ``fold_K/history.csv`` (one row an epoch in Keras CSVLogger's layout, written by :mod:`vacnn_tf.training.fitting`).
 
 Every figure is drawn with matplotlib's Agg backend (no display needed) and written
-atomically (:func:`vacnn_tf.storage.atomic_write`), so an interrupted command never leaves a
+atomically (:func:`vacnn_tf.evaluation.plotting.save_figure`), so an interrupted command never leaves a
 torn PNG behind. TensorFlow, OpenCV and matplotlib are imported inside the functions, as in
 the rest of the package, so importing this module is cheap.
 """
@@ -29,9 +29,11 @@ from typing import TYPE_CHECKING, Any, Mapping, Optional, Sequence
 import numpy as np
 
 from vacnn_tf.config import BovwConfig, FeatureConfig, RunConfig
-# The numbers behind the attention figure; re-exported so one import serves a notebook.
+# The attention figure and the numbers behind it; re-exported so one import serves a notebook.
+from vacnn_tf.evaluation.attention_figures import attention_figure, plot_attention
 from vacnn_tf.evaluation.explain import AttentionMap, GradCam, attention_maps, grad_cam, input_names
-from vacnn_tf.storage import atomic_write, bovw_cache_dir, features_cache_dir, read_json
+from vacnn_tf.evaluation.plotting import pyplot, save_figure
+from vacnn_tf.storage import bovw_cache_dir, features_cache_dir, read_json
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -41,24 +43,6 @@ __all__ = [
     "bovw_figure_from_run", "grad_cam", "kaze_keypoints", "one_per_class", "plot_attention",
     "plot_bovw_histograms", "plot_features", "plot_training_curves", "read_history", "save_figure",
 ]
-
-def _pyplot() -> Any:
-    import matplotlib
-
-    matplotlib.use("Agg", force=True)  # no display on servers, CI or lab machines
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def save_figure(fig: Any, path: str | Path) -> Path:
-    """Write ``fig`` as a PNG at ``path`` atomically and close it (figures hold a lot of memory)."""
-    plt = _pyplot()
-    try:
-        return atomic_write(path, lambda tmp: fig.savefig(tmp, format="png"), suffix=".png")
-    finally:
-        plt.close(fig)
-
 
 # --- 1. waveform, log-mel image, KAZE keypoints ----------------------------------------------
 
@@ -122,7 +106,7 @@ def plot_features(
     keypoints = kaze_keypoints(image, bovw)
     seconds = len(wave) / features.sample_rate
 
-    plt = _pyplot()
+    plt = pyplot()
     fig, axes = plt.subplots(1, 3, figsize=(14, 4.2), dpi=110, gridspec_kw={"width_ratios": [1.3, 1, 1]})
     t = np.arange(len(wave)) / features.sample_rate
     axes[0].plot(t, wave, linewidth=0.4, color="#333333")
@@ -184,7 +168,7 @@ def plot_bovw_histograms(
     """
     if not histograms:
         raise ValueError("No histogram to plot.")
-    plt = _pyplot()
+    plt = pyplot()
     names = list(histograms)
     k = len(next(iter(histograms.values())))
     top = max(float(np.max(h)) for h in histograms.values()) or 1.0
@@ -311,163 +295,7 @@ def bovw_figure_from_run(run_dir: str | Path, out_path: str | Path, fold: int = 
     return {"path": path, "k": vocab.k, "classes": labels, "files": chosen["path"].tolist(), "fitted_on": 0}
 
 
-# --- 3. attention maps and Grad-CAM ----------------------------------------------------------
-
-def _overlay(ax: Any, image: np.ndarray, heat: np.ndarray, title: str, scale: bool = True) -> None:
-    import cv2
-
-    size = image.shape[:2]
-    heat = np.asarray(heat, dtype=np.float32)
-    low, high = float(heat.min()), float(heat.max())
-    shown = (heat - low) / (high - low) if scale and high > low else heat
-    up = cv2.resize(shown, (size[1], size[0]), interpolation=cv2.INTER_LINEAR)
-    ax.imshow(image, cmap="gray", vmin=0, vmax=255, aspect="auto")
-    ax.imshow(up, cmap="jet", alpha=0.45, vmin=0, vmax=1, aspect="auto")
-    ax.set_title(title, fontsize=8)
-    ax.set_xticks([])
-    ax.set_yticks([])
-
-
-def plot_attention(
-    model: Any,
-    image: np.ndarray,
-    out_path: str | Path,
-    classes: Optional[Sequence[str]] = None,
-    bovw: Optional[np.ndarray] = None,
-    class_index: Optional[int] = None,
-    title: str = "",
-) -> dict[str, Any]:
-    """Attention maps of every VA / CBAM module and a Grad-CAM map, over one log-mel image.
-
-    Top row: the image, the Grad-CAM overlay, the class probabilities. Then, per module, the
-    spatial attention ``F_s`` upsampled over the image (colours stretched to the map's own
-    min-max, printed in the title) and the channel weights ``F_c`` sorted from high to low.
-
-    Args:
-        model: A VACNN-family model (see :func:`grad_cam`).
-        image: Log-mel image `(224, 224)`, pixel values 0-255.
-        out_path: The PNG to write.
-        classes: Class names in output order (default ``class 0``, ``class 1``, ...).
-        bovw: BOVW histogram `(k,)` for models that take one.
-        class_index: Class explained by Grad-CAM; default: the predicted one.
-        title: Figure title.
-
-    Returns:
-        ``{"path": Path, "predicted": str, "explained": str, "probabilities": {class: p},
-        "maps": [AttentionMap, ...], "cam": GradCam}``.
-    """
-    image = np.asarray(image)
-    if image.ndim == 3:
-        image = image[..., 0]
-    cam = grad_cam(model, image, bovw=bovw, class_index=class_index)
-    maps = attention_maps(model, image)
-    n = len(cam.probabilities)
-    classes = list(classes) if classes is not None else [f"class {i}" for i in range(n)]
-    if len(classes) != n:
-        raise ValueError(f"Model {model.name!r} has {n} outputs but {len(classes)} class names were given.")
-    predicted = classes[int(np.argmax(cam.probabilities))]
-
-    plt = _pyplot()
-    cols = max(3, len(maps))
-    rows = 1 + (2 if maps else 0)
-    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.6 * rows), dpi=100, squeeze=False)
-    axes[0, 0].imshow(image, cmap="magma", vmin=0, vmax=255, aspect="auto")
-    axes[0, 0].set_title("log-mel image", fontsize=8)
-    axes[0, 0].set_xticks([])
-    axes[0, 0].set_yticks([])
-    h, w = cam.cam.shape
-    _overlay(axes[0, 1], image, cam.cam, f"Grad-CAM on {cam.layer} ({h}x{w}) for '{classes[cam.class_index]}'", scale=False)
-    order = np.arange(n)
-    colours = ["#c0392b" if i == cam.class_index else "#7f8c8d" for i in order]
-    axes[0, 2].barh(order, cam.probabilities, color=colours)
-    axes[0, 2].set_yticks(order, classes, fontsize=8)
-    axes[0, 2].invert_yaxis()
-    axes[0, 2].set_xlim(0, 1)
-    axes[0, 2].set_title(f"probabilities (predicted: {predicted})", fontsize=8)
-    for ax in axes[0, 3:]:
-        ax.axis("off")
-    for j, m in enumerate(maps):
-        hh, ww = m.spatial.shape
-        _overlay(axes[1, j], image, m.spatial,
-                 f"{m.layer} spatial F_s ({hh}x{ww}), {m.spatial.min():.2f}-{m.spatial.max():.2f}")
-        ranked = np.sort(m.channel)[::-1]
-        axes[2, j].bar(np.arange(len(ranked)), ranked, width=1.0, color="#3b6ea8")
-        axes[2, j].set_ylim(0, 1)
-        axes[2, j].set_title(f"{m.layer} channel F_c ({len(ranked)} channels, sorted), "
-                             f"{ranked.min():.2f}-{ranked.max():.2f}", fontsize=8)
-        axes[2, j].set_xlabel("channel rank", fontsize=8)
-    for row in (1, 2):
-        for ax in axes[row, len(maps):] if maps else []:
-            ax.axis("off")
-    kinds = sorted({m.kind for m in maps}) or ["no attention modules"]
-    fig.suptitle(title or f"{model.name}: {', '.join(kinds)}", fontsize=10)
-    fig.tight_layout()
-    path = save_figure(fig, out_path)
-    return {"path": path, "predicted": predicted, "explained": classes[cam.class_index],
-            "probabilities": dict(zip(classes, map(float, cam.probabilities))), "maps": maps, "cam": cam}
-
-
-def attention_figure(
-    model_path: str | Path,
-    wav_path: str | Path,
-    out_path: str | Path,
-    class_name: Optional[str] = None,
-    vocabulary_path: str | Path | None = None,
-    config: Optional[RunConfig] = None,
-) -> dict[str, Any]:
-    """:func:`plot_attention` for a ``.keras`` checkpoint of a run and one audio file.
-
-    The checkpoint's run supplies what the model needs: ``RUN/config.yaml`` (feature settings),
-    ``RUN/labels.json`` (class names) and, for BOVW models, the fold's ``vocabulary.npz``
-    beside the checkpoint. Both ``RUN/fold_K/model.keras`` (fine-tuned) and
-    ``RUN/pretrain/model.keras`` (pretrained VACNN) work.
-
-    Args:
-        model_path: The ``.keras`` file.
-        wav_path: The utterance.
-        out_path: The PNG to write.
-        class_name: Class Grad-CAM explains; default: the predicted one.
-        vocabulary_path: Vocabulary for BOVW models; default ``<model dir>/vocabulary.npz``.
-        config: Settings to use instead of the run's ``config.yaml`` (needed for a bare file).
-
-    Returns:
-        As :func:`plot_attention`.
-    """
-    import keras
-
-    from vacnn_tf.config import load_config
-    from vacnn_tf.features.logmel import file_image
-    import vacnn_tf.models.layers  # noqa: F401  registers the custom layers for loading
-
-    model_path = Path(model_path)
-    if not model_path.is_file():
-        raise FileNotFoundError(f"No model at {model_path}; expected RUN/fold_K/model.keras or RUN/pretrain/model.keras.")
-    run_dir = model_path.parent.parent
-    if config is None:
-        config = load_config(run_dir / "config.yaml") if (run_dir / "config.yaml").is_file() else RunConfig()
-    model = keras.models.load_model(model_path, compile=False, safe_mode=True)
-    classes = None
-    if (run_dir / "labels.json").is_file():
-        classes = read_json(run_dir / "labels.json")["classes"]
-    image = file_image(wav_path, config.features)
-    bovw = None
-    if "bovw" in input_names(model):
-        from vacnn_tf.features.bovw import BovwVocabulary
-
-        vocab_file = Path(vocabulary_path) if vocabulary_path else model_path.parent / "vocabulary.npz"
-        if not vocab_file.is_file():
-            raise FileNotFoundError(f"{model_path} takes a BOVW histogram but {vocab_file} is missing; pass --vocabulary.")
-        bovw = BovwVocabulary.load(vocab_file).transform(image[None])[0]
-    class_index = None
-    if class_name is not None:
-        if classes is None or class_name not in classes:
-            raise ValueError(f"Unknown class. Expected one of {classes}. Received: class={class_name!r}")
-        class_index = classes.index(class_name)
-    return plot_attention(model, image, out_path, classes=classes, bovw=bovw, class_index=class_index,
-                          title=f"{model.name} ({model_path.parent.name}) on {Path(wav_path).name}")
-
-
-# --- 4. training curves ----------------------------------------------------------------------
+# --- 3. training curves ----------------------------------------------------------------------
 
 def read_history(path: str | Path) -> "pd.DataFrame":
     """One fit's ``history.csv`` (``epoch`` plus one column per metric, as Keras CSVLogger lays it out).
@@ -512,7 +340,7 @@ def plot_training_curves(run_dir: str | Path, out_path: str | Path | None = None
     if not stages:
         raise FileNotFoundError(f"{run_dir} has no fold_K/history.csv or pretrain/history.csv yet.")
     out_path = Path(out_path) if out_path is not None else run_dir / "figures" / "training_curves.png"
-    plt = _pyplot()
+    plt = pyplot()
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(12, 4.2), dpi=110)
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     summary: dict[str, Any] = {}
