@@ -449,6 +449,7 @@ def test_a_smaller_image_scales_every_stage_and_keeps_the_weights():
     assert networks.image_size_of(small) == 96
     fused = networks.build_finetuned(small, 5, ModelConfig())
     assert _shape(fused, "finetune_reshape") == (9, 288) and _shape(fused, "bovw_squeeze") == (9,)
+    assert networks.image_size_of(fused) == 96  # found by name among the dict inputs
     out = fused({"logmel": np.full((2, 96, 96, 1), 128.0, "float32"), "bovw": _bovw()})
     assert tuple(out.shape) == (2, 5)
 

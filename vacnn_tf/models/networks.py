@@ -110,7 +110,9 @@ def input_shape(image_size: int) -> tuple[int, int, int]:
 
 def image_size_of(model: keras.Model) -> int:
     """The side of the square log-mel image a built or loaded model takes."""
-    return int(model.inputs[0].shape[1])
+    # by name: a fine-tuned model's inputs are a dict, and its first may be the histogram
+    logmel = [t for t in model.inputs if t.name.split(":")[0] == "logmel"] or model.inputs[:1]
+    return int(logmel[0].shape[1])
 
 
 def check_image_size(model: keras.Model, config: Any, source: Any) -> None:
