@@ -164,7 +164,8 @@ def test_a_bad_choice_is_refused_however_the_config_is_built():
 # with it set otherwise: the lists are pinned here so that such a change is deliberate.
 NEUTRAL = {"out": "runs", "data.cache_dir": "cache", "data.workers": 0, "train.verbose": 1,
            "train.steps_per_execution": 4, "train.intra_op_threads": 0, "train.inter_op_threads": 0}
-KEYED_ONLY_OFF_DEFAULT = {"train.strategy": "default", "train.batch_per": "replica", "protocol.first_fold": 0}
+KEYED_ONLY_OFF_DEFAULT = {"train.strategy": "default", "train.batch_per": "replica", "protocol.first_fold": 0,
+                          "train.baseline_epochs": None}
 
 
 def test_neutral_and_off_default_settings_are_the_pinned_ones():
@@ -196,3 +197,11 @@ def test_a_setting_keyed_off_default_is_hashed_only_when_changed():
     assert key_tree(mirrored)["train"]["strategy"] == "mirrored" and "batch_per" not in key_tree(mirrored)["train"]
     assert len({run_key(base), run_key(mirrored), run_key(replace(mirrored, **{"train.batch_per": "global"}))}) == 3
     assert run_key(replace(base, **{"model.architecture": "resnet"})) != run_key(base)
+
+
+def test_baseline_epochs_apply_to_the_baselines_alone():
+    train = load_config(None, ["train.epochs=20", "train.pretrain_epochs=30", "train.baseline_epochs=8"]).train
+    assert (train.epochs_for(False, pretraining=True), train.epochs_for(False, pretraining=False)) == (30, 20)
+    assert (train.epochs_for(True, pretraining=True), train.epochs_for(True, pretraining=False)) == (8, 8)
+    unset = load_config(None, ["train.epochs=20"]).train
+    assert (unset.epochs_for(True, pretraining=True), unset.epochs_for(True, pretraining=False)) == (20, 20)

@@ -238,6 +238,17 @@ class TrainConfig:
         neutral=True)
     inter_op_threads: int = setting(0, "ops run concurrently; 0: TensorFlow's default", neutral=True)
     pretrain_epochs: Optional[int] = setting(None, "None: same as epochs")
+    baseline_epochs: Optional[int] = setting(
+        None, "ours, not the paper's: epochs of a keras.applications baseline (model.architecture resnet, "
+              "inception, mobilenet) in pretraining and fine-tuning alike; None: the VACNN's epochs and "
+              "pretrain_epochs. The demo profile sets it so that its three large baselines fit its time budget",
+        keyed_at_default=False)
+
+    def epochs_for(self, baseline: bool, pretraining: bool) -> int:
+        """Epochs of one stage: a baseline's ``baseline_epochs`` where set, else (pre)training's own."""
+        if baseline and self.baseline_epochs is not None:
+            return self.baseline_epochs
+        return (self.pretrain_epochs or self.epochs) if pretraining else self.epochs
     augment: bool = setting(
         False, "ours, not the paper's: SpecAugment-style masking of training images (docs/method.md)")
     augment_masks: int = setting(

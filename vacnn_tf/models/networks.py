@@ -27,7 +27,7 @@ from vacnn_tf.models import layers as vlayers
 
 __all__ = [
     "INPUT_SHAPE", "MODELS", "ModelSpec", "build_baseline", "build_finetuned", "build_model",
-    "build_vacnn", "check_image_size", "compile_model", "count_params", "frozen_layer_names", "image_size_of", "input_shape",
+    "build_vacnn", "check_image_size", "compile_model", "count_params", "frozen_layer_names", "image_size_of", "input_shape", "is_baseline",
     "learning_rate_schedule", "spec_for_model",
 ]
 
@@ -360,6 +360,11 @@ def build_model(architecture: str, num_classes: int, config: ModelConfig = Model
         return build_vacnn(num_classes, attention=spec.attention, config=config, name=spec.model_name,
                            image_size=image_size)
     return build_baseline(architecture, num_classes, config, image_size)
+
+
+def is_baseline(architecture: str) -> bool:
+    """True for a registered keras.applications backbone (Table 10's baselines), False for a VACNN."""
+    return architecture in MODELS and MODELS[architecture].attention is None
 
 
 def spec_for_model(model: keras.Model) -> ModelSpec:

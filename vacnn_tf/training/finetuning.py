@@ -259,7 +259,7 @@ class _FinetuneRun:
     def _network_fold(self, fold: Fold, fold_dir: Path, source: Optional[Path], bovw: Optional[np.ndarray]) -> dict[str, Any]:
         import keras
 
-        from vacnn_tf.models.networks import adapt_input_norm, build_finetuned, build_model, check_image_size
+        from vacnn_tf.models.networks import adapt_input_norm, build_finetuned, build_model, check_image_size, is_baseline
         from vacnn_tf.training.distribute import strategy_scope
         from vacnn_tf.training.fitting import set_seed
 
@@ -281,7 +281,8 @@ class _FinetuneRun:
             if self.variant == "pure":
                 model.trainable = True  # nothing frozen: the fine-tuned architecture trained from scratch
                 adapt_input_norm(model, self.data.images[fold.train])
-            metrics = train_and_test(config, model, self.data, fold, bovw, fold_dir, config.train.epochs,
+            epochs = config.train.epochs_for(is_baseline(config.model.architecture), pretraining=False)
+            metrics = train_and_test(config, model, self.data, fold, bovw, fold_dir, epochs,
                                      [*self.callbacks, *claim_guard(self.claims, fold_dir)])
         keras.backend.clear_session()
         return metrics

@@ -66,7 +66,7 @@ def pretrain(
 
 def _pretrain(config: RunConfig, run_dir: Path, exclude_speakers: Optional[Mapping[str, Sequence[str]]], *,
               resume: bool, force: bool, callbacks: list[Any], progress: Progress) -> Path:
-    from vacnn_tf.models.networks import adapt_input_norm, build_model
+    from vacnn_tf.models.networks import adapt_input_norm, build_model, is_baseline
     from vacnn_tf.training.distribute import strategy_scope
     from vacnn_tf.training.fitting import set_seed
 
@@ -101,7 +101,7 @@ def _pretrain(config: RunConfig, run_dir: Path, exclude_speakers: Optional[Mappi
                 model = build_model(config.model.architecture, len(PRETRAIN_CLASSES), config.model,
                                     config.features.image_size)
                 adapt_input_norm(model, data.images[split.train])
-                epochs = config.train.pretrain_epochs or config.train.epochs
+                epochs = config.train.epochs_for(is_baseline(config.model.architecture), pretraining=True)
                 train_and_test(config, model, data, split, None, stage_dir, epochs, callbacks)
         progress.finish(unit_key(run_dir))
     with manifest.stage("evaluate"):
