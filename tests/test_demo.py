@@ -50,9 +50,6 @@ MIN_VACNN_ACCURACY = 80.0  # percent
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(reason="the demo profile's few epochs leave the VACNN rows below 80%: on the same synthetic "
-                          "corpus a 20-epoch pretraining and 12-epoch fine-tuning reached 43-64% (docs/reproducing.md)",
-                   strict=False)
 def test_full_demo_meets_its_thresholds(tmp_path: Path):
     """``python -m reproduce.table10`` with no data: both VACNN rows at least 80% on every synthetic
     target, every other row at least twice chance (minutes on 2 cores)."""
