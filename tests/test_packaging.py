@@ -148,7 +148,11 @@ def test_wheel_installs_outside_the_checkout_with_its_configs(tmp_path: Path):
     )
     out = _run([str(python), "-c", script], elsewhere).stdout.split("\n")
     assert Path(out[0]).is_relative_to(venv), f"vacnn_tf imported from {out[0]}, not from the wheel"
-    assert out[1] == "demo 4 1"
+    from reproduce.common import make_config, parser
+
+    # The same profile as the checkout's: the wheel ships the demo YAML, not a default.
+    expected = make_config(parser("").parse_args([]))
+    assert out[1] == f"demo {expected.train.epochs} {expected.protocol.max_folds}"
     scripts = python.parent
     help_text = _run([str(scripts / "vacnn"), "--help"], elsewhere).stdout
     assert help_text.startswith("usage: vacnn") and "finetune" in help_text
