@@ -330,15 +330,17 @@ def main_for(table: str, description: str, needs: Callable[[RunConfig], list[Nee
 
 def checked_config(cli: argparse.ArgumentParser, args: argparse.Namespace) -> RunConfig:
     """:func:`make_config`, and the worker flags checked; a problem is a usage error (exit 2)."""
-    from vacnn_tf.training.workers import worker_placements
+    from vacnn_tf.training.workers import jobs_for, worker_placements
 
     problem = check_worker_options(args)
     if problem:
         cli.error(problem)
     try:
-        if args.jobs > 1:
+        if args.jobs is not None and args.jobs > 1:
             worker_placements(args.jobs)  # more workers than cores (or GPUs) stops here, before any starts
-        return make_config(args)
+        config = make_config(args)
+        args.jobs = jobs_for(args.jobs, config.train.jobs, sharded=args.shard is not None)
+        return config
     except (ConfigError, ValueError) as err:
         cli.error(str(err))
     raise AssertionError("unreachable: cli.error exits")

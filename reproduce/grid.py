@@ -106,7 +106,7 @@ def work_needs(config: RunConfig, needs: Sequence[Need], shard: Shard, seeds: Se
     pretraining another worker holds is waited for. Returns when every unit is finished or held
     by another live worker; needs not finished yet have ``held`` outcomes.
     """
-    grid = _Grid.plan(config, needs, tuple(seeds) or (config.seed,), False, f"[reproduce] shard {shard}:")
+    grid = _Grid.plan(config, needs, tuple(seeds) or (config.seed,), False, f"[reproduce] shard {shard}:", shard.count)
     with _claims(False, f"shard {shard}") as claims:
         until_done(lambda: grid.step(claims, pretrainings_first=True), shard=shard, note=grid.say)
     return grid.outcomes()
@@ -134,14 +134,17 @@ class _Grid:
     errors: dict[int, str] = field(default_factory=dict)
 
     @classmethod
-    def plan(cls, config: RunConfig, needs: Sequence[Need], seeds: tuple[int, ...], force: bool, label: str) -> "_Grid":
+    def plan(cls, config: RunConfig, needs: Sequence[Need], seeds: tuple[int, ...], force: bool, label: str,
+             workers: int = 1) -> "_Grid":
         from vacnn_tf.training.progress import Progress
+        from vacnn_tf.training.run_dirs import is_done
 
         present = available_corpora(config)
         missing = [tuple(c for c in need.corpora() if c not in present) for need in needs]
         runnable = [(i, need) for i, need in enumerate(needs) if not missing[i]]
         plans = _plans(config, runnable, seeds, force)
-        progress = Progress([u for *_, units in plans for u in units], emit=lambda line: print(f"{label} {line}", flush=True))
+        progress = Progress([u for *_, units in plans for u in units], emit=lambda line: print(f"{label} {line}", flush=True),
+                            finished=lambda key: is_done(Path(key)), workers=workers)
         return cls(config, needs, seeds, force, label, missing, plans, progress, [[None] * len(seeds) for _ in needs])
 
     def say(self, line: str) -> None:

@@ -46,6 +46,21 @@ def test_units_done_before_count_as_done_but_not_in_the_estimate():
                      "run 10/10: U9 (elapsed 1m00s, about 30s left)"]
 
 
+def test_a_worker_counts_what_other_workers_finished_and_shares_what_is_left():
+    """Two workers in one folder: the units the other one finished count as done, and the time
+    left is this worker's rate over the units left, shared between the two."""
+    lines: list[str] = []
+    finished_elsewhere: set[str] = set()
+    units = [Unit(f"u{k}", f"U{k}") for k in range(6)]
+    progress = Progress(units, emit=lines.append, clock=_clock(), finished=finished_elsewhere.__contains__, workers=2)
+    progress.start("u0", "U0")  # 60
+    progress.finish("u0")
+    finished_elsewhere.update({"u1", "u2"})  # the other worker's
+    progress.start("u3", "U3")  # 120: one unit in 60 s; u3, u4 and u5 left to two workers
+    assert lines == ["run 1/6: U0 (elapsed 1m00s, estimate after the first run)",
+                     "run 4/6: U3 (elapsed 2m00s, about 1m30s left)"]
+
+
 def test_a_shared_unit_counts_once_and_an_unplanned_one_joins_the_total():
     progress = Progress([Unit("pre", "P"), Unit("f0", "F0"), Unit("pre", "P"), Unit("f1", "F1")], emit=None)
     assert progress.total == 3

@@ -16,7 +16,7 @@ from reproduce.tables import PERCENT, PROPORTION, SPECS, UNITS
 
 TINY = ["--set", "data.synth_per_class=4", "--set", "protocol.folds=2", "--set", "protocol.max_folds=1",
         "--set", "train.epochs=1", "--set", "train.pretrain_epochs=1", "--set", "train.verbose=0",
-        "--set", "features.image_size=64"]
+        "--set", "features.image_size=64", "--set", "train.jobs=1"]
 
 
 # Built in CI: one VACNN pretraining and one fine-tuning (RAVDESS) serve all three. The rest of

@@ -35,6 +35,36 @@ def test_worker_flags_that_do_not_fit_are_named():
     assert check_worker_options(argparse.Namespace(jobs=4, shard=None, force=True)) is None
 
 
+def test_the_worker_count_is_the_flag_else_the_config_within_the_cores(monkeypatch: pytest.MonkeyPatch):
+    from vacnn_tf.training import workers
+
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")  # no GPU: the cores decide
+    monkeypatch.setattr(workers, "usable_cores", lambda: [0, 1])
+    assert workers.jobs_for(3, 2, sharded=False) == 3  # a flag is taken as given (and checked where it is used)
+    assert workers.jobs_for(None, 2, sharded=False) == 2
+    assert workers.jobs_for(None, 8, sharded=False) == 2  # no more than the cores
+    assert workers.jobs_for(None, 2, sharded=True) == 1  # a shard is one worker
+    assert workers.jobs_for(None, 1, sharded=False) == 1
+    monkeypatch.setattr(workers, "usable_cores", lambda: [0])
+    assert workers.jobs_for(None, 2, sharded=False) == 1
+    monkeypatch.setattr(workers, "usable_cores", lambda: list(range(16)))
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")
+    assert workers.jobs_for(None, 2, sharded=False) == 1  # one GPU: one worker
+
+
+def test_the_demo_profile_trains_on_two_workers_unless_told_otherwise(monkeypatch: pytest.MonkeyPatch):
+    from reproduce.common import checked_config, parser
+    from vacnn_tf.training import workers
+
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    monkeypatch.setattr(workers, "usable_cores", lambda: [0, 1])
+    for argv, jobs in [([], 2), (["--jobs", "1"], 1), (["--set", "train.jobs=1"], 1), (["--shard", "0/2"], 1)]:
+        cli = parser("")
+        args = cli.parse_args(argv)
+        assert checked_config(cli, args).train.jobs == (1 if "train.jobs=1" in argv else 2)
+        assert args.jobs == jobs, argv
+
+
 def test_a_worker_runs_the_command_without_force_as_its_shard():
     argv = ["--out", "res", "--force", "--jobs", "2"]
     assert child_argv(argv, Shard(1, 2)) == ["--out", "res", "--jobs", "2", "--jobs", "1", "--shard", "1/2"]
@@ -142,7 +172,7 @@ def test_a_worker_trains_the_free_folds_and_leaves_the_held_one(fake_emodb, tmp_
 # --- a whole table from shards, against one process ----------------------------------------------
 
 LINEAR = ["--set", "data.synth_per_class=3", "--set", "protocol.folds=2", "--set", "protocol.max_folds=null",
-          "--set", "model.use_bovw=false", "--set", "train.verbose=0", "--set", "data.workers=1"]
+          "--set", "model.use_bovw=false", "--set", "train.verbose=0", "--set", "data.workers=1", "--set", "train.jobs=1"]
 
 
 def _linear_needs(config: RunConfig) -> list:
@@ -199,7 +229,7 @@ def test_shards_then_assembling_give_the_single_process_table(tmp_path: Path, mo
 
 TINY = ["--set", "data.synth_per_class=4", "--set", "protocol.folds=2", "--set", "protocol.max_folds=1",
         "--set", "train.epochs=1", "--set", "train.pretrain_epochs=1", "--set", "train.verbose=0",
-        "--set", "features.image_size=64"]
+        "--set", "features.image_size=64", "--set", "train.jobs=1"]
 
 
 def _started(output: str) -> list[str]:

@@ -237,6 +237,11 @@ class TrainConfig:
            "share under --jobs or a cluster job's)",
         neutral=True)
     inter_op_threads: int = setting(0, "ops run concurrently; 0: TensorFlow's default", neutral=True)
+    jobs: int = setting(
+        1, "worker processes for a reproduce table or a `vacnn finetune` run where --jobs is not given, at most one "
+           "per usable core (and per GPU); 1: this process alone. The demo profile sets 2: its trainings are short, "
+           "and much of each is single-threaded graph tracing that a second worker overlaps",
+        neutral=True, keyed_at_default=False)
     pretrain_epochs: Optional[int] = setting(None, "None: same as epochs")
     baseline_epochs: Optional[int] = setting(
         None, "ours, not the paper's: epochs of a keras.applications baseline (model.architecture resnet, "

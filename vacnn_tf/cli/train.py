@@ -72,12 +72,13 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
 
 def cmd_finetune(args: argparse.Namespace) -> int:
     from vacnn_tf.config import ConfigError
-    from vacnn_tf.training.workers import check_worker_options
+    from vacnn_tf.training.workers import check_worker_options, jobs_for
 
     config = _config(args)
     problem = check_worker_options(args)
     if problem:
         raise ConfigError(problem)
+    args.jobs = jobs_for(args.jobs, config.train.jobs, sharded=args.shard is not None)
     if args.jobs > 1:
         summary = _finetune_on_workers(args, config)
     else:

@@ -93,12 +93,19 @@ class Progress:
         units: The planned units; a key planned twice is one unit, done only if every plan says so.
         emit: Where each line goes (default: this module's logger at INFO); None says nothing.
         clock: Seconds, monotonic (tests pass a fake one).
+        finished: Whether a unit's key is finished on disk, asked of the units not yet seen as
+            each unit starts; with other workers in the same folder, what they finished counts as
+            done (and no part of this process's estimate).
+        workers: Processes sharing the units left, this one included: the estimate divides them.
     """
 
     def __init__(self, units: Iterable[Unit] = (), *, emit: Optional[Callable[[str], None]] = log.info,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, finished: Optional[Callable[[str], bool]] = None,
+                 workers: int = 1) -> None:
         self._emit = emit
         self._clock = clock
+        self._finished = finished
+        self._workers = max(1, int(workers))
         self._began = clock()
         self._first_start: Optional[float] = None
         self._planned: dict[str, bool] = {}
@@ -132,13 +139,15 @@ class Progress:
         self._planned.setdefault(key, False)
         if key in self._seen:  # a unit started again after an error: count it once
             self._seen.discard(key)
+        if self._finished is not None:
+            self._seen.update(k for k in self._planned if k != key and k not in self._seen and self._finished(k))
         left_units = self.total - self.done
         self._seen.add(key)
         if self._first_start is None:
             self._first_start = now
         if self._trained:
             per_unit = (now - self._first_start) / self._trained
-            estimate = f"about {duration(per_unit * left_units)} left"
+            estimate = f"about {duration(per_unit * left_units / self._workers)} left"
         else:
             estimate = "estimate after the first run"
         line = f"run {self.done}/{self.total}: {label} (elapsed {duration(now - self._began)}, {estimate})"

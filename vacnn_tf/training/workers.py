@@ -72,17 +72,28 @@ def positive_jobs(text: str) -> int:
 
 def add_worker_options(parser: argparse.ArgumentParser) -> None:
     """``--jobs N`` and ``--shard i/N`` (into ``args.jobs`` / ``args.shard``)."""
-    parser.add_argument("--jobs", type=positive_jobs, default=1, metavar="N",
+    parser.add_argument("--jobs", type=positive_jobs, default=None, metavar="N",
                         help="train on N worker processes of this machine, each pinned to its share of the cores "
-                             "(or to one GPU each), then write the results")
+                             "(or to one GPU each), then write the results (default: the config's train.jobs)")
     parser.add_argument("--shard", type=Shard.parse, default=None, metavar="I/N",
                         help="be worker I of N sharing the output folder (a job array): train the units no other "
                              "worker holds and write no table; the same command without --shard assembles")
 
 
+def jobs_for(flag: Optional[int], configured: int, sharded: bool) -> int:
+    """Worker processes of one command: ``--jobs`` where given; else ``train.jobs``, at most one
+    per usable core (and per visible GPU, where there are GPUs); a ``--shard`` worker is one."""
+    if flag is not None:
+        return flag
+    if sharded or configured <= 1:
+        return 1
+    gpus = visible_gpus()
+    return max(1, min(configured, len(usable_cores()), *([len(gpus)] if gpus else [])))
+
+
 def check_worker_options(args: argparse.Namespace) -> Optional[str]:
     """What is wrong with ``--jobs`` / ``--shard`` / ``--force`` together, or None."""
-    if args.shard is not None and args.jobs > 1:
+    if args.shard is not None and (args.jobs or 1) > 1:
         return f"--shard {args.shard} is one worker; --jobs {args.jobs} starts several: give one of them."
     if args.shard is not None and args.force:
         return ("--force with --shard would let each shard delete what the others trained: run the command "
