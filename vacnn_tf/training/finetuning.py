@@ -5,19 +5,16 @@
   (the same architecture from random initialisation with nothing frozen, Table 3) or ``linear``
   (not the paper's: logistic regression on per-mel-band statistics plus the BOVW histogram).
   Each fold fits its BOVW vocabulary on its training part only.
-* :func:`run_specs` runs a list of :class:`RunSpec` (what a table needs; the ``reproduce.tableN``
-  scripts), sharing pretraining and the feature cache.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Optional, Sequence
+from typing import Any, Optional, Sequence
 
 import numpy as np
-import pandas as pd
 
 from vacnn_tf.config import RunConfig, replace
 from vacnn_tf.corpora.labels import PRETRAIN_CLASSES
@@ -28,7 +25,7 @@ from vacnn_tf.models.runtime import configure_runtime
 from vacnn_tf.storage import bovw_cache_dir, read_json, write_json
 from vacnn_tf.training.claims import Claims, UnitsHeld
 from vacnn_tf.training.pretraining import pretrain, pretrained_model_path
-from vacnn_tf.training.progress import Progress, fold_label, plan_finetune, unit_key
+from vacnn_tf.training.progress import Progress, fold_label, unit_key
 from vacnn_tf.training.run_dirs import Manifest, finetune_dir, is_done, mark_done, prepare_run_dir
 from vacnn_tf.training.stage import claim_guard, claimed, evaluate, no_force_with_claims, train_and_test, write_common, write_fold
 
@@ -36,15 +33,6 @@ log = logging.getLogger(__name__)
 
 VARIANTS: tuple[str, ...] = ("finetuned", "pure", "linear")
 TARGETS: tuple[str, ...] = ("ravdess", "emodb", "savee")
-
-
-@dataclass(frozen=True)
-class RunSpec:
-    """One fine-tuning run a table needs: target, variant and config overrides (dotted keys)."""
-
-    target: str
-    variant: str = "finetuned"
-    overrides: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -329,20 +317,3 @@ def _audit_summary(per_fold: list[dict[str, Any]]) -> Optional[dict[str, Any]]:
             "per_fold": [{"fold": m["fold"], "best_test_accuracy": m["audit_best_test_accuracy"],
                           "epoch": m["audit_best_test_epoch"]} for m in per_fold],
             "note": AUDIT_NOTE}
-
-
-def run_specs(config: RunConfig, specs: Iterable[RunSpec], *, resume: bool = True, force: bool = False) -> list[RunSummary]:
-    """Run (or reuse) every spec. Pretraining and features are shared through their caches.
-
-    Logs one line as each training (pretraining or fold) starts, with the time left
-    (:mod:`vacnn_tf.training.progress`).
-
-    Example: Table 3 needs ``[RunSpec(t, v, o) for t in TARGETS for v, o in
-    (("pure", {}), ("finetuned", {}), ("finetuned", {"model.architecture": "vacnn-cbam"}))]``.
-    """
-    runs = [(replace(config, **dict(spec.overrides)), spec) for spec in specs]
-    tables: dict[tuple[object, ...], pd.DataFrame] = {}
-    progress = Progress([unit for cfg, spec in runs
-                         for unit in plan_finetune(cfg, spec.target, spec.variant, force=force, tables=tables)])
-    return [finetune(cfg, spec.target, variant=spec.variant, resume=resume, force=force, progress=progress)
-            for cfg, spec in runs]

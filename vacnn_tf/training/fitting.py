@@ -10,15 +10,12 @@ continues from its last finished epoch.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
 import shutil
 from pathlib import Path
 from typing import Any, Callable, Optional
-
-import numpy as np
 
 from vacnn_tf.config import SELECT_ON
 from vacnn_tf.models.runtime import quiet_dict_inputs
@@ -332,12 +329,3 @@ def cleanup_fold(fold_dir: str | Path) -> None:
     fold_dir = Path(fold_dir)
     shutil.rmtree(fold_dir / BACKUP_DIR, ignore_errors=True)
     (fold_dir / BEST_WEIGHTS).unlink(missing_ok=True)
-
-
-def history_arrays(state: dict[str, Any], key: str) -> np.ndarray:
-    """One metric over epochs from a selection state (NaN where an epoch lacks it)."""
-    return np.array([h.get(key, np.nan) for h in state.get("history", [])], dtype=float)
-
-
-def dumps_state(state: dict[str, Any]) -> str:
-    return json.dumps(state, indent=2)

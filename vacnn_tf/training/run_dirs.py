@@ -339,8 +339,3 @@ def file_lock(path: Path, stale_after: float = 60.0, wait: float = 120.0) -> Ite
         yield
     finally:
         path.unlink(missing_ok=True)
-
-
-def config_dict(config: RunConfig) -> dict[str, Any]:
-    """The config as a plain dict (for manifests and summaries)."""
-    return to_dict(config)
