@@ -151,19 +151,18 @@ def _finetuned_runs(results: Path) -> dict[str, Path]:
     return {Path(r).parts[-3]: Path(r) for r in runs if r and "/finetuned-vacnn-bovw" in r}
 
 
+def _outcomes_with(needs, key: str, finetuned: dict[str, Path]) -> list:
+    """One outcome per need: the finished run where ``key`` and target match, the rest marked not run."""
+    from reproduce.common import Outcome
+
+    return [Outcome(need, run_dir=finetuned[need.target]) if need.key == key and need.target in finetuned
+            else Outcome(need, missing=("not run in this test",)) for need in needs]
+
+
 def test_table3_renders_a_finished_run_and_marks_the_rest(results: Path, tmp_path: Path):
     """Table 3 from the one fine-tuning CI trains: its row measured, the eight others marked."""
-    from reproduce.common import Need, Outcome
-
-    spec, finetuned = SPECS["table3"], _finetuned_runs(results)
-    config = _tiny_config(tmp_path)
-    outcomes = []
-    for need in spec.needs(config):
-        if need.key == "finetuned" and need.target in finetuned:
-            outcomes.append(Outcome(need, run_dir=finetuned[need.target]))
-        else:
-            outcomes.append(Outcome(need, missing=("not run in this test",)))
-    spec.render(config, outcomes, tmp_path / "res")
+    spec, config = SPECS["table3"], _tiny_config(tmp_path)
+    spec.render(config, _outcomes_with(spec.needs(config), "finetuned", _finetuned_runs(results)), tmp_path / "res")
     df = _csv(tmp_path / "res" / "table3.csv").set_index(["dataset", "method"])
     assert len(df) == 9 and df["paper_accuracy"].notna().all()
     assert df["accuracy"].notna().sum() == 1 and 0 <= df.loc[("ravdess", "finetuned"), "accuracy"] <= 100
@@ -208,17 +207,10 @@ def test_table10_rows_and_columns(results: Path):
     full demo run of Table 10 is the slow test below.
     """
     from reproduce import table10
-    from reproduce.common import Need, Outcome, make_config, parser
+    from reproduce.common import make_config, parser
 
     config = make_config(parser("").parse_args(["--out", str(results), *TINY]))
-    finetuned = _finetuned_runs(results)
-    outcomes = []
-    for need in table10.needs(config):
-        if need.key == "vacnn_bovw" and need.target in finetuned:
-            outcomes.append(Outcome(need, run_dir=finetuned[need.target]))
-        else:
-            outcomes.append(Outcome(need, missing=("not run in this test",)))
-    table10.render(config, outcomes, results)
+    table10.render(config, _outcomes_with(table10.needs(config), "vacnn_bovw", _finetuned_runs(results)), results)
     df = _csv(results / "table10.csv")
     ours = df[df["method"].isin(list(paper.TABLE10_METHODS))]
     assert len(ours) == 15
