@@ -36,7 +36,8 @@ def main(overrides: list[str]) -> None:
     import tensorflow as tf
 
     from vacnn_tf.bench import epoch_timer
-    from vacnn_tf.models.networks import build_vacnn, compile_model, count_params
+    from vacnn_tf.models.networks import build_vacnn, count_params
+    from vacnn_tf.models.optimization import compile_model
     from vacnn_tf.models.runtime import predict_function
 
     model = build_vacnn(7, config=config.model)

@@ -55,7 +55,8 @@ def train_once(images: np.ndarray, labels: np.ndarray, train: np.ndarray, test: 
     import keras
 
     from vacnn_tf.datasets.pipeline import make_dataset
-    from vacnn_tf.models.networks import build_vacnn, compile_model
+    from vacnn_tf.models.networks import build_vacnn
+    from vacnn_tf.models.optimization import compile_model
     from vacnn_tf.models.runtime import configure_runtime, predict
 
     config = TrainConfig(precision=precision, epochs=epochs)

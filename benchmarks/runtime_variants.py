@@ -49,7 +49,8 @@ def child(overrides: list[str]) -> dict[str, float]:
     import tensorflow as tf
 
     from vacnn_tf.bench import epoch_timer
-    from vacnn_tf.models.networks import build_vacnn, compile_model
+    from vacnn_tf.models.networks import build_vacnn
+    from vacnn_tf.models.optimization import compile_model
     from vacnn_tf.models.runtime import predict, predict_function
 
     keras.utils.set_random_seed(0)

@@ -32,7 +32,8 @@ def test_bench_rejects_an_unknown_precision(capsys):
 
 def test_predict_matches_model_predict():
     from vacnn_tf.datasets.pipeline import make_dataset
-    from vacnn_tf.models.networks import build_finetuned, build_vacnn
+    from vacnn_tf.models.finetuned import build_finetuned
+    from vacnn_tf.models.networks import build_vacnn
     from vacnn_tf.models.runtime import predict
 
     rng = np.random.default_rng(0)
@@ -80,7 +81,7 @@ def test_configure_runtime_checks_and_applies():
 def test_compile_model_rejects_bad_steps_per_execution():
     import keras
 
-    from vacnn_tf.models.networks import compile_model
+    from vacnn_tf.models.optimization import compile_model
 
     inputs = keras.Input((4,), name="logmel")
     model = keras.Model(inputs, keras.layers.Dense(2, activation="softmax")(inputs))
@@ -93,7 +94,7 @@ def test_steps_per_execution_takes_the_same_optimizer_steps():
     import keras
 
     from vacnn_tf.datasets.pipeline import make_dataset
-    from vacnn_tf.models.networks import compile_model
+    from vacnn_tf.models.optimization import compile_model
 
     rng = np.random.default_rng(1)
     images = rng.integers(0, 256, (10, 8, 8), dtype=np.uint8)

@@ -53,7 +53,7 @@ MIRRORED_FIT = textwrap.dedent('''
     import numpy as np
     from vacnn_tf.config import TrainConfig
     from vacnn_tf.datasets.pipeline import make_dataset
-    from vacnn_tf.models.networks import compile_model
+    from vacnn_tf.models.optimization import compile_model
     from vacnn_tf.training.distribute import global_batch_size, strategy_scope, train_steps, without_short_batch
     from vacnn_tf.training.fitting import fit_resumable
 

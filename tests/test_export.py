@@ -159,7 +159,8 @@ def test_serving_model_swaps_group_norm_and_keeps_outputs():
 
     from vacnn_tf.config import ModelConfig
     from vacnn_tf.models.layers import ChannelStatsGroupNormalization
-    from vacnn_tf.models.networks import build_finetuned, build_vacnn
+    from vacnn_tf.models.finetuned import build_finetuned
+    from vacnn_tf.models.networks import build_vacnn
     from vacnn_tf.serving.export import serving_model
 
     base = build_vacnn(7)

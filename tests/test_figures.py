@@ -72,7 +72,8 @@ def finetuned_run(module_tmp, corpus, config, vocabulary) -> Path:
     import keras
 
     from vacnn_tf.corpora.labels import classes_for
-    from vacnn_tf.models.networks import build_finetuned, build_vacnn
+    from vacnn_tf.models.finetuned import build_finetuned
+    from vacnn_tf.models.networks import build_vacnn
     from vacnn_tf.storage import atomic_write
 
     keras.utils.set_random_seed(0)

@@ -48,7 +48,7 @@ def test_a_kill_between_the_backup_and_the_record_loses_no_epoch(tmp_path, monke
 
     from vacnn_tf.config import TrainConfig
     from vacnn_tf.datasets.pipeline import Masking, make_dataset
-    from vacnn_tf.models import networks
+    from vacnn_tf.models import optimization
 
     rng = np.random.default_rng(0)
     images, labels = rng.integers(0, 255, (20, 8, 8), dtype=np.uint8), np.arange(20) % 3
@@ -59,7 +59,7 @@ def test_a_kill_between_the_backup_and_the_record_loses_no_epoch(tmp_path, monke
         hidden = keras.layers.Dense(8, activation="relu")(keras.layers.Flatten()(keras.layers.Rescaling(1 / 255)(inputs)))
         model = keras.Model(inputs, keras.layers.Dense(3, activation="softmax")(hidden))
         # 3 batches an epoch against 2 steps a call: a call must not run into the next epoch's batches
-        networks.compile_model(model, TrainConfig(learning_rate=0.05, steps_per_execution=2, mixup=0.2), steps_per_epoch=3)
+        optimization.compile_model(model, TrainConfig(learning_rate=0.05, steps_per_execution=2, mixup=0.2), steps_per_epoch=3)
         train = lambda epoch: make_dataset(images[:16], labels[:16], batch_size=6, shuffle=True, seed=5, epoch=epoch,
                                            masking=Masking(masks=1, freq_width=2, time_width=2), mixup=0.2, num_classes=3)
         val = make_dataset(images[16:], labels[16:], batch_size=4)

@@ -11,7 +11,8 @@ import pytest
 from vacnn_tf.cli import main
 from vacnn_tf.cli.model import MODEL_CHOICES
 from vacnn_tf.config import ModelConfig, TrainConfig, replace
-from vacnn_tf.models import networks
+from vacnn_tf.models import networks, optimization
+from vacnn_tf.models.finetuned import bovw_statistics, build_finetuned, frozen_layer_names
 from vacnn_tf.models.layers import CBAM
 
 TORCH_ANCHOR_PARAMS = 1_250_133  # the same network in PyTorch (docs/performance.md's speed anchor), 7 classes
@@ -33,7 +34,7 @@ def vacnn() -> keras.Model:
 
 @pytest.fixture(scope="module")
 def finetuned(vacnn: keras.Model) -> keras.Model:
-    return networks.build_finetuned(vacnn, 8, ModelConfig())
+    return build_finetuned(vacnn, 8, ModelConfig())
 
 
 def _shape(model: keras.Model, layer: str) -> tuple:
@@ -88,7 +89,7 @@ def test_finetuned_shapes_and_frozen_split(vacnn, finetuned):
         "context_attention": (49, 288), "finetune_flatten": (49 * 288,), "finetune_classifier": (8,),
     }.items():
         assert _shape(finetuned, layer) == shape, layer
-    frozen = networks.frozen_layer_names(finetuned)
+    frozen = frozen_layer_names(finetuned)
     assert frozen == ["stem_conv", "stem_gn", "va_block1_conv1", "va_block1_gn1",
                       "va_block1_conv2", "va_block1_gn2", "va_block1_attention"]
     counts = networks.count_params(finetuned)
@@ -102,18 +103,18 @@ def test_finetuned_shapes_and_frozen_split(vacnn, finetuned):
 
 
 def test_state_pooling_gap_averages_the_states_and_bad_values_are_named(vacnn):
-    averaged = networks.build_finetuned(vacnn, 8, ModelConfig(state_pooling="gap"))
+    averaged = build_finetuned(vacnn, 8, ModelConfig(state_pooling="gap"))
     assert _shape(averaged, "finetune_gap") == (288,)
     assert networks.count_params(averaged)["total"] == 1_506_119
     # without the fusion the states are always averaged: the pretraining model's own head
-    plain = networks.build_finetuned(vacnn, 8, ModelConfig(), use_bovw=False)
+    plain = build_finetuned(vacnn, 8, ModelConfig(), use_bovw=False)
     assert _shape(plain, "finetune_gap") == (288,)
     with pytest.raises(ValueError, match="model.state_pooling"):
-        networks.build_finetuned(vacnn, 8, ModelConfig(state_pooling="max"))
+        build_finetuned(vacnn, 8, ModelConfig(state_pooling="max"))
 
 
 def test_state_pooling_time_gap_averages_each_frequency_row_over_time(vacnn):
-    model = networks.build_finetuned(vacnn, 7, ModelConfig(state_pooling="time_gap"))
+    model = build_finetuned(vacnn, 7, ModelConfig(state_pooling="time_gap"))
     assert _shape(model, "finetune_time_gap") == (7, 1, 288)
     assert _shape(model, "finetune_flatten") == (7 * 288,)
     assert model.get_layer("finetune_fc").kernel.shape == (7 * 288, 256)
@@ -130,7 +131,7 @@ def test_band_input_norm_adds_a_standardization_that_adapts_to_training_images(f
     assert "stem_band_norm" not in [layer.name for layer in finetuned.layers]  # the paper's input: rescaling only
     assert not networks.adapt_input_norm(finetuned, np.zeros((2, 224, 224), np.uint8))
     config = ModelConfig(input_norm="band", freeze_through="none")
-    model = networks.build_finetuned(networks.build_model("vacnn", 7, config), 7, config)
+    model = build_finetuned(networks.build_model("vacnn", 7, config), 7, config)
     images = np.random.default_rng(4).integers(0, 256, (5, 224, 224), dtype=np.uint8)
     images[:, 200:] = 0  # silent top bands: std falls back to epsilon, no division by zero
     assert networks.adapt_input_norm(model, images)
@@ -146,13 +147,13 @@ def test_bovw_input_standardize_zscores_words_with_training_statistics(vacnn, tm
     rng = np.random.default_rng(5)
     train = rng.dirichlet(np.full(128, 0.3), 40).astype(np.float32)
     train[:, 7] = 0.0  # a word no training utterance uses: floored variance, no blow-up
-    mean, variance = networks.bovw_statistics(train, 128)
+    mean, variance = bovw_statistics(train, 128)
     np.testing.assert_allclose(mean, train.mean(axis=0), rtol=1e-5, atol=1e-8)
     assert variance[7] > 0 and variance[7] == pytest.approx(np.median(train.var(axis=0)) / 100, rel=1e-4)
     config = ModelConfig(bovw_input="standardize")
     with pytest.raises(ValueError, match="bovw_train"):
-        networks.build_finetuned(vacnn, 7, config)
-    model = networks.build_finetuned(vacnn, 7, config, bovw_train=train)
+        build_finetuned(vacnn, 7, config)
+    model = build_finetuned(vacnn, 7, config, bovw_train=train)
     probe = keras.Model(model.inputs, model.get_layer("bovw_norm").output)
     feeds = {"logmel": rng.uniform(0, 255, (40, 224, 224, 1)).astype(np.float32), "bovw": train}
     z = np.asarray(probe(feeds))
@@ -163,13 +164,13 @@ def test_bovw_input_standardize_zscores_words_with_training_statistics(vacnn, tm
     back = keras.models.load_model(path, compile=False, safe_mode=True)
     few = {k: v[:2] for k, v in feeds.items()}
     np.testing.assert_allclose(back.predict(few, verbose=0), model.predict(few, verbose=0), rtol=1e-5, atol=1e-6)
-    assert "bovw_norm" not in [layer.name for layer in networks.build_finetuned(vacnn, 7, ModelConfig()).layers]
+    assert "bovw_norm" not in [layer.name for layer in build_finetuned(vacnn, 7, ModelConfig()).layers]
 
 
 def test_head_dropout_adds_two_dropouts_only_when_asked(vacnn, finetuned):
     names = [layer.name for layer in finetuned.layers]
     assert not any("dropout" in name for name in names)  # the paper's model: none
-    dropped = networks.build_finetuned(vacnn, 8, ModelConfig(head_dropout=0.4))
+    dropped = build_finetuned(vacnn, 8, ModelConfig(head_dropout=0.4))
     order = [layer.name for layer in dropped.layers]
     assert order.index("finetune_dropout_fc") < order.index("finetune_fc") < order.index(
         "finetune_dropout_classifier") < order.index("finetune_classifier")
@@ -179,7 +180,7 @@ def test_head_dropout_adds_two_dropouts_only_when_asked(vacnn, finetuned):
     np.testing.assert_array_equal(np.asarray(dropped(x, training=False)), np.asarray(dropped(x, training=False)))
     for bad in (1.0, -0.1, "0.5"):
         with pytest.raises(ValueError, match="model.head_dropout"):
-            networks.build_finetuned(vacnn, 8, ModelConfig(head_dropout=bad))
+            build_finetuned(vacnn, 8, ModelConfig(head_dropout=bad))
 
 
 def test_finetuned_copies_the_pretrained_model(vacnn, finetuned):
@@ -190,13 +191,13 @@ def test_finetuned_copies_the_pretrained_model(vacnn, finetuned):
 
 
 def test_finetuned_without_bovw(vacnn):
-    model = networks.build_finetuned(vacnn, 5, ModelConfig(), use_bovw=False)
+    model = build_finetuned(vacnn, 5, ModelConfig(), use_bovw=False)
     assert model.name == "vacnn_finetuned" and list(model.input) == ["logmel"]
     names = {layer.name for layer in model.layers}
     assert "context_attention" not in names and "bovw_squeeze" not in names
     assert np.asarray(model.predict_on_batch({"logmel": _images()})).shape == (2, 5)
     # config.use_bovw is the default when use_bovw is not given
-    assert networks.build_finetuned(vacnn, 5, replace(ModelConfig(), use_bovw=False)).name == "vacnn_finetuned"
+    assert build_finetuned(vacnn, 5, replace(ModelConfig(), use_bovw=False)).name == "vacnn_finetuned"
 
 
 @pytest.mark.parametrize(
@@ -205,8 +206,8 @@ def test_finetuned_without_bovw(vacnn):
 )
 def test_freeze_through_is_a_name_rule(vacnn, freeze_through, last_frozen):
     config = replace(ModelConfig(), freeze_through=freeze_through)
-    model = networks.build_finetuned(vacnn, 4, config, use_bovw=False)
-    frozen = networks.frozen_layer_names(model)
+    model = build_finetuned(vacnn, 4, config, use_bovw=False)
+    frozen = frozen_layer_names(model)
     if last_frozen is None:
         assert frozen == []
         return
@@ -224,9 +225,9 @@ def test_bad_arguments_are_named(vacnn):
     with pytest.raises(ValueError, match="Received: architecture='vgg'"):
         networks.build_model("vgg", 7)
     with pytest.raises(ValueError, match="Received: model.freeze_through='va_block9'"):
-        networks.build_finetuned(vacnn, 4, replace(ModelConfig(), freeze_through="va_block9"))
+        build_finetuned(vacnn, 4, replace(ModelConfig(), freeze_through="va_block9"))
     with pytest.raises(ValueError, match="Received: steps_per_epoch=0"):
-        networks.compile_model(vacnn, TrainConfig(), 0)
+        optimization.compile_model(vacnn, TrainConfig(), 0)
 
 
 def test_registry_and_cli_agree():
@@ -236,12 +237,12 @@ def test_registry_and_cli_agree():
 
 
 def test_step_decay_schedule(vacnn):
-    schedule = networks.learning_rate_schedule(TrainConfig(decay_every=10, decay_factor=0.5), steps_per_epoch=4)
+    schedule = optimization.learning_rate_schedule(TrainConfig(decay_every=10, decay_factor=0.5), steps_per_epoch=4)
     values = [float(schedule(step)) for step in (0, 39, 40, 79, 80)]
     np.testing.assert_allclose(values, [1e-3, 1e-3, 5e-4, 5e-4, 2.5e-4], rtol=1e-6)
     restored = keras.optimizers.schedules.deserialize(keras.optimizers.schedules.serialize(schedule))
     assert float(restored(80)) == pytest.approx(2.5e-4)
-    model = networks.compile_model(networks.build_vacnn(3), TrainConfig(), steps_per_epoch=4)
+    model = optimization.compile_model(networks.build_vacnn(3), TrainConfig(), steps_per_epoch=4)
     assert isinstance(model.optimizer, keras.optimizers.Adam)
 
 
@@ -253,11 +254,11 @@ def _built(key: str) -> keras.Model:
 
 def _model_for(key: str, pretrained: keras.Model) -> keras.Model:
     if key == "finetuned":
-        return networks.build_finetuned(pretrained, 4, ModelConfig())
+        return build_finetuned(pretrained, 4, ModelConfig())
     if key == "finetuned-nobovw":
-        return networks.build_finetuned(pretrained, 4, ModelConfig(), use_bovw=False)
+        return build_finetuned(pretrained, 4, ModelConfig(), use_bovw=False)
     if key == "mobilenet-finetuned":
-        return networks.build_finetuned(_built("mobilenet"), 4, ModelConfig(), use_bovw=True)
+        return build_finetuned(_built("mobilenet"), 4, ModelConfig(), use_bovw=True)
     return _built(key)
 
 
@@ -285,27 +286,27 @@ def test_keras_save_and_safe_load_give_identical_predictions(key, vacnn, tmp_pat
     loaded = keras.models.load_model(path, safe_mode=True)
     np.testing.assert_allclose(np.asarray(loaded.predict_on_batch(data)), before, rtol=0, atol=1e-6)
     assert networks.count_params(loaded) == counts
-    assert networks.frozen_layer_names(loaded) == networks.frozen_layer_names(model)
+    assert frozen_layer_names(loaded) == frozen_layer_names(model)
     assert len(loaded.losses) == len(model.losses) > 0  # the L2 terms survive the reload
     if key in networks.MODELS:
         assert networks.spec_for_model(loaded) is networks.MODELS[key]
         kernels = [w for w in model.trainable_weights if w.path.endswith("kernel")]
         assert len(model.losses) == len(kernels)  # every conv/dense kernel carries the L2, nothing else
     if key == "vacnn":  # the pipeline fine-tunes a pretrained model loaded from disk
-        tuned = networks.build_finetuned(loaded, 3, ModelConfig())
+        tuned = build_finetuned(loaded, 3, ModelConfig())
         assert np.asarray(tuned.predict_on_batch(_inputs(tuned))).shape == (2, 3)
 
 
 def test_baseline_freeze_points():
-    model = networks.build_finetuned(_built("resnet"), 4, ModelConfig(), use_bovw=False)
-    frozen = networks.frozen_layer_names(model)
+    model = build_finetuned(_built("resnet"), 4, ModelConfig(), use_bovw=False)
+    frozen = frozen_layer_names(model)
     assert frozen[0] == "conv1_conv" and frozen[-1].startswith("conv2_block3")
     assert not any(name.startswith("conv3") for name in frozen)
     assert _shape(model, "finetune_reshape") == (49, 2048)
-    inception = networks.build_finetuned(_built("inception"), 4, ModelConfig(), use_bovw=False)
+    inception = build_finetuned(_built("inception"), 4, ModelConfig(), use_bovw=False)
     assert _shape(inception, "finetune_reshape") == (25, 2048)
     names = [layer.name for layer in inception.layers]
-    frozen = set(networks.frozen_layer_names(inception))
+    frozen = set(frozen_layer_names(inception))
     assert inception.get_layer("mixed2").weights == [] and "mixed2" in names
     assert not frozen & set(names[names.index("mixed2") + 1 :])  # nothing after the first module group
     assert len(frozen) > 20
@@ -318,16 +319,16 @@ def test_one_train_step(key, vacnn):
     Eager (``run_eagerly``), which on 2 CPU cores is 5-10x quicker for a single step than
     tracing the train function; the traced path is checked once, in the next test.
     """
-    model = networks.build_finetuned(vacnn, 4, ModelConfig(), use_bovw=(key == "finetuned")) if key.startswith(
+    model = build_finetuned(vacnn, 4, ModelConfig(), use_bovw=(key == "finetuned")) if key.startswith(
         "finetuned") else networks.build_model(key, 4)
-    networks.compile_model(model, TrainConfig(jit_compile=False), steps_per_epoch=1)
+    optimization.compile_model(model, TrainConfig(jit_compile=False), steps_per_epoch=1)
     model.run_eagerly = True
     _check_train_step(model)
 
 
 def test_one_traced_train_step_of_the_finetuned_model(vacnn):
-    model = networks.build_finetuned(vacnn, 4, ModelConfig())
-    networks.compile_model(model, TrainConfig(jit_compile=False), steps_per_epoch=1)
+    model = build_finetuned(vacnn, 4, ModelConfig())
+    optimization.compile_model(model, TrainConfig(jit_compile=False), steps_per_epoch=1)
     _check_train_step(model)
 
 
@@ -356,13 +357,13 @@ def test_mixup_loss_takes_integer_labels_and_blended_rows(tmp_path):
     probs = np.array([[0.7, 0.2, 0.1], [0.1, 0.3, 0.6]], np.float32)
     ids = np.array([0, 2])
     rows = np.array([[0.6, 0.4, 0.0], [0.0, 0.75, 0.25]], np.float32)
-    loss = networks.LabelCrossentropy()
+    loss = optimization.LabelCrossentropy()
     assert float(loss(ids, probs)) == pytest.approx(float(keras.losses.SparseCategoricalCrossentropy()(ids, probs)), rel=1e-6)
     assert float(loss(rows, probs)) == pytest.approx(float(keras.losses.CategoricalCrossentropy()(rows, probs)), rel=1e-6)
-    np.testing.assert_array_equal(np.asarray(networks.label_accuracy(ids, probs)), [1.0, 1.0])
-    np.testing.assert_array_equal(np.asarray(networks.label_accuracy(rows, probs)), [1.0, 0.0])
+    np.testing.assert_array_equal(np.asarray(optimization.label_accuracy(ids, probs)), [1.0, 1.0])
+    np.testing.assert_array_equal(np.asarray(optimization.label_accuracy(rows, probs)), [1.0, 0.0])
     with pytest.raises(ValueError, match="train.mixup"):
-        networks.compile_model(networks.build_vacnn(3), TrainConfig(mixup=-0.5), steps_per_epoch=1)
+        optimization.compile_model(networks.build_vacnn(3), TrainConfig(mixup=-0.5), steps_per_epoch=1)
 
 
 def test_a_model_trained_with_mixup_saves_and_loads_safely(tmp_path):
@@ -371,7 +372,7 @@ def test_a_model_trained_with_mixup_saves_and_loads_safely(tmp_path):
     # The loss and metric do not depend on the network: a tiny one keeps the test quick.
     inputs = keras.Input((224, 224, 1), name="logmel")
     tiny = keras.Model(inputs, keras.layers.Dense(3, activation="softmax")(keras.layers.GlobalAveragePooling2D()(inputs)))
-    model = networks.compile_model(tiny, TrainConfig(mixup=0.2, steps_per_execution=1), steps_per_epoch=2)
+    model = optimization.compile_model(tiny, TrainConfig(mixup=0.2, steps_per_execution=1), steps_per_epoch=2)
     rng = np.random.default_rng(0)
     images, labels = rng.integers(0, 255, (8, 224, 224), dtype=np.uint8), np.arange(8) % 3
     train = make_dataset(images, labels, batch_size=4, shuffle=True, mixup=0.2, num_classes=3)
@@ -379,7 +380,7 @@ def test_a_model_trained_with_mixup_saves_and_loads_safely(tmp_path):
     assert np.isfinite(history.history["loss"][0]) and 0.0 <= history.history["val_accuracy"][0] <= 1.0
     model.save(tmp_path / "m.keras")
     loaded = keras.models.load_model(tmp_path / "m.keras", safe_mode=True)
-    assert isinstance(loaded.loss, networks.LabelCrossentropy)
+    assert isinstance(loaded.loss, optimization.LabelCrossentropy)
     np.testing.assert_allclose(np.asarray(loaded(images[:2, :, :, None].astype(np.float32))),
                                np.asarray(model(images[:2, :, :, None].astype(np.float32))), atol=1e-6)
 
@@ -396,7 +397,7 @@ def test_ema_selects_and_saves_the_averaged_weights(tmp_path):
         inputs = keras.Input((224, 224, 1), name="logmel")
         pooled = keras.layers.GlobalAveragePooling2D()(keras.layers.Rescaling(1 / 255)(inputs))
         tiny = keras.Model(inputs, keras.layers.Dense(3, activation="softmax")(pooled))
-        networks.compile_model(tiny, TrainConfig(ema=ema, learning_rate=0.5, steps_per_execution=1), steps_per_epoch=1)
+        optimization.compile_model(tiny, TrainConfig(ema=ema, learning_rate=0.5, steps_per_execution=1), steps_per_epoch=1)
         assert tiny.optimizer.use_ema is bool(ema)
         # one batch: one optimizer step per epoch; no validation: the last epoch is kept
         fit_resumable(tiny, make_dataset(images, labels, batch_size=8), None, tmp_path / name, epochs=epochs, patience=5, verbose=0)
@@ -409,7 +410,7 @@ def test_ema_selects_and_saves_the_averaged_weights(tmp_path):
     distance = lambda weights: float(np.sqrt(sum(np.sum((w - f) ** 2) for w, f in zip(weights, first))))
     assert 0.0 < distance(averaged) < 0.1 * distance(raw)
     with pytest.raises(ValueError, match="train.ema"):
-        networks.compile_model(networks.build_vacnn(3), TrainConfig(ema=1.0), steps_per_epoch=1)
+        optimization.compile_model(networks.build_vacnn(3), TrainConfig(ema=1.0), steps_per_epoch=1)
 
 
 @pytest.mark.parametrize("select_on, best_epoch", [("accuracy", 1), ("loss", 2)])
@@ -447,7 +448,7 @@ def test_a_smaller_image_scales_every_stage_and_keeps_the_weights():
     assert networks.count_params(small)["total"] == TORCH_ANCHOR_PARAMS
     assert _shape(small, "stem_pool") == (24, 24, 32) and _shape(small, "head_relu") == (6, 6, 288)
     assert networks.image_size_of(small) == 96
-    fused = networks.build_finetuned(small, 5, ModelConfig())
+    fused = build_finetuned(small, 5, ModelConfig())
     assert _shape(fused, "finetune_reshape") == (9, 288) and _shape(fused, "bovw_squeeze") == (9,)
     assert networks.image_size_of(fused) == 96  # found by name among the dict inputs
     out = fused({"logmel": np.full((2, 96, 96, 1), 128.0, "float32"), "bovw": _bovw()})

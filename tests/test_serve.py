@@ -39,7 +39,8 @@ def exported(wavs: list[str], module_tmp) -> Path:
     from vacnn_tf.config import ModelConfig
     from vacnn_tf.features.bovw import BovwVocabulary, descriptors_for
     from vacnn_tf.features.logmel import file_image
-    from vacnn_tf.models.networks import build_finetuned, build_vacnn
+    from vacnn_tf.models.finetuned import build_finetuned
+    from vacnn_tf.models.networks import build_vacnn
     from vacnn_tf.serving.export import write_savedmodel
 
     config = load_config()

@@ -227,7 +227,7 @@ def _bench_training(model: Any, inputs: dict[str, np.ndarray], labels: np.ndarra
                     sizes: BenchSizes) -> tuple[float, float]:
     """(samples/s, CPU ms/sample): median epoch of one ``model.fit`` at the configured batch size."""
     from vacnn_tf.datasets.pipeline import make_dataset
-    from vacnn_tf.models.networks import compile_model
+    from vacnn_tf.models.optimization import compile_model
 
     bs = config.train.batch_size
     ds = make_dataset(inputs["logmel"], labels, inputs.get("bovw"), batch_size=bs, shuffle=True, seed=config.seed)
@@ -389,7 +389,8 @@ def _bench_models(work: Path, sizes: BenchSizes, config: RunConfig, feats: dict[
     weights are a function of ``config.seed``.
     """
     from vacnn_tf.datasets.pipeline import make_dataset, pipeline_throughput
-    from vacnn_tf.models.networks import build_finetuned, build_vacnn
+    from vacnn_tf.models.finetuned import build_finetuned
+    from vacnn_tf.models.networks import build_vacnn
 
     result: dict[str, Any] = {}
     classes, n_classes = feats["classes"], len(feats["classes"])

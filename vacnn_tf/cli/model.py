@@ -35,7 +35,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run_model_summary(args: argparse.Namespace) -> int:
     from vacnn_tf.config import load_config
-    from vacnn_tf.models.networks import build_finetuned, build_model, count_params
+    from vacnn_tf.models.finetuned import build_finetuned
+    from vacnn_tf.models.networks import build_model, count_params
 
     full = load_config(args.config, args.overrides)
     config, size = full.model, full.features.image_size

@@ -195,7 +195,7 @@ def make_dataset(
             sample of a batch is blended with the batch's mirror image (first with last, ...)
             by a weight drawn from Beta(alpha, alpha), images and histograms alike, and the
             label becomes the same blend of the two one-hot vectors (float32 ``(B,
-            num_classes)``; :func:`vacnn_tf.models.networks.compile_model` with ``train.mixup`` takes
+            num_classes)``; :func:`vacnn_tf.models.optimization.compile_model` with ``train.mixup`` takes
             both label forms). 0: off, integer labels.
         num_classes: Length of the one-hot labels; required with ``mixup``.
 

@@ -185,7 +185,7 @@ def grad_cam(
         features, before, probs = probe(args, training=False)  # a list, as probe.inputs is
         tape.watch(features)
         # The logit in float32: under a mixed-precision policy the classifier's input arrives
-        # as bfloat16, and the classifier (kept in float32 by models._classifier_head) casts it too.
+        # as bfloat16, and the classifier (kept in float32 by networks.classifier_head) casts it too.
         kernel = tf.cast(classifier.kernel, tf.float32)
         logits = tf.matmul(tf.cast(before, tf.float32), kernel)
         if classifier.use_bias:

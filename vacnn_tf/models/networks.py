@@ -1,4 +1,4 @@
-"""Keras builders: the VACNN (Figure 2), the fine-tuned VACNN + BOVW (Figure 3), baselines.
+"""Keras builders: the VACNN (Figure 2) and the baselines, from a registry of architectures.
 
 Every model takes the input ``logmel``: float32 `(batch, S, S, 1)` with pixel values 0-255,
 ``S`` the config's ``features.image_size`` (the paper's 224, the default here), rescaled inside the model, so saved models accept the feature cache's images as they are.
@@ -7,7 +7,8 @@ requires it (``{"logmel": x, "bovw": h}``).
 
 Layer names say the stage they belong to, ``stem_conv``, ``va_block2_gn1``, ``head_fc``
 (Keras 3 forbids ``/`` in layer names, so ``_`` separates stage and op), which makes
-"freeze through VA block 1" a name rule (:func:`build_finetuned`), not a layer index.
+"freeze through VA block 1" a name rule (:func:`vacnn_tf.models.finetuned.build_finetuned`), not a
+layer index.
 
 The registry :data:`MODELS` maps each architecture name of ``ModelConfig.architecture`` to a
 :class:`ModelSpec`; :func:`build_model` builds from it. Nothing is registered at import time
@@ -22,13 +23,13 @@ from typing import Any, Mapping, Optional
 import keras
 from keras import layers
 
-from vacnn_tf.config import IMAGE_SIZE, INPUT_NORMS, MIN_IMAGE_SIZE, STATE_POOLINGS, ModelConfig, TrainConfig
+from vacnn_tf.config import IMAGE_SIZE, INPUT_NORMS, MIN_IMAGE_SIZE, ModelConfig
 from vacnn_tf.models import layers as vlayers
 
 __all__ = [
-    "INPUT_SHAPE", "MODELS", "ModelSpec", "build_baseline", "build_finetuned", "build_model",
-    "build_vacnn", "check_image_size", "compile_model", "count_params", "frozen_layer_names", "image_size_of", "input_shape", "is_baseline",
-    "learning_rate_schedule", "spec_for_model",
+    "INPUT_SHAPE", "MODELS", "ModelSpec", "build_baseline", "build_model", "build_vacnn", "check_image_size",
+    "check_num_classes", "check_number", "classifier_head", "count_params", "image_size_of", "input_shape",
+    "is_baseline", "l2_regularizer", "spec_for_model",
 ]
 
 INPUT_SHAPE: tuple[int, int, int] = (IMAGE_SIZE, IMAGE_SIZE, 1)
@@ -38,11 +39,6 @@ MIN_BASELINE_SIZE: dict[str, int] = {"resnet": 32, "inception": 75, "mobilenet":
 VA_BLOCKS: tuple[tuple[int, int], ...] = ((32, 1), (96, 2), (288, 2))
 ATTENTIONS: tuple[str, ...] = ("va", "cbam", "none")
 BASELINES: tuple[str, ...] = ("resnet", "inception", "mobilenet")
-# Silent in the paper (section 3.2): activations of the two BOVW MLP layers. ReLU squeezes the
-# histogram to 49 values; tanh makes h_s bounded like the RNN hidden states Luong attention was
-# designed for, and puts both addends of eq. (8), tanh(O av_t) and h_s, on the same scale.
-BOVW_SQUEEZE_ACTIVATION = "relu"
-BOVW_HIDDEN_ACTIVATION = "tanh"
 
 
 @dataclass(frozen=True)
@@ -95,7 +91,7 @@ MODELS: dict[str, ModelSpec] = {
 }
 
 
-def _check_num_classes(num_classes: Any) -> int:
+def check_num_classes(num_classes: Any) -> int:
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
         raise ValueError(f"`num_classes` must be an integer >= 2. Received: num_classes={num_classes!r}")
     return num_classes
@@ -124,7 +120,7 @@ def check_image_size(model: keras.Model, config: Any, source: Any) -> None:
                          f"Received: features.image_size={config.features.image_size}")
 
 
-def _check_number(value: Any, key: str, upper: Optional[float] = None, note: str = "") -> float:
+def check_number(value: Any, key: str, upper: Optional[float] = None, note: str = "") -> float:
     """``value`` if it is a number in ``[0, upper)`` (``[0, inf)`` without ``upper``), else raise naming the config key."""
     if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0 or (upper is not None and value >= upper):
         bound = f"in [0, {upper:g})" if upper is not None else ">= 0"
@@ -132,7 +128,7 @@ def _check_number(value: Any, key: str, upper: Optional[float] = None, note: str
     return float(value)
 
 
-def _regularizer(config: ModelConfig) -> Optional[keras.regularizers.Regularizer]:
+def l2_regularizer(config: ModelConfig) -> Optional[keras.regularizers.Regularizer]:
     """The paper's L2 weight decay (section 4.2), on kernels only (not biases or GN)."""
     if config.l2 < 0:
         raise ValueError(f"Config key 'model.l2' must be >= 0. Received: model.l2={config.l2}")
@@ -168,14 +164,14 @@ def _conv_block(x: Any, filters: int, strides: int, prefix: str, suffix: str, co
     """Conv 3x3 (unbiased: GN follows) -> GroupNormalization(G) -> ReLU (section 3.1)."""
     x = layers.Conv2D(
         filters, 3, strides=strides, padding="same", use_bias=False,
-        kernel_regularizer=_regularizer(config), name=f"{prefix}_conv{suffix}",
+        kernel_regularizer=l2_regularizer(config), name=f"{prefix}_conv{suffix}",
     )(x)
     # epsilon 1e-5: PyTorch's GroupNorm default, as in the reference anchor (Keras' is 1e-3).
     x = layers.GroupNormalization(groups=config.groups, epsilon=1e-5, name=f"{prefix}_gn{suffix}")(x)
     return layers.ReLU(name=f"{prefix}_relu{suffix}")(x)
 
 
-def _classifier_head(x: Any, num_classes: int, prefix: str, config: ModelConfig, dropout: float = 0.0) -> Any:
+def classifier_head(x: Any, num_classes: int, prefix: str, config: ModelConfig, dropout: float = 0.0) -> Any:
     """FC ``dense_units`` + ReLU -> softmax classifier (section 3.1: "FC 256 -> softmax").
 
     ``dropout`` > 0 puts a Dropout of that rate before each of the two dense layers
@@ -183,13 +179,13 @@ def _classifier_head(x: Any, num_classes: int, prefix: str, config: ModelConfig,
     """
     if dropout:
         x = layers.Dropout(dropout, name=f"{prefix}_dropout_fc")(x)
-    x = layers.Dense(config.dense_units, activation="relu", kernel_regularizer=_regularizer(config), name=f"{prefix}_fc")(x)
+    x = layers.Dense(config.dense_units, activation="relu", kernel_regularizer=l2_regularizer(config), name=f"{prefix}_fc")(x)
     if dropout:
         x = layers.Dropout(dropout, name=f"{prefix}_dropout_classifier")(x)
     # dtype float32: under a mixed precision policy (TrainConfig.precision) the softmax and the
     # loss stay in float32, Keras's rule for mixed precision; under float32 it changes nothing.
     return layers.Dense(
-        num_classes, activation="softmax", kernel_regularizer=_regularizer(config), name=f"{prefix}_classifier",
+        num_classes, activation="softmax", kernel_regularizer=l2_regularizer(config), name=f"{prefix}_classifier",
         dtype="float32",
     )(x)
 
@@ -223,7 +219,7 @@ def build_vacnn(
         probabilities `(batch, num_classes)`. With 7 classes and "va" it has 1,250,133
         parameters, the PyTorch anchor's count.
     """
-    _check_num_classes(num_classes)
+    check_num_classes(num_classes)
     if attention not in ATTENTIONS:
         raise ValueError(f"`attention` must be one of {ATTENTIONS}. Received: attention={attention!r}")
     for filters, _ in VA_BLOCKS:
@@ -248,12 +244,12 @@ def build_vacnn(
             module = vlayers.VisualAttention if attention == "va" else vlayers.CBAM
             x = module(
                 reduction=config.reduction, kernel_size=config.spatial_kernel,
-                kernel_regularizer=_regularizer(config), name=f"{prefix}_attention",
+                kernel_regularizer=l2_regularizer(config), name=f"{prefix}_attention",
             )(x)
     x = layers.GroupNormalization(groups=config.groups, epsilon=1e-5, name="head_gn")(x)
     x = layers.ReLU(name="head_relu")(x)
     x = layers.GlobalAveragePooling2D(name="head_gap")(x)
-    outputs = _classifier_head(x, num_classes, "head", config)
+    outputs = classifier_head(x, num_classes, "head", config)
     return keras.Model(inputs, outputs, name=name)
 
 
@@ -264,7 +260,7 @@ def _apply_l2(model: keras.Model, config: ModelConfig) -> None:
     ``get_config`` and a saved model carry it) and the variable's regularizer (so this
     instance's ``model.losses`` include it) is equivalent to having passed it.
     """
-    regularizer = _regularizer(config)
+    regularizer = l2_regularizer(config)
     if regularizer is None:
         return
     for layer in model.layers:
@@ -316,7 +312,7 @@ def build_baseline(name: str, num_classes: int, config: ModelConfig = ModelConfi
     """
     if name not in BASELINES:
         raise ValueError(f"`name` must be one of {BASELINES}. Received: name={name!r}")
-    _check_num_classes(num_classes)
+    check_num_classes(num_classes)
     shape = input_shape(image_size)
     if image_size < MIN_BASELINE_SIZE[name]:
         raise ValueError(f"Config key 'features.image_size' must be at least {MIN_BASELINE_SIZE[name]} for the "
@@ -331,7 +327,7 @@ def build_baseline(name: str, num_classes: int, config: ModelConfig = ModelConfi
     backbone = application(include_top=False, weights=None, input_tensor=x, input_shape=shape)
     _set_bn_momentum(backbone, config.bn_momentum)
     x = layers.GlobalAveragePooling2D(name="head_gap")(backbone.output)
-    outputs = _classifier_head(x, num_classes, "head", config)
+    outputs = classifier_head(x, num_classes, "head", config)
     model = keras.Model(inputs, outputs, name=MODELS[name].model_name)
     _apply_l2(model, config)
     return model
@@ -381,179 +377,6 @@ def spec_for_model(model: keras.Model) -> ModelSpec:
     )
 
 
-def _freeze_boundary(model: keras.Model, spec: ModelSpec, freeze_through: str) -> Optional[str]:
-    """The last layer to freeze: a spec alias, an exact layer name, or the last ``PREFIX_*`` layer."""
-    if freeze_through == "none":
-        return None
-    if freeze_through in spec.freeze_points:
-        return spec.freeze_points[freeze_through]
-    names = [layer.name for layer in model.layers]
-    if freeze_through in names:
-        return freeze_through
-    prefixed = [n for n in names if n.startswith(freeze_through + "_")]
-    if prefixed:
-        return prefixed[-1]
-    raise ValueError(
-        f"Config key 'model.freeze_through' names no layer or stage of {model.name!r}: use 'none', "
-        f"one of {sorted(spec.freeze_points) or ['stem', 'va_block1', 'va_block2', 'va_block3', 'head']}, "
-        f"a layer name or a layer-name prefix. Received: model.freeze_through={freeze_through!r}"
-    )
-
-
-def bovw_statistics(histograms: Any, bovw_size: int) -> tuple[Any, Any]:
-    """Per-word mean and variance of training histograms `(n, bovw_size)`, for ``bovw_norm``.
-
-    Why: an L1 histogram's entries are about 1/k each, so through the paper's MLPs and eq. (8)
-    the fused states start two orders of magnitude smaller than the VACNN features they
-    multiply (docs/results.md); z-scored words give the attention a signal from the first step. The
-    variance is floored at a hundredth of the median word's, so a word (nearly) unused in
-    training cannot turn one test utterance's histogram into thousands of standard deviations.
-    """
-    import numpy as np
-
-    h = np.asarray(histograms, dtype=np.float64)
-    if h.ndim != 2 or h.shape[0] < 2 or h.shape[1] != bovw_size:
-        raise ValueError(f"BOVW statistics need at least two training histograms of shape (n, {bovw_size}). Received: shape={h.shape}")
-    variance = h.var(axis=0)
-    floor = max(float(np.median(variance)) / 100.0, 1e-12)
-    return h.mean(axis=0).astype("float32"), np.maximum(variance, floor).astype("float32")
-
-
-def build_finetuned(
-    pretrained: keras.Model,
-    num_classes: int,
-    config: ModelConfig = ModelConfig(),
-    use_bovw: Optional[bool] = None,
-    bovw_size: int = 128,
-    bovw_train: Optional[Any] = None,
-) -> keras.Model:
-    """The fine-tuned model of section 3.2 / Figure 3, on a copy of ``pretrained``.
-
-    Shapes (VACNN, batch omitted): the pretrained ``head_relu`` map (14, 14, 288) ->
-    ``finetune_pool`` 2x2 average (7, 7, 288) -> ``finetune_reshape`` O (49, 288). With BOVW:
-    ``bovw`` (128,) -> ``bovw_squeeze`` Dense 49 -> ``bovw_expand`` (49, 1) -> ``bovw_hidden``
-    Dense 288, h_s (49, 288) -> ``context_attention`` (eqs. 4-8) (49, 288) -> ``context_relu``.
-    Then the classifier, "a fully connected layer and softmax" (section 3): ``finetune_flatten``
-    (49 * 288,) -> ``finetune_fc`` (dense_units,) -> ``finetune_classifier`` softmax. Flattening
-    keeps where in time and frequency each state lies; ``config.state_pooling="gap"`` averages
-    the 49 states instead (``finetune_gap``, 288), 74k FC weights instead of 3.6M, which on
-    EmoDB learned more slowly and tested lower (docs/method.md); ``"time_gap"`` averages each
-    of the 7 frequency rows over its 7 time columns (``finetune_time_gap``, 7 x 288 = 2,016
-    features, 516k FC weights), keeping the spectral position and dropping the temporal one.
-    Without BOVW the attention and its ReLU are skipped and the states are averaged (``finetune_gap``) whatever
-    ``state_pooling`` says: the fine-tuned VACNN, a new classifier on the pretrained features,
-    with the pretraining model's own global average pooling; the same for the baselines, whose
-    flattened maps would need 13-25M FC weights.
-
-    Layers up to and including ``config.freeze_through`` (default "va_block1") and all their
-    ancestors are frozen; the rest of the pretrained feature extractor is retrained ("retrain
-    layers up to the last average pooling operation", section 4.2). Baselines: the feature
-    layer of their :class:`ModelSpec` and its ``finetune_pool`` (1) are used, "va_block1"
-    freezes their stem and first stage (``ModelSpec.freeze_points``). Table 3's "pure" model
-    (no pretraining) is this on a freshly built VACNN with ``freeze_through="none"``.
-
-    Args:
-        pretrained: A model from :func:`build_model` (or loaded from its ``.keras`` file). It is
-            copied (config + weights), never modified, so one pretrained model can seed every fold.
-        num_classes: Number of target classes.
-        config: ``freeze_through``, ``use_bovw``, ``state_pooling``, ``dense_units``, ``l2``,
-            ``head_dropout`` (not the paper's; 0 by default adds no layer).
-        use_bovw: Fuse the BOVW histogram (Figure 3); None takes ``config.use_bovw``.
-        bovw_size: Length of the BOVW histogram (``BovwConfig.k``, paper: 128).
-        bovw_train: The training part's histograms `(n, bovw_size)`; required with
-            ``config.bovw_input="standardize"``, whose ``bovw_norm`` layer carries their
-            per-word mean and variance (see :func:`bovw_statistics`).
-
-    Returns:
-        A ``keras.Model`` named ``<pretrained>_bovw`` or ``<pretrained>_finetuned`` with dict
-        inputs ``{"logmel": (batch, 224, 224, 1)[, "bovw": (batch, bovw_size)]}`` and softmax
-        output `(batch, num_classes)`.
-    """
-    _check_num_classes(num_classes)
-    if config.state_pooling not in STATE_POOLINGS:
-        raise ValueError(
-            f"Config key 'model.state_pooling' must be one of {STATE_POOLINGS}. Received: model.state_pooling={config.state_pooling!r}"
-        )
-    _check_number(config.head_dropout, "model.head_dropout", 1.0)
-    if isinstance(bovw_size, bool) or not isinstance(bovw_size, int) or bovw_size < 1:
-        raise ValueError(f"`bovw_size` must be a positive integer. Received: bovw_size={bovw_size!r}")
-    use_bovw = config.use_bovw if use_bovw is None else bool(use_bovw)
-    spec = spec_for_model(pretrained)
-    base = _frozen_copy(pretrained, spec, config.freeze_through)
-
-    x = base.get_layer(spec.feature_layer).output
-    if spec.finetune_pool > 1:
-        x = layers.AveragePooling2D(spec.finetune_pool, name="finetune_pool")(x)
-    _, height, width, depth = x.shape
-    x = layers.Reshape((height * width, depth), name="finetune_reshape")(x)  # O: (batch, 49, 288)
-    inputs = {"logmel": base.inputs[0]}
-    if use_bovw:
-        inputs["bovw"], x = _bovw_fusion(x, bovw_size, config, bovw_train)
-        x = _pool_states(x, (height, width), config.state_pooling)
-    else:
-        x = layers.GlobalAveragePooling1D(name="finetune_gap")(x)
-    outputs = _classifier_head(x, num_classes, "finetune", config, dropout=config.head_dropout)
-    suffix = "bovw" if use_bovw else "finetuned"
-    return keras.Model(inputs, outputs, name=f"{pretrained.name}_{suffix}")
-
-
-def _frozen_copy(pretrained: keras.Model, spec: ModelSpec, freeze_through: str) -> keras.Model:
-    """A copy of ``pretrained`` (config + weights) with its layers through ``freeze_through``
-    and all their ancestors frozen."""
-    # A copy: fine-tuning must not change the pretrained weights another fold starts from.
-    base = keras.Model.from_config(pretrained.get_config())
-    base.set_weights(pretrained.get_weights())
-    boundary = _freeze_boundary(base, spec, freeze_through)
-    if boundary is not None:
-        frozen = keras.Model(base.inputs, base.get_layer(boundary).output)
-        for layer in frozen.layers:
-            layer.trainable = False
-    return base
-
-
-def _bovw_fusion(states: Any, bovw_size: int, config: ModelConfig, bovw_train: Optional[Any]) -> tuple[Any, Any]:
-    """The BOVW branch of Figure 3 on the states O `(batch, 49, 288)`: the ``bovw`` input and
-    the attended states ``context_relu`` `(batch, 49, 288)` (eqs. 4-8)."""
-    _, n_states, depth = states.shape
-    bovw = keras.Input((bovw_size,), dtype="float32", name="bovw")
-    h = bovw
-    if config.bovw_input == "standardize":
-        if bovw_train is None:
-            raise ValueError("model.bovw_input='standardize' needs the training histograms: pass `bovw_train`.")
-        mean, variance = bovw_statistics(bovw_train, bovw_size)
-        h = layers.Normalization(mean=mean, variance=variance, name="bovw_norm")(h)
-    h = layers.Dense(
-        n_states, activation=BOVW_SQUEEZE_ACTIVATION, kernel_regularizer=_regularizer(config), name="bovw_squeeze"
-    )(h)
-    h = layers.Reshape((n_states, 1), name="bovw_expand")(h)
-    h = layers.Dense(
-        depth, activation=BOVW_HIDDEN_ACTIVATION, kernel_regularizer=_regularizer(config), name="bovw_hidden"
-    )(h)  # h_s: (batch, 49, 288)
-    x = vlayers.LuongContextAttention(kernel_regularizer=_regularizer(config), name="context_attention")([states, h])
-    return bovw, layers.ReLU(name="context_relu")(x)
-
-
-def _pool_states(states: Any, grid: tuple[int, int], state_pooling: str) -> Any:
-    """The attended states `(batch, height * width, depth)` as the classifier's input vector,
-    as ``model.state_pooling`` asks (see :func:`build_finetuned`)."""
-    if state_pooling == "flatten":
-        return layers.Flatten(name="finetune_flatten")(states)
-    if state_pooling == "time_gap":
-        # Rows of the map are mel bands, columns time: averaging each row over time keeps the
-        # spectral profile (what per-band statistics classify EmoDB by) and drops where in the
-        # utterance it occurred, which random-length speech does not fix.
-        height, width = grid
-        x = layers.Reshape((height, width, states.shape[-1]), name="finetune_grid")(states)
-        x = layers.AveragePooling2D((1, width), name="finetune_time_gap")(x)
-        return layers.Flatten(name="finetune_flatten")(x)
-    return layers.GlobalAveragePooling1D(name="finetune_gap")(states)
-
-
-def frozen_layer_names(model: keras.Model) -> list[str]:
-    """Names of the layers with weights that are frozen (``trainable=False``), in order."""
-    return [layer.name for layer in model.layers if layer.weights and not layer.trainable]
-
-
 def count_params(model: keras.Model) -> dict[str, int]:
     """Total, trainable and non-trainable parameter counts (BN moving statistics are non-trainable)."""
     trainable = sum(_size(w.shape) for w in model.trainable_weights)
@@ -566,110 +389,3 @@ def _size(shape: tuple) -> int:
     for dim in shape:
         size *= int(dim)
     return size
-
-
-def learning_rate_schedule(train_config: TrainConfig, steps_per_epoch: int) -> keras.optimizers.schedules.LearningRateSchedule:
-    """Step decay of section 4.2: ``learning_rate * decay_factor ** floor(epoch / decay_every)``.
-
-    ``ExponentialDecay`` with ``staircase=True`` is exactly that step decay, counted in
-    optimizer steps, and it is serializable with the model.
-
-    Args:
-        train_config: ``learning_rate``, ``decay_every`` (epochs), ``decay_factor``.
-        steps_per_epoch: Optimizer steps per epoch, to turn epochs into steps.
-
-    Returns:
-        The schedule (callable on the optimizer step).
-    """
-    if isinstance(steps_per_epoch, bool) or not isinstance(steps_per_epoch, int) or steps_per_epoch < 1:
-        raise ValueError(f"`steps_per_epoch` must be a positive integer. Received: steps_per_epoch={steps_per_epoch!r}")
-    if train_config.decay_every < 1:
-        raise ValueError(f"Config key 'train.decay_every' must be >= 1. Received: train.decay_every={train_config.decay_every}")
-    return keras.optimizers.schedules.ExponentialDecay(
-        initial_learning_rate=train_config.learning_rate,
-        decay_steps=train_config.decay_every * steps_per_epoch,
-        decay_rate=train_config.decay_factor,
-        staircase=True,
-    )
-
-
-def _one_hot_like(y_true: Any, y_pred: Any) -> Any:
-    """``y_true`` as probability rows: integer labels become one-hot, rows pass through."""
-    if len(y_true.shape) == len(y_pred.shape) and y_true.shape[-1] == y_pred.shape[-1]:
-        return keras.ops.cast(y_true, y_pred.dtype)
-    labels = keras.ops.cast(keras.ops.reshape(y_true, (-1,)), "int32")
-    return keras.ops.one_hot(labels, y_pred.shape[-1], dtype=y_pred.dtype)
-
-
-@keras.saving.register_keras_serializable(package="vacnn_tf")
-def label_accuracy(y_true: Any, y_pred: Any) -> Any:
-    """Accuracy against integer labels or the larger share of a blended (mixup) label row."""
-    target = keras.ops.argmax(_one_hot_like(y_true, y_pred), axis=-1)
-    return keras.ops.cast(keras.ops.equal(target, keras.ops.argmax(y_pred, axis=-1)), "float32")
-
-
-@keras.saving.register_keras_serializable(package="vacnn_tf")
-class LabelCrossentropy(keras.losses.Loss):
-    """Cross-entropy on integer labels or on probability rows (mixup), chosen by the labels' shape.
-
-    Keras traces the train and the validation step separately, so the mixup training batches
-    (rows) and the validation batches (integer ids) each get the matching form.
-    """
-
-    def __init__(self, name: str = "label_crossentropy", **kwargs: Any) -> None:
-        super().__init__(name=name, **kwargs)
-
-    def call(self, y_true: Any, y_pred: Any) -> Any:
-        return keras.losses.categorical_crossentropy(_one_hot_like(y_true, y_pred), y_pred)
-
-
-def compile_model(model: keras.Model, train_config: TrainConfig, steps_per_epoch: int) -> keras.Model:
-    """Compile with the recipe of section 4.2.
-
-    Adam on :func:`learning_rate_schedule` (step decay), sparse categorical cross-entropy on
-    integer labels, accuracy. With ``train.ema`` > 0 Adam keeps an exponential moving average
-    of the weights (Polyak averaging, Keras's ``use_ema``) that validation and model selection
-    use (:func:`vacnn_tf.training.fitting.fit_resumable`). With ``train.mixup`` > 0 the loss is
-    :class:`LabelCrossentropy`, which also takes the blended label rows of mixup batches. The
-    L2 weight decay lives in the layers' kernel regularizers (``ModelConfig.l2``), so it is
-    part of the loss Keras minimises.
-
-    Args:
-        model: Any model of this module (softmax outputs).
-        train_config: Learning rate, decay, ``jit_compile`` (XLA-compiled train step) and
-            ``steps_per_execution`` (train steps per compiled call; the same optimizer steps on
-            the same batches, with less Python between them, docs/performance.md; one for a
-            model built under a strategy of several replicas).
-        steps_per_epoch: Optimizer steps per epoch.
-
-    Returns:
-        The same model, compiled.
-    """
-    spe = train_config.steps_per_execution
-    if isinstance(spe, bool) or not isinstance(spe, int) or spe < 1:
-        raise ValueError(
-            f"Config key 'train.steps_per_execution' must be a positive integer. Received: train.steps_per_execution={spe!r}"
-        )
-    strategy = getattr(model, "distribute_strategy", None)
-    if strategy is not None and strategy.num_replicas_in_sync > 1:
-        # Keras 3's loop of several steps per call fails on more than one replica ("You must feed
-        # a value for placeholder tensor", keras-team/keras#19246); one a call takes the same steps
-        spe = 1
-    ema = _check_number(train_config.ema, "train.ema", 1.0, " (0: off)")
-    if _check_number(train_config.mixup, "train.mixup", note=" (0: off)"):
-        # Mixup batches carry blended one-hot rows, validation batches integer labels.
-        loss, metric = LabelCrossentropy(), keras.metrics.MeanMetricWrapper(label_accuracy, name="accuracy")
-    else:
-        loss, metric = keras.losses.SparseCategoricalCrossentropy(), keras.metrics.SparseCategoricalAccuracy(name="accuracy")
-    optimizer = keras.optimizers.Adam(
-        learning_rate=learning_rate_schedule(train_config, steps_per_epoch),
-        **({"use_ema": True, "ema_momentum": ema} if ema else {}),
-    )
-    model.compile(
-        optimizer=optimizer,
-        loss=loss,
-        metrics=[metric],
-        jit_compile=train_config.jit_compile,
-        steps_per_execution=spe,
-    )
-    return model

@@ -158,7 +158,7 @@ def _fold_model(fold_dir: Path, config: RunConfig, classes: list[str]) -> tuple[
     from vacnn_tf.models.networks import check_image_size
 
     # compile=False: serving needs no loss or optimizer, and the training loss is a custom class
-    # (vacnn_tf.models.networks.LabelCrossentropy) that a fresh `vacnn export` process has not imported
+    # (vacnn_tf.models.optimization.LabelCrossentropy) that a fresh `vacnn export` process has not imported
     model = keras.models.load_model(fold_dir / "model.keras", compile=False, safe_mode=True)
     try:
         check_image_size(model, config, fold_dir / "model.keras")

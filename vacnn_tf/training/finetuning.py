@@ -247,7 +247,8 @@ class _FinetuneRun:
     def _network_fold(self, fold: Fold, fold_dir: Path, source: Optional[Path], bovw: Optional[np.ndarray]) -> dict[str, Any]:
         import keras
 
-        from vacnn_tf.models.networks import adapt_input_norm, build_finetuned, build_model, check_image_size, is_baseline
+        from vacnn_tf.models.finetuned import build_finetuned
+        from vacnn_tf.models.networks import adapt_input_norm, build_model, check_image_size, is_baseline
         from vacnn_tf.training.distribute import strategy_scope
         from vacnn_tf.training.fitting import set_seed
 

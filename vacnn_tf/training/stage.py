@@ -62,7 +62,7 @@ def train_and_test(
     batches hold ``train.batch_size`` rows per replica or in all (``train.batch_per``).
     """
     from vacnn_tf.evaluation.metrics import accuracy
-    from vacnn_tf.models.networks import compile_model
+    from vacnn_tf.models.optimization import compile_model
     from vacnn_tf.models.runtime import predict
     from vacnn_tf.training.distribute import global_batch_size, train_steps
     from vacnn_tf.training.fitting import audit_facts, cleanup_fold, fit_resumable
