@@ -242,7 +242,9 @@ class TrainConfig:
                     "\"loss\": on validation loss (ours)",
         choices=SELECT_ON)
     val_fraction: float = setting(0.1, "silent: validation carved from the training folds")
-    jit_compile: bool = setting(False, "XLA-compiled train step (measured slower on 2 CPU cores; try it on a GPU)")
+    jit_compile: bool = setting(
+        False, "XLA-compiled train step under TensorFlow (measured slower on 2 CPU cores; try it on a GPU); always on "
+               "under JAX (docs/reproducing.md)")
     steps_per_execution: int = setting(
         4, "train steps per compiled call: less per-step Python overhead, same maths (docs/performance.md)",
         neutral=True)
