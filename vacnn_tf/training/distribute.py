@@ -20,6 +20,9 @@ of 1 row on 2 replicas). An epoch's last training batch with fewer rows than rep
 of that epoch (:func:`without_short_batch`; at most replicas - 1 rows, others each epoch as the
 order is shuffled), and validation batches are sized so that every one has a row for each
 replica (:func:`eval_batch_size`; means over rows do not depend on the batch size).
+
+Under a Keras backend other than TensorFlow there is one replica (:class:`OneDevice`): the
+backend places the model, and ``mirrored`` is refused by name.
 """
 
 from __future__ import annotations
