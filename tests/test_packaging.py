@@ -78,18 +78,42 @@ def test_api_dependencies_have_an_upper_bound():
     assert not unbounded, f"no upper bound: {unbounded}"
 
 
-def test_constraints_pin_versions_the_requirements_allow():
+def _pins() -> dict[str, str]:
     pins = {}
     for line in _lines((ROOT / "constraints.txt").read_text()):
         name, _, version = line.partition("==")
         assert version, f"constraints.txt: {line!r} is not an exact pin"
         pins[canonicalize_name(name)] = version
+    return pins
+
+
+def test_constraints_pin_versions_the_requirements_allow():
+    pins = _pins()
     for platform in ("linux-x86_64", "macos-arm64"):
         for name, requirement in resolved(install_requires(), platform).items():
             assert name in pins, f"constraints.txt does not pin {name}"
             assert requirement.specifier.contains(pins[name], prereleases=True), (
                 f"constraints.txt pins {name}=={pins[name]}, outside {requirement}")
     assert "vacnn-tf" not in pins
+
+
+# what pip freeze leaves out of an environment, and so out of constraints.txt
+UNFROZEN = {"pip", "setuptools", "wheel"}
+
+
+def test_constraints_pin_the_test_extra_within_its_ranges():
+    parser = configparser.ConfigParser()
+    parser.read(ROOT / "setup.cfg")
+    extra = [Requirement(line) for line in _lines(parser["options.extras_require"]["test"])]
+    pins = _pins()
+    for requirement in extra:
+        name = canonicalize_name(requirement.name)
+        if name in UNFROZEN:
+            continue
+        assert name in pins, f"constraints.txt does not pin {name} (the test extra)"
+        assert requirement.specifier.contains(pins[name], prereleases=True), (
+            f"constraints.txt pins {name}=={pins[name]}, outside {requirement}")
+    assert pins["jax"] == pins["jaxlib"], "jax and jaxlib are released together; pin one version of both"
 
 
 # What a wheel is built from: the files setup.cfg and pyproject.toml read.

@@ -55,6 +55,27 @@ IMAGE_SIZE = 224
 MIN_IMAGE_SIZE = 64
 
 
+def keras_backend() -> str:
+    """The Keras backend this process trains with: ``tensorflow``, ``jax`` or ``torch``.
+
+    Read the way Keras reads it (``KERAS_BACKEND``, else ``backend`` in ``$KERAS_HOME/keras.json``,
+    else TensorFlow) and without importing Keras where it is not imported yet: under the
+    TensorFlow backend that import loads TensorFlow, which the command line first silences.
+    """
+    import sys
+
+    keras = sys.modules.get("keras")
+    if keras is not None and hasattr(keras, "backend"):
+        return str(keras.backend.backend())
+    if "KERAS_BACKEND" in os.environ:
+        return os.environ["KERAS_BACKEND"]
+    settings = Path(os.environ.get("KERAS_HOME", Path.home() / ".keras")) / "keras.json"
+    try:
+        return str(json.loads(settings.read_text()).get("backend", "tensorflow"))
+    except (OSError, ValueError, AttributeError):  # no file, or not a JSON object: Keras's default
+        return "tensorflow"
+
+
 _T = TypeVar("_T")
 
 
@@ -221,7 +242,9 @@ class TrainConfig:
                     "\"loss\": on validation loss (ours)",
         choices=SELECT_ON)
     val_fraction: float = setting(0.1, "silent: validation carved from the training folds")
-    jit_compile: bool = setting(False, "XLA-compiled train step (measured slower on 2 CPU cores; try it on a GPU)")
+    jit_compile: bool = setting(
+        False, "XLA-compiled train step under TensorFlow (measured slower on 2 CPU cores; try it on a GPU); always on "
+               "under JAX (docs/reproducing.md)")
     steps_per_execution: int = setting(
         4, "train steps per compiled call: less per-step Python overhead, same maths (docs/performance.md)",
         neutral=True)

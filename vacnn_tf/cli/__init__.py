@@ -14,6 +14,7 @@ from typing import Iterator
 
 from vacnn_tf import __version__
 from vacnn_tf.cli.errors import OneLineParser, import_tensorflow_quietly, quiet_tensorflow, run_command
+from vacnn_tf.config import keras_backend
 
 # Each module defines ``register(subparsers)``; every parser sets ``func`` via set_defaults,
 # and ``uses_tensorflow=True`` where the command imports TensorFlow.
@@ -77,7 +78,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     args.argv = argv  # a command that starts workers (--jobs) runs them with its own arguments
     quiet_tensorflow(args.verbose)
-    if getattr(args, "uses_tensorflow", False) and not args.verbose:
+    # under another Keras backend (KERAS_BACKEND=jax) the training commands never import TensorFlow
+    if getattr(args, "uses_tensorflow", False) and not args.verbose and keras_backend() == "tensorflow":
         import_tensorflow_quietly()
     return run_command(args.func, args, prog=args.command_prog, debug=args.debug)
 

@@ -1,5 +1,8 @@
 """The tf.data input pipeline: in-memory uint8 log-mel images (+ BOVW histograms) -> batches.
 
+Under a Keras backend other than TensorFlow the same batches come from
+:mod:`vacnn_tf.datasets.pydataset`, a ``keras.utils.PyDataset`` in NumPy.
+
 Images stay uint8 in memory (224 x 224 bytes each, a quarter of float32) and are cast to
 float32 inside the pipeline; the models rescale 0-255 themselves. Elements are
 ``({"logmel": float32 (224, 224, 1), "bovw": float32 (128,)}, label)``, with ``"bovw"`` only
@@ -172,7 +175,8 @@ def make_dataset(
     mixup: float = 0.0,
     num_classes: Optional[int] = None,
 ) -> Any:
-    """Build a batched, prefetched ``tf.data.Dataset``.
+    """Build a batched, prefetched ``tf.data.Dataset`` (under another Keras backend, the same batches as a
+    ``keras.utils.PyDataset``: :class:`vacnn_tf.datasets.pydataset.ArrayBatches`).
 
     Args:
         images: uint8 array ``(N, H, W)``; cast to float32 ``(H, W, 1)`` per element.
@@ -185,7 +189,7 @@ def make_dataset(
         repeat: Repeat forever (for benchmarks); Keras ``fit`` does not need it.
         epoch: Key the draws to an epoch index instead of to the pass count: an int, or an
             int64 ``tf.Variable`` read each time an iterator starts (``fit_resumable`` sets one
-            at the start of every epoch). Epoch e's order, masks and mixup weights are then a
+            at the start of every epoch; under another backend anything ``int()`` reads). Epoch e's order, masks and mixup weights are then a
             function of (seed, e) alone, so a fit resumed at epoch e sees what an unbroken one
             saw there; counting passes cannot give that, as Keras makes more than one iterator
             an epoch. Not with ``repeat``.
@@ -200,8 +204,16 @@ def make_dataset(
         num_classes: Length of the one-hot labels; required with ``mixup``.
 
     Returns:
-        ``tf.data.Dataset`` of ``(features, label)`` with features a dict as described above.
+        ``tf.data.Dataset`` of ``(features, label)`` with features a dict as described above, or
+        under a Keras backend other than TensorFlow a ``keras.utils.PyDataset`` of the same batches.
     """
+    from vacnn_tf.config import keras_backend
+
+    if keras_backend() != "tensorflow":
+        from vacnn_tf.datasets.pydataset import ArrayBatches
+
+        return ArrayBatches(images, labels, bovw, batch_size=batch_size, shuffle=shuffle, seed=seed, repeat=repeat,
+                            epoch=epoch, masking=masking, mixup=mixup, num_classes=num_classes)
     images, labels, bovw = _checked_inputs(images, labels, bovw, batch_size, mixup, num_classes)
     per_batch_seeds = masking is not None or bool(mixup)
     ds = _index_batches(len(images), batch_size, shuffle, seed, repeat, epoch, per_batch_seeds)

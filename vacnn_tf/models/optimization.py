@@ -81,7 +81,8 @@ def compile_model(model: keras.Model, train_config: TrainConfig, steps_per_epoch
 
     Args:
         model: Any model of this module (softmax outputs).
-        train_config: Learning rate, decay, ``jit_compile`` (XLA-compiled train step) and
+        train_config: Learning rate, decay, ``jit_compile`` (XLA-compiled train step; always
+            on under JAX) and
             ``steps_per_execution`` (train steps per compiled call; the same optimizer steps on
             the same batches, with less Python between them, docs/performance.md; one for a
             model built under a strategy of several replicas).
@@ -114,7 +115,8 @@ def compile_model(model: keras.Model, train_config: TrainConfig, steps_per_epoch
         optimizer=optimizer,
         loss=loss,
         metrics=[metric],
-        jit_compile=train_config.jit_compile,
+        # JAX without jit runs every op eagerly from Python, many times slower: it always compiles
+        jit_compile=train_config.jit_compile or keras.backend.backend() == "jax",
         steps_per_execution=spe,
     )
     return model

@@ -27,7 +27,7 @@ from typing import Any, Callable, Iterator, Mapping, Union
 
 import numpy as np
 
-from vacnn_tf.config import PRECISIONS, TrainConfig
+from vacnn_tf.config import PRECISIONS, TrainConfig, keras_backend
 
 __all__ = [
     "PRECISIONS", "XLA_FUSION_FLAGS", "RuntimeSettings", "check_precision", "check_runtime_config", "configure_runtime", "predict",
@@ -133,6 +133,9 @@ def _pinned_cores() -> int:
 def configure_runtime(train_config: TrainConfig = TrainConfig()) -> RuntimeSettings:
     """Apply ``train_config``'s threads, XLA fusion and precision policy to this process.
 
+    Under a Keras backend other than TensorFlow only the precision policy applies: threads and
+    XLA fusion are TensorFlow's settings, and nothing of TensorFlow is imported.
+
     Call it first, before TensorFlow runs anything: thread counts can only be set before its
     first op (called later with other counts, it logs a warning and keeps those in force
     rather than fail a run over a scheduling detail), and TensorFlow reads the XLA flags once,
@@ -155,6 +158,8 @@ def configure_runtime(train_config: TrainConfig = TrainConfig()) -> RuntimeSetti
     intra = _check_threads(train_config.intra_op_threads, "train.intra_op_threads") or _pinned_cores()
     inter = _check_threads(train_config.inter_op_threads, "train.inter_op_threads")
     precision = check_precision(train_config.precision)
+    if keras_backend() != "tensorflow":
+        return _configure_other_backend(train_config, precision)
     if train_config.xla_fusion:
         # Before any TensorFlow call: listing devices or reading thread counts already makes
         # it read TF_XLA_FLAGS. The flags alone change nothing; set_jit below is the switch.
@@ -189,6 +194,23 @@ def configure_runtime(train_config: TrainConfig = TrainConfig()) -> RuntimeSetti
         xla_fusion=fusion,
         onednn=_onednn_enabled(),
     )
+
+
+def _configure_other_backend(train_config: TrainConfig, precision: str) -> RuntimeSettings:
+    """:func:`configure_runtime` under JAX or PyTorch: the precision policy alone.
+
+    Thread counts and XLA fusion are TensorFlow's settings (JAX compiles every train step with
+    XLA anyway, :func:`vacnn_tf.models.optimization.compile_model`); counts asked for explicitly
+    are named in the log rather than silently dropped.
+    """
+    import keras
+
+    if train_config.intra_op_threads or train_config.inter_op_threads:
+        log.warning("train.intra_op_threads / train.inter_op_threads apply to TensorFlow only: not applied under %s",
+                    keras.backend.backend())
+    keras.mixed_precision.set_global_policy(precision)
+    return RuntimeSettings(intra_op_threads=0, inter_op_threads=0, precision=keras.mixed_precision.global_policy().name,
+                           xla_fusion=False, onednn=False)
 
 
 @contextmanager
@@ -248,13 +270,29 @@ def predict_function(model: Any, jit_compile: bool = False) -> Callable[[Mapping
     return compiled
 
 
+def _batch_predictor(model: Any) -> Callable[[Mapping[str, Any]], np.ndarray]:
+    """:func:`predict_function`'s counterpart under another Keras backend: ``predict_on_batch``, which that
+    backend compiles once per batch shape (``model.jit_compile``)."""
+    takes_dict = isinstance(model.input, dict)
+    first = _input_names(model)[0]
+
+    def forward(inputs: Mapping[str, Any]) -> np.ndarray:
+        outputs = model.predict_on_batch(dict(inputs) if takes_dict else inputs[first])
+        return np.asarray(outputs, dtype=np.float32)
+
+    return forward
+
+
 InputData = Union[np.ndarray, Mapping[str, np.ndarray], Any]
 
 
 def _batches(model: Any, data: InputData, batch_size: int) -> Any:
-    """Yield ``{input name: array}`` batches from arrays, a dict of arrays or a ``tf.data.Dataset``."""
+    """Yield ``{input name: array}`` batches from arrays, a dict of arrays, a ``tf.data.Dataset`` or a
+    ``keras.utils.PyDataset``."""
+    import keras
+
     names = _input_names(model)
-    if hasattr(data, "element_spec"):  # a tf.data.Dataset, already batched
+    if hasattr(data, "element_spec") or isinstance(data, keras.utils.PyDataset):  # already batched
         for element in data:
             features = element[0] if isinstance(element, tuple) else element
             if not isinstance(features, Mapping):
@@ -279,8 +317,9 @@ def predict(model: Any, data: InputData, batch_size: int = 32, jit_compile: bool
     Args:
         model: A Keras model.
         data: An array ``(N, 224, 224, 1)`` for single-input models, a dict of arrays keyed by
-            input name (``{"logmel": ..., "bovw": ...}``), or a batched ``tf.data.Dataset`` of
-            ``features`` or ``(features, labels)`` as :func:`vacnn_tf.datasets.pipeline.make_dataset` makes.
+            input name (``{"logmel": ..., "bovw": ...}``), or a batched ``tf.data.Dataset`` (or
+            ``keras.utils.PyDataset``) of ``features`` or ``(features, labels)`` as
+            :func:`vacnn_tf.datasets.pipeline.make_dataset` makes.
         batch_size: Rows per forward pass for array input (a dataset keeps its own batches).
         jit_compile: Compile the forward pass with XLA.
 
@@ -289,8 +328,8 @@ def predict(model: Any, data: InputData, batch_size: int = 32, jit_compile: bool
     """
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"`batch_size` must be a positive integer. Received: batch_size={batch_size!r}")
-    forward = predict_function(model, jit_compile)
-    outputs = [forward(batch).numpy() for batch in _batches(model, data, batch_size)]
+    forward = predict_function(model, jit_compile) if keras_backend() == "tensorflow" else _batch_predictor(model)
+    outputs = [np.asarray(forward(batch)) for batch in _batches(model, data, batch_size)]
     if not outputs:
         return np.zeros((0, int(model.outputs[0].shape[-1])), dtype=np.float32)
     return np.concatenate(outputs, axis=0)

@@ -20,17 +20,29 @@ of 1 row on 2 replicas). An epoch's last training batch with fewer rows than rep
 of that epoch (:func:`without_short_batch`; at most replicas - 1 rows, others each epoch as the
 order is shuffled), and validation batches are sized so that every one has a row for each
 replica (:func:`eval_batch_size`; means over rows do not depend on the batch size).
+
+Under a Keras backend other than TensorFlow there is one replica (:class:`OneDevice`): the
+backend places the model, and ``mirrored`` is refused by name.
 """
 
 from __future__ import annotations
 
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from typing import Any, Iterator
 
-from vacnn_tf.config import TrainConfig
+from vacnn_tf.config import TrainConfig, keras_backend
 
-__all__ = ["eval_batch_size", "global_batch_size", "make_strategy", "strategy_scope", "train_steps",
+__all__ = ["OneDevice", "eval_batch_size", "global_batch_size", "make_strategy", "strategy_scope", "train_steps",
            "without_short_batch"]
+
+
+class OneDevice:
+    """What stands for a strategy under a Keras backend other than TensorFlow: one replica, no scope of its own."""
+
+    num_replicas_in_sync = 1
+
+    def scope(self) -> Any:
+        return nullcontext()
 
 
 def make_strategy(train_config: TrainConfig) -> Any:
@@ -38,8 +50,19 @@ def make_strategy(train_config: TrainConfig) -> Any:
 
     ``default`` is TensorFlow's default strategy (one device, its own placement); ``mirrored``
     mirrors over every logical GPU, else over every logical CPU device (one replica on a plain
-    CPU machine; tests make two with ``tf.config.set_logical_device_configuration``).
+    CPU machine; tests make two with ``tf.config.set_logical_device_configuration``). Under
+    another Keras backend ``default`` is :class:`OneDevice` (the backend places the model).
+
+    Raises:
+        ValueError: ``mirrored`` under a backend other than TensorFlow.
     """
+    backend = keras_backend()
+    if backend != "tensorflow":
+        if train_config.strategy != "default":
+            raise ValueError(f"Config key 'train.strategy' {train_config.strategy!r} is tf.distribute, which needs "
+                             f"KERAS_BACKEND=tensorflow; under {backend} training takes one device (train.strategy="
+                             f"default). Received: train.strategy={train_config.strategy!r}, KERAS_BACKEND={backend}")
+        return OneDevice()
     import tensorflow as tf
 
     if train_config.strategy == "default":  # the values were checked when the config was built

@@ -30,16 +30,18 @@ log = logging.getLogger(__name__)
 
 
 def set_seed(seed: int, deterministic: bool = True) -> None:
-    """Seed Python, NumPy and TensorFlow (keras.utils.set_random_seed) and ask for deterministic ops.
+    """Seed Python, NumPy and the Keras backend (keras.utils.set_random_seed) and ask for deterministic ops.
 
-    ``tf.config.experimental.enable_op_determinism`` makes reductions order-stable, so the same
-    seed gives the same weights and metrics on the same machine and library versions.
+    Under TensorFlow, ``tf.config.experimental.enable_op_determinism`` makes reductions
+    order-stable, so the same seed gives the same weights and metrics on the same machine and
+    library versions. JAX's CPU ops are deterministic without a switch.
     """
     import keras
-    import tensorflow as tf
 
     keras.utils.set_random_seed(int(seed))
-    if deterministic:
+    if deterministic and keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
         tf.config.experimental.enable_op_determinism()
 
 
@@ -189,19 +191,39 @@ class ClaimGuard(_callback_base()):  # type: ignore[misc]
                             "claim timeout); it goes on there")
 
 
+class EpochCounter:
+    """The epoch index where no TensorFlow variable can hold it: ``assign`` sets it, ``int()`` reads it."""
+
+    def __init__(self) -> None:
+        self.value = 0
+
+    def assign(self, value: int) -> None:
+        self.value = int(value)
+
+    def __int__(self) -> int:
+        return self.value
+
+
 class EpochIndex(_callback_base()):  # type: ignore[misc]
     """Hold the index of the epoch being fitted in ``variable``, which the training set reads.
 
     Keras calls ``on_epoch_begin(e)`` with the true index, resumed fits included, before it
     starts the epoch's iterator; ``make_dataset(..., epoch=variable)`` reads the variable when
-    an iterator starts, so each epoch draws its order and augmentation from (seed, e).
+    an iterator starts (a PyDataset, under another backend: when it makes a batch), so each
+    epoch draws its order and augmentation from (seed, e). The variable is an int64
+    ``tf.Variable`` under TensorFlow, whose tf.data graph reads it, else an :class:`EpochCounter`.
     """
 
     def __init__(self) -> None:
-        import tensorflow as tf
+        import keras
 
         super().__init__()
-        self.variable = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch_index")
+        if keras.backend.backend() == "tensorflow":
+            import tensorflow as tf
+
+            self.variable: Any = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch_index")
+        else:
+            self.variable = EpochCounter()
 
     def on_epoch_begin(self, epoch: int, logs: Optional[dict[str, Any]] = None) -> None:
         self.variable.assign(epoch)
@@ -228,11 +250,16 @@ def _tensorboard(log_dir: Path) -> list[Any]:
     """A TensorBoard callback, or none (with a warning) where the tensorboard package is missing.
 
     TensorFlow 2.21 no longer installs tensorboard; training must not fail for want of its logs.
+    Nor under another Keras backend, where the callback would need TensorFlow to write them:
+    there history.csv is the record.
     """
     import importlib.util
 
     import keras
 
+    if keras.backend.backend() != "tensorflow":
+        log.info("no TensorBoard logs under the %s backend (they are written with TensorFlow)", keras.backend.backend())
+        return []
     if importlib.util.find_spec("tensorboard") is None:
         log.warning("tensorboard is not installed: no TensorBoard logs in %s (pip install tensorboard)", log_dir)
         return []
@@ -256,8 +283,9 @@ def fit_resumable(
 
     Args:
         model: A compiled Keras model.
-        train_ds: Training ``tf.data.Dataset``, or a function that builds one from an int64
-            ``tf.Variable`` holding the epoch index (``make_dataset(..., epoch=variable)``),
+        train_ds: Training dataset, or a function that builds one from the epoch index's
+            holder (an int64 ``tf.Variable``, or an :class:`EpochCounter` under another backend:
+            ``make_dataset(..., epoch=variable)``),
             which this fit sets at the start of every epoch, resumed ones included. Only the
             function form makes a resumed fit the same as an unbroken one: a plain dataset
             starts its shuffle over.

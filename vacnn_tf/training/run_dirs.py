@@ -203,8 +203,12 @@ def package_versions() -> dict[str, Optional[str]]:
     """Versions of the libraries that shape results (None where one is not installed)."""
     import importlib
 
-    versions: dict[str, Optional[str]] = {"python": sys.version.split()[0]}
-    for name, module in [("tensorflow", "tensorflow"), ("keras", "keras"), ("numpy", "numpy"),
+    from vacnn_tf.config import keras_backend
+
+    backend = keras_backend()
+    versions: dict[str, Optional[str]] = {"python": sys.version.split()[0], "keras_backend": backend}
+    # the backend's own library (not TensorFlow under JAX: importing it there would load it for nothing)
+    for name, module in [(backend, backend), ("keras", "keras"), ("numpy", "numpy"),
                          ("opencv", "cv2"), ("librosa", "librosa"), ("scikit-learn", "sklearn"),
                          ("pandas", "pandas")]:
         try:
