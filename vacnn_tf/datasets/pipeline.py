@@ -142,7 +142,8 @@ def _mix_batch(feats: dict[str, Any], label: Any, seed: Any, alpha: float, num_c
     return {name: blend(value) for name, value in feats.items()}, blend(one_hot)
 
 
-def _batch_count(n: int, batch_size: int) -> int:
+def batch_count(n: int, batch_size: int) -> int:
+    """Batches in one pass over ``n`` elements."""
     return -(-n // batch_size)  # the last batch may be partial
 
 
@@ -157,7 +158,7 @@ def _epoch_batches(n: int, batch_size: int, shuffle: bool, seed: int, epoch: Any
     batches = tf.data.Dataset.from_tensor_slices(order).batch(batch_size)
     if not per_batch_seeds:
         return batches
-    seeds = tf.random.stateless_uniform([_batch_count(n, batch_size), 2], key + tf.constant([0, 1], tf.int64), minval=None, maxval=None, dtype=tf.int64)
+    seeds = tf.random.stateless_uniform([batch_count(n, batch_size), 2], key + tf.constant([0, 1], tf.int64), minval=None, maxval=None, dtype=tf.int64)
     return tf.data.Dataset.zip(batches, tf.data.Dataset.from_tensor_slices(seeds))
 
 
@@ -214,7 +215,7 @@ def make_dataset(
 
         return ArrayBatches(images, labels, bovw, batch_size=batch_size, shuffle=shuffle, seed=seed, repeat=repeat,
                             epoch=epoch, masking=masking, mixup=mixup, num_classes=num_classes)
-    images, labels, bovw = _checked_inputs(images, labels, bovw, batch_size, mixup, num_classes)
+    images, labels, bovw = checked_inputs(images, labels, bovw, batch_size, mixup, num_classes, repeat, epoch)
     per_batch_seeds = masking is not None or bool(mixup)
     ds = _index_batches(len(images), batch_size, shuffle, seed, repeat, epoch, per_batch_seeds)
     return _map_batches(ds, _batch_gather(images, labels, bovw, masking, mixup, num_classes), stateful=epoch is not None)
@@ -263,9 +264,12 @@ def _map_batches(ds: Any, gather: Any, stateful: bool) -> Any:
     return ds.with_options(options).prefetch(tf.data.AUTOTUNE)
 
 
-def _checked_inputs(images: Any, labels: Any, bovw: Any, batch_size: int, mixup: Any,
-                    num_classes: Optional[int]) -> tuple[np.ndarray, np.ndarray, Optional[np.ndarray]]:
-    """``make_dataset``'s arrays as uint8 images, int32 labels and float32 histograms, every argument checked."""
+def checked_inputs(images: Any, labels: Any, bovw: Any, batch_size: int, mixup: Any, num_classes: Optional[int],
+                   repeat: bool = False, epoch: Any = None) -> tuple[np.ndarray, np.ndarray, Optional[np.ndarray]]:
+    """``make_dataset``'s arrays as uint8 images, int32 labels and float32 histograms, every argument checked
+    (for the tf.data pipeline and :class:`~vacnn_tf.datasets.pydataset.ArrayBatches` alike)."""
+    if epoch is not None and repeat:
+        raise ValueError("epoch keys one epoch's draws; it cannot be combined with repeat.")
     images = np.asarray(images)
     labels = np.asarray(labels).astype(np.int32)
     if images.dtype != np.uint8 or images.ndim != 3:
@@ -294,13 +298,11 @@ def _index_batches(n: int, batch_size: int, shuffle: bool, seed: int, repeat: bo
     import tensorflow as tf
 
     if epoch is not None:
-        if repeat:
-            raise ValueError("epoch keys one epoch's draws; it cannot be combined with repeat.")
         # from_tensors(0).flat_map defers the read of `epoch` to the start of each iterator.
         ds = tf.data.Dataset.from_tensors(0).flat_map(
             lambda _: _epoch_batches(n, batch_size, shuffle, seed, tf.cast(tf.convert_to_tensor(epoch), tf.int64),
                                      per_batch_seeds))
-        return ds.apply(tf.data.experimental.assert_cardinality(_batch_count(n, batch_size)))  # Keras sizes its epochs by it
+        return ds.apply(tf.data.experimental.assert_cardinality(batch_count(n, batch_size)))  # Keras sizes its epochs by it
     ds = tf.data.Dataset.range(n)
     if shuffle and n > 1:
         ds = ds.shuffle(n, seed=seed, reshuffle_each_iteration=True)

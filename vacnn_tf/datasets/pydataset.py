@@ -17,7 +17,7 @@ from typing import Any, Iterator, Optional
 import keras
 import numpy as np
 
-from vacnn_tf.datasets.pipeline import Masking, _batch_count, _checked_inputs
+from vacnn_tf.datasets.pipeline import Masking, batch_count, checked_inputs
 
 __all__ = ["ArrayBatches"]
 
@@ -104,12 +104,11 @@ class ArrayBatches(keras.utils.PyDataset):
                  batch_size: int = 8, shuffle: bool = False, seed: int = 0, repeat: bool = False, epoch: Any = None,
                  masking: Optional[Masking] = None, mixup: float = 0.0, num_classes: Optional[int] = None) -> None:
         super().__init__()
-        self.images, self.labels, self.bovw = _checked_inputs(images, labels, bovw, batch_size, mixup, num_classes)
-        if epoch is not None and repeat:
-            raise ValueError("epoch keys one epoch's draws; it cannot be combined with repeat.")
+        self.images, self.labels, self.bovw = checked_inputs(images, labels, bovw, batch_size, mixup, num_classes,
+                                                             repeat, epoch)
         self.batch_size, self.shuffle, self.seed, self.repeat, self.epoch = batch_size, shuffle, seed, repeat, epoch
         self.masking, self.mixup, self.num_classes = masking, float(mixup), num_classes
-        self._per_pass = _batch_count(len(self.images), batch_size)
+        self._per_pass = batch_count(len(self.images), batch_size)
         self._passes_begun = 0
         self._order: tuple[int, np.ndarray] = (-1, np.arange(0))
 
