@@ -230,6 +230,14 @@ def test_training_commands_in_labs_take_lab_set():
         assert not _training_lines_have_lab_set(path), f"{path.name}: add $LAB_SET"
 
 
+def test_lab_scripts_close_no_pipe_early():
+    # The timing benchmark runs a handout under `bash -euo pipefail`: `| head` ends the pipe before
+    # the writer finishes, which fails the lab (exit 32, a broken pipe) whenever the output is long.
+    for path in LABS:
+        early = [line.strip() for _, line in _logical_lines(lab_script(path)) if re.search(r"\|\s*head\b", line)]
+        assert not early, f"{path.name}: {early} (use sed -n 1,Np, which reads to the end)"
+
+
 LAB_NUMBERS = sorted(LAB_SPECS)
 
 
