@@ -10,7 +10,8 @@ import pytest
 
 from vacnn_tf.config import RunConfig, replace
 from vacnn_tf.training.claims import Claims, UnitsHeld
-from vacnn_tf.training.workers import Shard, check_worker_options, child_argv, split_cores, until_done, without_shard
+from vacnn_tf.training.workers import (Shard, check_worker_options, child_argv, split_cores, until_done, visible_gpus,
+                                      without_shard)
 
 
 def test_shard_takes_i_of_n():
@@ -89,6 +90,32 @@ def test_each_worker_runs_on_its_share_of_the_cores_and_its_own_gpu(tmp_path: Pa
     assert [s[0] for s in seen] == split_cores(cores, jobs) and [s[2] for s in seen] == ["3", "5"][:jobs]
     assert all(s[1] == str(len(s[0])) for s in seen)
     assert "starting shard 0/%d on cores" % jobs in capsys.readouterr().out
+
+
+def test_gpus_are_counted_by_the_backend_the_workers_train_with(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    import sys
+    import types
+
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    # JAX is asked in a child process: a fake jax package on its path reports two GPUs and a CPU.
+    fake = tmp_path / "jax"
+    fake.mkdir()
+    (fake / "__init__.py").write_text(
+        "class _D:\n    def __init__(self, p): self.platform = p\n"
+        "def devices(): return [_D('gpu'), _D('gpu'), _D('cpu')]\n")
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path))
+    monkeypatch.setenv("KERAS_BACKEND", "jax")
+    monkeypatch.delitem(sys.modules, "keras", raising=False)  # the backend is read from the environment
+    assert visible_gpus() == ["0", "1"]
+    (fake / "__init__.py").write_text("raise ImportError('no jax here')\n")
+    assert visible_gpus() == []
+    # PyTorch counts without a CUDA context; a fake module stands in for it.
+    monkeypatch.setenv("KERAS_BACKEND", "torch")
+    torch = types.SimpleNamespace(cuda=types.SimpleNamespace(device_count=lambda: 3))
+    monkeypatch.setitem(sys.modules, "torch", torch)
+    assert visible_gpus() == ["0", "1", "2"]
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2,-1")  # a mask set by the scheduler wins
+    assert visible_gpus() == ["2"]
 
 
 def test_more_workers_than_cores_is_a_usage_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,

@@ -125,15 +125,44 @@ def split_cores(cores: Sequence[int], jobs: int) -> list[list[int]]:
 
 
 def visible_gpus() -> list[str]:
-    """The GPU ids a child may be given in ``CUDA_VISIBLE_DEVICES`` (empty: none)."""
+    """The GPU ids a child may be given in ``CUDA_VISIBLE_DEVICES`` (empty: none), as the Keras
+    backend the children train with sees them."""
     listed = os.environ.get("CUDA_VISIBLE_DEVICES")
     if listed is not None:
         return [g for g in (p.strip() for p in listed.split(",")) if g and g != "-1"]
+    from vacnn_tf.config import keras_backend
+
+    return [str(k) for k in range(GPU_COUNTERS.get(keras_backend(), _tensorflow_gpus)())]
+
+
+def _tensorflow_gpus() -> int:
     try:
         import tensorflow as tf
     except ImportError:
-        return []
-    return [str(k) for k in range(len(tf.config.list_physical_devices("GPU")))]
+        return 0
+    return len(tf.config.list_physical_devices("GPU"))
+
+
+def _jax_gpus() -> int:
+    # In a child process: a JAX GPU client in this one would preallocate most of each GPU's
+    # memory (XLA_PYTHON_CLIENT_PREALLOCATE) and keep it from the workers for the whole run.
+    probe = "import jax\nprint(sum(d.platform == 'gpu' for d in jax.devices()))"
+    try:
+        done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+        return int(done.stdout.strip().splitlines()[-1]) if done.returncode == 0 else 0
+    except (OSError, subprocess.TimeoutExpired, ValueError, IndexError):
+        return 0
+
+
+def _torch_gpus() -> int:
+    try:
+        import torch
+    except ImportError:
+        return 0
+    return int(torch.cuda.device_count())  # NVML where it can: no CUDA context in this process
+
+
+GPU_COUNTERS: dict[str, Callable[[], int]] = {"tensorflow": _tensorflow_gpus, "jax": _jax_gpus, "torch": _torch_gpus}
 
 
 def worker_placements(jobs: int) -> list[tuple[list[int], Optional[str]]]:
