@@ -44,7 +44,7 @@ from typing import Any, Optional
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from vacnn_tf.bench import machine_info  # noqa: E402
+from vacnn_tf.bench import machine_info, pinned  # noqa: E402
 from vacnn_tf.config import load_config  # noqa: E402
 from vacnn_tf.corpora.labels import classes_for  # noqa: E402
 from vacnn_tf.corpora.synth import generate, plan  # noqa: E402
@@ -63,16 +63,6 @@ def int_list(text: str) -> list[int]:
     if not values or min(values) < 1:
         raise argparse.ArgumentTypeError(f"expected positive integers. Received: {text!r}")
     return values
-
-
-def pinned(command: list[str], cores: int) -> list[str]:
-    """``command`` under ``taskset`` on the first ``cores`` CPUs, where taskset exists."""
-    try:
-        subprocess.run(["taskset", "-V"], capture_output=True, check=True)
-    except (OSError, subprocess.CalledProcessError):
-        print("taskset not found: running on every core", file=sys.stderr)
-        return command
-    return ["taskset", "-c", f"0-{cores - 1}", *command]
 
 
 def per_class_for(size: int) -> int:

@@ -31,21 +31,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from vacnn_tf.bench import machine_info  # noqa: E402
+from vacnn_tf.bench import machine_info, pinned  # noqa: E402
 from vacnn_tf.corpora.labels import classes_for  # noqa: E402
 
 VACNN_ROWS = ("VACNN + BOVW", "VACNN")
 VACNN_FLOOR = 80.0
-
-
-def pinned(command: list[str], cores: int) -> list[str]:
-    """``command`` under ``taskset`` on the first ``cores`` CPUs, where taskset exists."""
-    try:
-        subprocess.run(["taskset", "-V"], capture_output=True, check=True)
-    except (OSError, subprocess.CalledProcessError):
-        print("taskset not found: running on every core", file=sys.stderr)
-        return command
-    return ["taskset", "-c", f"0-{cores - 1}", *command]
 
 
 def one_run(folder: Path, cores: int, fresh_clone: bool) -> tuple[float, int, Path]:

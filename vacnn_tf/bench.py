@@ -36,6 +36,8 @@ import os
 import platform
 import resource
 import shutil
+import subprocess
+import sys
 import tempfile
 import time
 import warnings
@@ -48,7 +50,8 @@ import numpy as np
 
 from vacnn_tf.config import RunConfig, replace
 
-__all__ = ["FULL", "QUICK", "BenchSizes", "RESULT_KEYS", "epoch_timer", "format_report", "machine_info", "run_bench"]
+__all__ = ["FULL", "QUICK", "BenchSizes", "RESULT_KEYS", "epoch_timer", "format_report", "machine_info", "pinned",
+           "run_bench"]
 
 #: Keys every report has (the issue's list); a test checks them.
 RESULT_KEYS: tuple[str, ...] = (
@@ -116,6 +119,17 @@ def machine_info() -> dict[str, Any]:
     load = os.getloadavg() if hasattr(os, "getloadavg") else (float("nan"),) * 3
     return {"cpu": model, "cores": os.cpu_count(), "load_average_1_5_15": [round(v, 2) for v in load],
             "python": platform.python_version()}
+
+
+def pinned(command: list[str], cores: int) -> list[str]:
+    """``command`` under ``taskset`` on the first ``cores`` CPUs, where taskset exists: a
+    benchmark's run then gets the cores a machine of that size would have."""
+    try:
+        subprocess.run(["taskset", "-V"], capture_output=True, check=True)
+    except (OSError, subprocess.CalledProcessError):
+        print("taskset not found: running on every core", file=sys.stderr)
+        return command
+    return ["taskset", "-c", f"0-{cores - 1}", *command]
 
 
 def _peak_memory_mib() -> float:
