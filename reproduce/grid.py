@@ -17,11 +17,12 @@ from typing import TYPE_CHECKING, Any, Mapping, Optional, Sequence
 from vacnn_tf.config import RunConfig, replace
 from vacnn_tf.training.workers import Shard, until_done
 
+from vacnn_tf.training.caches import PRETRAIN_CORPORA
+
 if TYPE_CHECKING:
+    from vacnn_tf.training.caches import CacheNeed
     from vacnn_tf.training.claims import Claims
     from vacnn_tf.training.progress import Progress, Unit
-
-PRETRAIN_CORPORA = ("tess", "ravdess")
 
 
 @dataclass(frozen=True)
@@ -230,6 +231,20 @@ def _run_need(config: RunConfig, need: Need, force: bool, progress: Optional["Pr
         return Path(pretrain(config, resume=True, force=force, progress=progress, claims=claims))
     return Path(finetune(config, need.target, variant=need.variant, resume=True, force=force,
                          progress=progress, claims=claims).run_dir)
+
+
+def grid_cache_needs(config: RunConfig, needs: Sequence[Need], seeds: Sequence[int]) -> list["CacheNeed"]:
+    """What the runnable ``needs`` read from the feature caches, per seed (filled before ``--jobs`` workers start)."""
+    from vacnn_tf.training.caches import cache_needs
+
+    present = available_corpora(config)
+    out = []
+    for seed in seeds or (config.seed,):
+        for need in needs:
+            if all(c in present for c in need.corpora()):
+                cfg = replace(config, seed=seed, **dict(need.overrides))
+                out += cache_needs(cfg, "pretrain" if need.variant == "pretrain" else need.target, need.variant)
+    return out
 
 
 def clear_runs(config: RunConfig, needs: Sequence[Need], seeds: Sequence[int]) -> None:

@@ -299,3 +299,35 @@ def test_table3_from_two_shards_and_from_jobs_is_the_single_process_table(tmp_pa
     expected = (tmp_path / "single" / "table3.csv").read_text()
     assert (tmp_path / "sharded" / "table3.csv").read_text() == expected
     assert (tmp_path / "jobs" / "table3.csv").read_text() == expected
+
+
+# --- the caches, filled once before the workers start ---------------------------------------------
+
+def test_what_a_run_reads_is_cached_once_before_workers_start(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """``--jobs`` fills the log-mel and KAZE caches first, so that no worker computes them again."""
+    from vacnn_tf.datasets.loading import load_corpus
+    from vacnn_tf.features import kaze, logmel
+    from vacnn_tf.features.bovw import descriptors_for
+    from vacnn_tf.storage import bovw_cache_dir
+    from vacnn_tf.training.caches import cache_needs, fill_caches
+
+    config = replace(RunConfig(), **{"data.cache_dir": str(tmp_path / "cache"), "data.synth_per_class": 2,
+                                     "features.image_size": 64, "data.workers": 1, "train.verbose": 0})
+    needs = cache_needs(config, "emodb", "finetuned")
+    assert [(n.corpus, n.descriptors) for n in needs] == [("emodb", True), ("tess", False), ("ravdess", False)]
+    given = cache_needs(config, "emodb", "finetuned", pretrained="PRETRAIN_RUN")
+    assert [(n.corpus, n.descriptors) for n in given] == [("emodb", True)]  # no pretraining to run: TESS is not read
+    assert [n.corpus for n in cache_needs(config, "pretrain", "pretrain")] == ["tess", "ravdess"]
+    assert fill_caches(needs + given, note=lambda _: None) == 3  # the same rendering twice is filled once
+
+    def computed(*args: object) -> object:
+        if args[1]:  # _compute_all(names, todo, ...) with files to compute; extract_descriptors(image, ...)
+            raise AssertionError("computed again: the cache was not filled")
+        return iter(())
+
+    monkeypatch.setattr(logmel, "_compute_all", computed)
+    monkeypatch.setattr(kaze, "extract_descriptors", computed)
+    for name in ("tess", "ravdess"):
+        assert len(load_corpus(config, name).images) >= 14  # 2 per class, read back
+    emodb = load_corpus(config, "emodb")
+    assert len(descriptors_for(emodb.images, config.bovw, cache_dir=bovw_cache_dir(config), progress=False)) == 14

@@ -120,14 +120,16 @@ def _finetune_here(args: argparse.Namespace, config: Any, resume: bool, force: b
 
 def _finetune_on_workers(args: argparse.Namespace, config: Any) -> Any:
     """``--jobs N``: --resume / --force applied once, N pinned ``--shard`` workers, then the run's summary."""
-    from vacnn_tf.training.run_dirs import finetune_dir
-    from vacnn_tf.training.run_dirs import prepare_run_dir
+    from vacnn_tf.training.caches import cache_needs, fill_caches
+    from vacnn_tf.training.run_dirs import finetune_dir, prepare_run_dir
     from vacnn_tf.training.workers import child_argv, python_command, run_jobs, worker_placements
 
     worker_placements(args.jobs)  # more workers than cores (or GPUs): a usage error before anything starts
     run_dir = Path(args.out) if args.out else finetune_dir(config, args.target, args.variant)
     _, finished = prepare_run_dir(run_dir, config, resume=args.resume, force=args.force)
     if not finished:
+        fill_caches(cache_needs(config, args.target, args.variant, args.pretrained),
+                    note=lambda line: print(line, flush=True))
         codes = run_jobs(lambda shard: python_command("vacnn_tf", child_argv(args.argv, shard, ["--resume"])), args.jobs)
         if any(codes):
             print(f"{sum(1 for c in codes if c)} of {len(codes)} workers ended with an error; what they left undone "
