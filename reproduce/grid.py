@@ -15,9 +15,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Optional, Sequence
 
 from vacnn_tf.config import RunConfig, replace
+from vacnn_tf.corpora.labels import PRETRAIN_CORPORA
 from vacnn_tf.training.workers import Shard, until_done
-
-from vacnn_tf.training.caches import PRETRAIN_CORPORA
 
 if TYPE_CHECKING:
     from vacnn_tf.training.caches import CacheNeed

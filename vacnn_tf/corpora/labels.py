@@ -17,6 +17,7 @@ CORPUS_CLASSES: dict[str, tuple[str, ...]] = {
 
 # Pretraining on TESS + RAVDESS uses 7 labels (section 4.2): RAVDESS calm counts as neutral.
 # TESS pleasant surprise is already read as canonical "surprise" by the TESS reader.
+PRETRAIN_CORPORA: tuple[str, ...] = ("tess", "ravdess")  # the paper's source corpora (section 4.2)
 PRETRAIN_CLASSES: tuple[str, ...] = ("neutral", "happy", "sad", "angry", "fear", "disgust", "surprise")
 PRETRAIN_LABEL_MAP: dict[str, str] = {"calm": "neutral"}
 

@@ -24,9 +24,7 @@ import numpy as np
 import pandas as pd
 
 from vacnn_tf.config import PROTOCOLS, ProtocolConfig
-from vacnn_tf.corpora.labels import PRETRAIN_CLASSES, pretrain_label
-
-PRETRAIN_CORPORA: tuple[str, ...] = ("tess", "ravdess")
+from vacnn_tf.corpora.labels import PRETRAIN_CLASSES, PRETRAIN_CORPORA, pretrain_label
 LEAKAGE_CAVEAT = (
     "Protocol 'paper' reproduces the paper's leaks: random stratified folds put the same speakers "
     "in training and test, and pretraining on all of TESS + RAVDESS has seen every RAVDESS test "

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, Mapping, Optional
 
 from vacnn_tf.config import RunConfig
+from vacnn_tf.corpora.labels import PRETRAIN_CORPORA
 from vacnn_tf.corpora.readers import CORPUS_TITLES
 from vacnn_tf.storage import read_json
 
@@ -27,7 +28,6 @@ CORPUS_FACTS: dict[str, dict[str, str]] = {
     "tess": {"language": "English", "speech": "acted, 2 speakers"},
     "savee": {"language": "English", "speech": "acted, 4 male speakers"},
 }
-PRETRAIN_CORPORA = ("tess", "ravdess")
 
 
 def _pct(value: Any) -> str:

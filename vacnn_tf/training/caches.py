@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable, Iterable, Optional
 
 from vacnn_tf.config import RunConfig
+from vacnn_tf.corpora.labels import PRETRAIN_CORPORA
 
 log = logging.getLogger(__name__)
-
-PRETRAIN_CORPORA = ("tess", "ravdess")
 
 
 @dataclass(frozen=True)
@@ -29,17 +29,16 @@ class CacheNeed:
     corpus: str
     descriptors: bool
 
-    def key(self) -> tuple[object, ...]:
-        """Two needs with one key read the same cached files."""
-        from vacnn_tf.features.kaze import kaze_settings_key
-
+    def images_key(self) -> tuple[object, ...]:
+        """Two needs with one key read the same cached log-mel images."""
         cfg = self.config
         subsample = cfg.protocol.subsample
         return (self.corpus, cfg.data.data_root, cfg.data.cache_dir, cfg.features.key(), subsample,
-                cfg.seed if subsample else None, kaze_settings_key(cfg.bovw) if self.descriptors else None)
+                cfg.seed if subsample else None)
 
 
-def cache_needs(config: RunConfig, target: str, variant: str, pretrained: Optional[object] = None) -> list[CacheNeed]:
+def cache_needs(config: RunConfig, target: str, variant: str,
+                pretrained: str | Path | None = None) -> list[CacheNeed]:
     """The corpora a ``vacnn finetune`` (``variant`` finetuned, pure or linear) or a pretraining
     (``target`` ``pretrain``) reads: its target, with descriptors where the model uses BOVW, and
     TESS + RAVDESS where it pretrains first (no ``pretrained`` given)."""
@@ -52,25 +51,28 @@ def cache_needs(config: RunConfig, target: str, variant: str, pretrained: Option
 
 
 def fill_caches(needs: Iterable[CacheNeed], note: Callable[[str], None] = print) -> int:
-    """Compute what ``needs`` read into the caches (a cached file is read, not recomputed); the
-    number of distinct corpus renderings filled. A corpus that cannot be read is left to the
-    run that needs it, which reports it with the file and the reason."""
+    """Compute what ``needs`` read into the caches (a cached file is read, not recomputed), each
+    corpus rendering read once; the number of renderings. A corpus that cannot be read is left
+    to the run that needs it, which reports it with the file and the reason."""
     from vacnn_tf.datasets.loading import load_corpus
     from vacnn_tf.features.bovw import descriptors_for
+    from vacnn_tf.features.kaze import kaze_settings_key
     from vacnn_tf.storage import bovw_cache_dir
 
-    seen: set[tuple[object, ...]] = set()
+    groups: dict[tuple[object, ...], list[CacheNeed]] = {}
     for need in needs:
-        if need.key() in seen:
-            continue
-        seen.add(need.key())
-        note(f"[caches] {need.corpus}: log-mel images" + (" and KAZE descriptors" if need.descriptors else "")
+        groups.setdefault(need.images_key(), []).append(need)
+    for group in groups.values():
+        first = group[0]
+        # one descriptor pass per KAZE setting (and cache) among the group's models with BOVW
+        kaze = {(kaze_settings_key(n.config.bovw), n.config.data.cache_dir): n for n in group if n.descriptors}
+        note(f"[caches] {first.corpus}: log-mel images" + (" and KAZE descriptors" if kaze else "")
              + " on every core, before the workers start")
         try:
-            data = load_corpus(need.config, need.corpus)
-            if need.descriptors:
-                descriptors_for(data.images, need.config.bovw, cache_dir=bovw_cache_dir(need.config),
-                                progress=need.config.train.verbose > 0, workers=need.config.data.workers)
+            data = load_corpus(first.config, first.corpus)
+            for n in kaze.values():
+                descriptors_for(data.images, n.config.bovw, cache_dir=bovw_cache_dir(n.config),
+                                progress=n.config.train.verbose > 0, workers=n.config.data.workers)
         except (OSError, ValueError) as err:
-            log.warning("caches: %s not filled (%s); the workers that need it will say why", need.corpus, err)
-    return len(seen)
+            log.warning("caches: %s not filled (%s); the workers that need it will say why", first.corpus, err)
+    return len(groups)

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence
 
 from vacnn_tf.config import RunConfig
-from vacnn_tf.corpora.labels import PRETRAIN_CLASSES
+from vacnn_tf.corpora.labels import PRETRAIN_CLASSES, PRETRAIN_CORPORA
 from vacnn_tf.datasets.folds import folds_from_json, holdout_split, pretrain_table
 from vacnn_tf.datasets.loading import describe, load_corpus
 from vacnn_tf.models.runtime import configure_runtime
@@ -80,7 +80,7 @@ def _pretrain(config: RunConfig, run_dir: Path, exclude_speakers: Optional[Mappi
     exclude = {k: sorted(map(str, v)) for k, v in (exclude_speakers or {}).items()}
     manifest = Manifest.open(run_dir, config, "pretrain", {"exclude_speakers": exclude})
     with manifest.stage("load"):
-        tables = {name: load_corpus(config, name).table for name in ("tess", "ravdess")}
+        tables = {name: load_corpus(config, name).table for name in PRETRAIN_CORPORA}
         table = pretrain_table(tables, exclude)
         data = load_corpus(config, "pretrain", table=table, classes=PRETRAIN_CLASSES)
     folds_path = run_dir / "folds.json"
