@@ -183,6 +183,43 @@ def test_runs_with_and_without_bovw_reuse_one_pretraining(cache, tmp_path):
         prepare_run_dir(path, with_bovw, resume=True)
 
 
+def test_fine_tuning_epochs_and_patience_leave_the_pretraining_alone(cache, tmp_path):
+    """A fine-tuning that trains longer or more patiently must reuse the pretraining it shares,
+    not start hours of pretraining again; the pretraining's own epochs and patience do key it."""
+    from vacnn_tf.training.run_dirs import pretrain_key
+
+    cfg = tiny(cache, tmp_path, **{"train.pretrain_epochs": 3, "train.pretrain_patience": 2})
+    assert pretrain_key(cfg) == pretrain_key(replace(cfg, **{"train.epochs": 9, "train.patience": 7}))
+    assert pretrain_key(cfg) != pretrain_key(replace(cfg, **{"train.pretrain_epochs": 4}))
+    assert pretrain_key(cfg) != pretrain_key(replace(cfg, **{"train.pretrain_patience": 3}))
+    # unset, the pretraining follows the fine-tuning's value, which then keys it
+    shared = replace(cfg, **{"train.pretrain_patience": None})
+    assert shared.train.patience_for(pretraining=True) == shared.train.patience
+    assert pretrain_key(shared) != pretrain_key(replace(shared, **{"train.patience": 7}))
+    # the same recipe spelled either way is one pretraining
+    assert pretrain_key(replace(shared, **{"train.pretrain_patience": shared.train.patience})) == pretrain_key(shared)
+
+
+def test_a_pretraining_stored_under_another_name_is_found_by_its_settings(cache, tmp_path):
+    """Runs keyed by an older naming keep being reused: found by their stored config, exclusions included."""
+    from vacnn_tf.config import to_yaml
+    from vacnn_tf.storage import write_json
+    from vacnn_tf.training.run_dirs import pretrain_dir
+
+    cfg = tiny(cache, tmp_path)
+    exclude = {"ravdess": ["01", "02"]}
+    fresh = pretrain_dir(cfg, exclude)
+    old = fresh.parent / f"{cfg.model.architecture}-s{cfg.seed}-0123456789ab"
+    old.mkdir(parents=True)
+    (old / "config.yaml").write_text(to_yaml(cfg))
+    write_json(old / "manifest.json", {"exclude_speakers": exclude})
+    assert pretrain_dir(cfg, exclude) == old
+    assert pretrain_dir(cfg) != old  # other exclusions: another run
+    assert pretrain_dir(replace(cfg, **{"train.pretrain_epochs": 5}), exclude) != old
+    (old / "manifest.json").write_text("{not json")  # unreadable: never reused, never an error
+    assert pretrain_dir(cfg, exclude) == fresh
+
+
 def test_a_corpus_root_spelled_two_ways_is_one_run(cache, tmp_path, monkeypatch):
     """Resuming with --data-root /abs/corpora a run started with --data-root ../corpora must match."""
     from vacnn_tf.training.run_dirs import pretrain_key
@@ -207,13 +244,16 @@ def test_bad_arguments_are_named(cache, tmp_path, bad, message):
         finetune(tiny(cache, tmp_path), args["target"], tmp_path / "x", variant=args["variant"])
 
 
-def test_end_to_end_pretrain_then_finetune_writes_the_run_layout(cache, tmp_path):
+def test_end_to_end_pretrain_then_finetune_writes_the_run_layout(cache, tmp_path, monkeypatch):
     """Pretrain on synthetic TESS + RAVDESS, fine-tune on synthetic EmoDB (2 folds): every file appears."""
+    from vacnn_tf.training import fitting
     from vacnn_tf.training.finetuning import finetune
     from vacnn_tf.training.pretraining import pretrain
     from vacnn_tf.training.stage import evaluate
 
-    cfg = tiny(cache, tmp_path, **{"protocol.max_folds": 2, "train.pretrain_epochs": 1})
+    patience, fit = [], fitting.fit_resumable
+    monkeypatch.setattr(fitting, "fit_resumable", lambda *a, **kw: patience.append(kw["patience"]) or fit(*a, **kw))
+    cfg = tiny(cache, tmp_path, **{"protocol.max_folds": 2, "train.pretrain_epochs": 1, "train.pretrain_patience": 3})
     pre = pretrain(cfg)
     for name in ("config.yaml", "manifest.json", "labels.json", "folds.json", "DONE", "pretrain/model.keras",
                  "pretrain/predictions.csv", "metrics/summary.csv", "metrics/confusion.png"):
@@ -232,6 +272,7 @@ def test_end_to_end_pretrain_then_finetune_writes_the_run_layout(cache, tmp_path
         assert not (run / f"fold_{k}" / "best.weights.h5").exists() and not (run / f"fold_{k}" / "backup").exists()
     assert len(summary.folds) == 2 and 0.0 <= summary.accuracy_mean <= 1.0
     assert evaluate(run)["summary"].loc["mean", "accuracy"] == pytest.approx(summary.accuracy_mean)
+    assert patience == [3, 5, 5]  # each stage stops on its own patience
 
 
 @pytest.mark.slow

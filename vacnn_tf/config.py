@@ -266,6 +266,9 @@ class TrainConfig:
            "and much of each is single-threaded graph tracing that a second worker overlaps",
         neutral=True, keyed_at_default=False)
     pretrain_epochs: Optional[int] = setting(None, "None: same as epochs")
+    pretrain_patience: Optional[int] = setting(
+        None, "early-stopping patience of a pretraining; None: same as patience. Set, it keeps a fine-tuning's "
+              "patience out of the pretraining it reuses", keyed_at_default=False)
     baseline_epochs: Optional[int] = setting(
         None, "ours, not the paper's: epochs of a keras.applications baseline (model.architecture resnet, "
               "inception, mobilenet) in pretraining and fine-tuning alike; None: the VACNN's epochs and "
@@ -277,6 +280,10 @@ class TrainConfig:
         if baseline and self.baseline_epochs is not None:
             return self.baseline_epochs
         return (self.pretrain_epochs or self.epochs) if pretraining else self.epochs
+
+    def patience_for(self, pretraining: bool) -> int:
+        """Early-stopping patience of one stage: ``pretrain_patience`` for a pretraining where set."""
+        return (self.pretrain_patience or self.patience) if pretraining else self.patience
     augment: bool = setting(
         False, "ours, not the paper's: SpecAugment-style masking of training images (docs/method.md)")
     augment_masks: int = setting(

@@ -102,7 +102,7 @@ def _pretrain(config: RunConfig, run_dir: Path, exclude_speakers: Optional[Mappi
                                     config.features.image_size)
                 adapt_input_norm(model, data.images[split.train])
                 epochs = config.train.epochs_for(is_baseline(config.model.architecture), pretraining=True)
-                train_and_test(config, model, data, split, None, stage_dir, epochs, callbacks)
+                train_and_test(config, model, data, split, None, stage_dir, epochs, callbacks, pretraining=True)
         progress.finish(unit_key(run_dir))
     with manifest.stage("evaluate"):
         evaluate(run_dir)

@@ -84,6 +84,13 @@ def pretrain_key(config: RunConfig, exclude: Optional[Mapping[str, Sequence[str]
     EmoDB / SAVEE targets pretrain on the same data and share one pretraining.
     """
     neutral = neutral_config(config)
+    # the recipe as the pretraining stage uses it: a fine-tuning's own epochs and patience, which
+    # runs sharing this pretraining may set differently, do not change what it learns
+    train = key_tree(config)["train"]
+    for name, value in (("epochs", config.train.pretrain_epochs or config.train.epochs),
+                        ("patience", config.train.patience_for(pretraining=True))):
+        train[name] = value
+        train.pop(f"pretrain_{name}", None)
     parts = {
         "seed": config.seed,
         "data_root": neutral.data.data_root,
@@ -91,7 +98,7 @@ def pretrain_key(config: RunConfig, exclude: Optional[Mapping[str, Sequence[str]
         "features": asdict(config.features),
         "model": {k: v for k, v in asdict(config.model).items() if k not in ("use_bovw", "freeze_through", "state_pooling", "head_dropout")},
         # verbosity and scheduling (how the same steps run) do not change what a pretraining learns
-        "train": key_tree(config)["train"],
+        "train": train,
         "folds": config.protocol.folds,
         "subsample": config.protocol.subsample,
         "exclude": {k: sorted(v) for k, v in sorted((exclude or {}).items()) if v},
@@ -100,8 +107,33 @@ def pretrain_key(config: RunConfig, exclude: Optional[Mapping[str, Sequence[str]
 
 
 def pretrain_dir(config: RunConfig, exclude: Optional[Mapping[str, Sequence[str]]] = None) -> Path:
-    """Default pretraining directory: ``{out}/pretrain/{architecture}-s{seed}-{key}``."""
-    return Path(config.out) / "pretrain" / f"{config.model.architecture}-s{config.seed}-{pretrain_key(config, exclude)}"
+    """Default pretraining directory: ``{out}/pretrain/{architecture}-s{seed}-{key}``.
+
+    Where that folder does not exist, a pretraining of the same architecture and seed made under
+    another name (an older way of keying runs) is reused when its stored config and exclusions give
+    the same :func:`pretrain_key`: hours of training are found by what they are, not by their name.
+    """
+    key = pretrain_key(config, exclude)
+    stem = f"{config.model.architecture}-s{config.seed}-"
+    path = Path(config.out) / "pretrain" / f"{stem}{key}"
+    if path.exists() or not path.parent.is_dir():
+        return path
+    for other in sorted(path.parent.glob(f"{stem}*")):
+        if _stored_pretrain_key(other) == key:
+            return other
+    return path
+
+
+def _stored_pretrain_key(run_dir: Path) -> Optional[str]:
+    """The :func:`pretrain_key` of the pretraining stored in ``run_dir``; None where it cannot be read."""
+    from vacnn_tf.config import load_config
+
+    try:
+        stored = load_config(base=yaml.safe_load((run_dir / "config.yaml").read_text()) or {})
+        exclude = read_json(run_dir / "manifest.json").get("exclude_speakers") or {}
+    except (OSError, ValueError, TypeError, AttributeError, yaml.YAMLError):
+        return None
+    return pretrain_key(stored, exclude)
 
 
 def finetune_dir(config: RunConfig, target: str, variant: str) -> Path:
