@@ -186,7 +186,7 @@ def test_runs_with_and_without_bovw_reuse_one_pretraining(cache, tmp_path):
 def test_fine_tuning_epochs_and_patience_leave_the_pretraining_alone(cache, tmp_path):
     """A fine-tuning that trains longer or more patiently must reuse the pretraining it shares,
     not start hours of pretraining again; the pretraining's own epochs and patience do key it."""
-    from vacnn_tf.training.run_dirs import pretrain_key
+    from vacnn_tf.training.run_dirs import pretrain_key, run_key
 
     cfg = tiny(cache, tmp_path, **{"train.pretrain_epochs": 3, "train.pretrain_patience": 2})
     assert pretrain_key(cfg) == pretrain_key(replace(cfg, **{"train.epochs": 9, "train.patience": 7}))
@@ -196,8 +196,10 @@ def test_fine_tuning_epochs_and_patience_leave_the_pretraining_alone(cache, tmp_
     shared = replace(cfg, **{"train.pretrain_patience": None})
     assert shared.train.patience_for(pretraining=True) == shared.train.patience
     assert pretrain_key(shared) != pretrain_key(replace(shared, **{"train.patience": 7}))
-    # the same recipe spelled either way is one pretraining
-    assert pretrain_key(replace(shared, **{"train.pretrain_patience": shared.train.patience})) == pretrain_key(shared)
+    # the same recipe spelled either way is one pretraining, and one fine-tuning run
+    spelled = replace(shared, **{"train.pretrain_patience": shared.train.patience})
+    assert pretrain_key(spelled) == pretrain_key(shared) and run_key(spelled) == run_key(shared)
+    assert run_key(cfg) != run_key(replace(cfg, **{"train.pretrain_patience": 4}))
 
 
 def test_a_pretraining_stored_under_another_name_is_found_by_its_settings(cache, tmp_path):

@@ -69,6 +69,8 @@ def key_tree(config: RunConfig) -> dict[str, Any]:
             node = node[section]
         if node[name] == default:
             del node[name]
+    if tree["train"].get("pretrain_patience") == tree["train"]["patience"]:
+        del tree["train"]["pretrain_patience"]  # the same recipe spelled out: the same runs
     return tree
 
 
