@@ -165,7 +165,8 @@ def test_a_bad_choice_is_refused_however_the_config_is_built():
 NEUTRAL = {"out": "runs", "data.cache_dir": "cache", "data.workers": 0, "train.verbose": 1,
            "train.steps_per_execution": 4, "train.intra_op_threads": 0, "train.inter_op_threads": 0, "train.jobs": 1}
 KEYED_ONLY_OFF_DEFAULT = {"train.strategy": "default", "train.batch_per": "replica", "protocol.first_fold": 0,
-                          "train.baseline_epochs": None, "train.jobs": 1, "train.pretrain_patience": None}
+                          "train.baseline_epochs": None, "train.jobs": 1, "train.pretrain_patience": None,
+                          "train.pretrain_augment": None, "train.pretrain_mixup": None}
 
 
 def test_neutral_and_off_default_settings_are_the_pinned_ones():

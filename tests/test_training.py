@@ -183,21 +183,30 @@ def test_runs_with_and_without_bovw_reuse_one_pretraining(cache, tmp_path):
         prepare_run_dir(path, with_bovw, resume=True)
 
 
-def test_fine_tuning_epochs_and_patience_leave_the_pretraining_alone(cache, tmp_path):
-    """A fine-tuning that trains longer or more patiently must reuse the pretraining it shares,
-    not start hours of pretraining again; the pretraining's own epochs and patience do key it."""
+def test_fine_tuning_settings_leave_the_pretraining_alone(cache, tmp_path):
+    """A fine-tuning that trains longer, more patiently or with other augmentation must reuse the
+    pretraining it shares, not start hours of pretraining again; the pretraining's own values key it."""
     from vacnn_tf.training.run_dirs import pretrain_key, run_key
 
-    cfg = tiny(cache, tmp_path, **{"train.pretrain_epochs": 3, "train.pretrain_patience": 2})
-    assert pretrain_key(cfg) == pretrain_key(replace(cfg, **{"train.epochs": 9, "train.patience": 7}))
-    assert pretrain_key(cfg) != pretrain_key(replace(cfg, **{"train.pretrain_epochs": 4}))
-    assert pretrain_key(cfg) != pretrain_key(replace(cfg, **{"train.pretrain_patience": 3}))
-    # unset, the pretraining follows the fine-tuning's value, which then keys it
-    shared = replace(cfg, **{"train.pretrain_patience": None})
-    assert shared.train.patience_for(pretraining=True) == shared.train.patience
-    assert pretrain_key(shared) != pretrain_key(replace(shared, **{"train.patience": 7}))
+    own = {"train.pretrain_epochs": 3, "train.pretrain_patience": 2, "train.pretrain_augment": False,
+           "train.pretrain_mixup": 0.0}
+    cfg = tiny(cache, tmp_path, **own)
+    fine_tuning = {"train.epochs": 9, "train.patience": 7, "train.augment": True, "train.mixup": 0.2}
+    assert pretrain_key(cfg) == pretrain_key(replace(cfg, **fine_tuning))
+    for key, other in (("train.pretrain_epochs", 4), ("train.pretrain_patience", 3), ("train.pretrain_augment", True),
+                       ("train.pretrain_mixup", 0.4)):
+        assert pretrain_key(cfg) != pretrain_key(replace(cfg, **{key: other})), key
+    # a pretraining runs with its own values, 0.0 and False included
+    staged = replace(cfg, **fine_tuning).train.for_pretraining()
+    assert (staged.epochs, staged.patience, staged.augment, staged.mixup) == (3, 2, False, 0.0)
+    # unset, a pretraining follows the fine-tuning's value, which then keys it
+    shared = replace(cfg, **{name: None for name in own})
+    assert shared.train.for_pretraining() == shared.train
+    for key, other in fine_tuning.items():
+        assert pretrain_key(shared) != pretrain_key(replace(shared, **{key: other})), key
     # the same recipe spelled either way is one pretraining, and one fine-tuning run
-    spelled = replace(shared, **{"train.pretrain_patience": shared.train.patience})
+    spelled = replace(shared, **{"train.pretrain_patience": shared.train.patience,
+                                 "train.pretrain_augment": shared.train.augment, "train.pretrain_mixup": shared.train.mixup})
     assert pretrain_key(spelled) == pretrain_key(shared) and run_key(spelled) == run_key(shared)
     assert run_key(cfg) != run_key(replace(cfg, **{"train.pretrain_patience": 4}))
 

@@ -227,6 +227,11 @@ class ModelConfig:
         _check_choices("model.", self)
 
 
+# TrainConfig fields that a pretraining may set apart (train.pretrain_<name>), so that the
+# fine-tuning runs sharing one pretraining can differ in them without retraining it
+PRETRAIN_TWINS = ("epochs", "patience", "augment", "mixup")
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """Optimisation recipe (section 4.2). Fields marked "silent" are our choices."""
@@ -269,6 +274,10 @@ class TrainConfig:
     pretrain_patience: Optional[int] = setting(
         None, "early-stopping patience of a pretraining; None: same as patience. Set, it keeps a fine-tuning's "
               "patience out of the pretraining it reuses", keyed_at_default=False)
+    pretrain_augment: Optional[bool] = setting(
+        None, "masking (augment and its widths) in a pretraining; None: same as augment", keyed_at_default=False)
+    pretrain_mixup: Optional[float] = setting(
+        None, "mixup alpha in a pretraining; None: same as mixup", keyed_at_default=False)
     baseline_epochs: Optional[int] = setting(
         None, "ours, not the paper's: epochs of a keras.applications baseline (model.architecture resnet, "
               "inception, mobilenet) in pretraining and fine-tuning alike; None: the VACNN's epochs and "
@@ -281,9 +290,11 @@ class TrainConfig:
             return self.baseline_epochs
         return (self.pretrain_epochs or self.epochs) if pretraining else self.epochs
 
-    def patience_for(self, pretraining: bool) -> int:
-        """Early-stopping patience of one stage: ``pretrain_patience`` for a pretraining where set."""
-        return (self.pretrain_patience or self.patience) if pretraining else self.patience
+    def for_pretraining(self) -> "TrainConfig":
+        """This recipe as a pretraining runs it: each ``pretrain_*`` value that is set in place of its twin."""
+        own = {name: getattr(self, f"pretrain_{name}") for name in PRETRAIN_TWINS}
+        return dataclasses.replace(self, **{name: value for name, value in own.items() if value is not None},
+                                   **{f"pretrain_{name}": None for name in PRETRAIN_TWINS})
     augment: bool = setting(
         False, "ours, not the paper's: SpecAugment-style masking of training images (docs/method.md)")
     augment_masks: int = setting(

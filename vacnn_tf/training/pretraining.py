@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence
 
-from vacnn_tf.config import RunConfig
+from vacnn_tf.config import RunConfig, replace
 from vacnn_tf.corpora.labels import PRETRAIN_CLASSES, PRETRAIN_CORPORA
 from vacnn_tf.datasets.folds import folds_from_json, holdout_split, pretrain_table
 from vacnn_tf.datasets.loading import describe, load_corpus
@@ -102,7 +102,8 @@ def _pretrain(config: RunConfig, run_dir: Path, exclude_speakers: Optional[Mappi
                                     config.features.image_size)
                 adapt_input_norm(model, data.images[split.train])
                 epochs = config.train.epochs_for(is_baseline(config.model.architecture), pretraining=True)
-                train_and_test(config, model, data, split, None, stage_dir, epochs, callbacks, pretraining=True)
+                staged = replace(config, train=config.train.for_pretraining())
+                train_and_test(staged, model, data, split, None, stage_dir, epochs, callbacks)
         progress.finish(unit_key(run_dir))
     with manifest.stage("evaluate"):
         evaluate(run_dir)

@@ -33,7 +33,7 @@ from typing import Any, Callable, Iterator, Mapping, Optional, Sequence
 
 import yaml
 
-from vacnn_tf.config import RunConfig, keyed_only_off_default, neutral_settings, replace, to_dict, to_yaml
+from vacnn_tf.config import PRETRAIN_TWINS, RunConfig, keyed_only_off_default, neutral_settings, replace, to_dict, to_yaml
 from vacnn_tf.storage import read_json, write_json, write_text
 
 DONE = "DONE"
@@ -69,8 +69,9 @@ def key_tree(config: RunConfig) -> dict[str, Any]:
             node = node[section]
         if node[name] == default:
             del node[name]
-    if tree["train"].get("pretrain_patience") == tree["train"]["patience"]:
-        del tree["train"]["pretrain_patience"]  # the same recipe spelled out: the same runs
+    for name in PRETRAIN_TWINS[1:]:  # the same recipe spelled out is the same runs (epochs kept as always keyed)
+        if tree["train"].get(f"pretrain_{name}") == tree["train"][name]:
+            del tree["train"][f"pretrain_{name}"]
     return tree
 
 
@@ -86,13 +87,9 @@ def pretrain_key(config: RunConfig, exclude: Optional[Mapping[str, Sequence[str]
     EmoDB / SAVEE targets pretrain on the same data and share one pretraining.
     """
     neutral = neutral_config(config)
-    # the recipe as the pretraining stage uses it: a fine-tuning's own epochs and patience, which
-    # runs sharing this pretraining may set differently, do not change what it learns
-    train = key_tree(config)["train"]
-    for name, value in (("epochs", config.train.pretrain_epochs or config.train.epochs),
-                        ("patience", config.train.patience_for(pretraining=True))):
-        train[name] = value
-        train.pop(f"pretrain_{name}", None)
+    # the recipe as the pretraining stage runs it: the fine-tuning values that runs sharing this
+    # pretraining may set differently (epochs, patience, masking, mixup) do not change what it learns
+    train = key_tree(replace(config, train=config.train.for_pretraining()))["train"]
     parts = {
         "seed": config.seed,
         "data_root": neutral.data.data_root,

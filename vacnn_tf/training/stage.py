@@ -54,11 +54,9 @@ def _datasets(
 
 def train_and_test(
     config: RunConfig, model: Any, data: CorpusData, fold: Fold, bovw: Optional[np.ndarray],
-    stage_dir: Path, epochs: int, callbacks: Optional[list[Any]] = None, *, pretraining: bool = False,
+    stage_dir: Path, epochs: int, callbacks: Optional[list[Any]] = None,
 ) -> dict[str, Any]:
     """Compile, fit with resume, save the selected model, predict the test part, write metrics.
-
-    ``pretraining`` picks the stage's early-stopping patience (``train.pretrain_patience``).
 
     Called inside the :func:`vacnn_tf.training.distribute.strategy_scope` the model was built in; its
     batches hold ``train.batch_size`` rows per replica or in all (``train.batch_per``).
@@ -78,7 +76,7 @@ def train_and_test(
     compile_model(model, config.train, steps_per_epoch=steps)
     audit = (lambda: accuracy(data.y[fold.test], predict(model, test_ds).argmax(axis=1))) if config.train.audit_test else None
     state = fit_resumable(
-        model, train_ds, val_ds, stage_dir, epochs=epochs, patience=config.train.patience_for(pretraining),
+        model, train_ds, val_ds, stage_dir, epochs=epochs, patience=config.train.patience,
         verbose=config.train.verbose, extra_callbacks=callbacks, select_on=config.train.select_on, audit=audit,
     )
     atomic_write(stage_dir / "model.keras", model.save, suffix=".keras")
