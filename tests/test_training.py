@@ -309,3 +309,17 @@ def test_a_run_of_the_later_folds_alone_keeps_their_indices(cache, tmp_path):
     assert not (tmp_path / "later" / "fold_0").exists()
     table = (tmp_path / "later" / "metrics" / "summary.csv").read_text()
     assert "fold_1," in table and "fold_0," not in table
+
+
+def test_a_run_refuses_folds_from_a_second_pretrained_model(tmp_path):
+    """--pretrained is not part of the run key: resuming a run with another model must stop, not mix."""
+    from vacnn_tf.training.finetuning import check_one_pretraining
+    from vacnn_tf.training.run_dirs import RunExistsError
+
+    first, second = tmp_path / "a.keras", tmp_path / "b.keras"
+    first.write_bytes(b"a")
+    second.write_bytes(b"b")
+    check_one_pretraining({}, first, tmp_path)  # nothing recorded yet
+    check_one_pretraining({"0": str(first), "1": str(tmp_path / "." / "a.keras")}, first, tmp_path)  # one file, two spellings
+    with pytest.raises(RunExistsError, match=r"holds folds fine-tuned from .*a\.keras; this command names .*b\.keras"):
+        check_one_pretraining({"0": str(first)}, second, tmp_path)

@@ -26,7 +26,7 @@ from vacnn_tf.storage import bovw_cache_dir, read_json, write_json
 from vacnn_tf.training.claims import Claims, UnitsHeld
 from vacnn_tf.training.pretraining import pretrain, pretrained_model_path
 from vacnn_tf.training.progress import Progress, fold_label, unit_key
-from vacnn_tf.training.run_dirs import Manifest, finetune_dir, is_done, mark_done, prepare_run_dir
+from vacnn_tf.training.run_dirs import Manifest, RunExistsError, finetune_dir, is_done, mark_done, prepare_run_dir
 from vacnn_tf.training.stage import claim_guard, claimed, evaluate, no_force_with_claims, train_and_test, write_common, write_fold
 
 log = logging.getLogger(__name__)
@@ -230,9 +230,11 @@ class _FinetuneRun:
         if is_done(fold_dir):
             self.progress.skip(unit_key(fold_dir))
             return
+        if self.pretrained is not None:
+            check_one_pretraining(self.manifest.data.get("pretrained") or {}, source, self.manifest.path.parent)
         fold_dir.mkdir(parents=True, exist_ok=True)
         if source is not None:
-            self.manifest.data.setdefault("pretrained", {})[str(fold.index)] = str(source)
+            self.manifest.data.setdefault("pretrained", {})[str(fold.index)] = str(Path(source).resolve())
         self.progress.start(unit_key(fold_dir),
                             fold_label(self.config, self.target, self.variant, fold.index, len(self.folds)))
         with self.manifest.stage(f"fold_{fold.index}"):
@@ -318,3 +320,20 @@ def _audit_summary(per_fold: list[dict[str, Any]]) -> Optional[dict[str, Any]]:
             "per_fold": [{"fold": m["fold"], "best_test_accuracy": m["audit_best_test_accuracy"],
                           "epoch": m["audit_best_test_epoch"]} for m in per_fold],
             "note": AUDIT_NOTE}
+
+
+def check_one_pretraining(recorded: dict[str, str], source: Optional[Path], run_dir: Path) -> None:
+    """Refuse to add a fold fine-tuned from ``source`` (``--pretrained``) to a run whose folds started
+    from another model: the run key does not name the pretrained model, so a resumed run would
+    otherwise mix two pretrainings in one table."""
+    def same(a: str | Path, b: str | Path) -> bool:
+        try:
+            return Path(a).samefile(b)
+        except OSError:
+            return str(a) == str(b)
+
+    others = sorted({path for path in recorded.values() if source is None or not same(path, source)})
+    if others:
+        raise RunExistsError(
+            f"{run_dir} holds folds fine-tuned from {', '.join(others)}; this command names {source}. A run's folds "
+            "start from one pretrained model: pass --out for a new run, or --force to start this one over.")
