@@ -69,8 +69,8 @@ def key_tree(config: RunConfig) -> dict[str, Any]:
             node = node[section]
         if node[name] == default:
             del node[name]
-    for name in PRETRAIN_TWINS[1:]:  # the same recipe spelled out is the same runs (epochs kept as always keyed)
-        if tree["train"].get(f"pretrain_{name}") == tree["train"][name]:
+    for name in PRETRAIN_TWINS:  # a twin spelled out at its fine-tuning value is the same recipe, the same runs
+        if name != "epochs" and tree["train"].get(f"pretrain_{name}") == tree["train"][name]:  # epochs: keyed as ever
             del tree["train"][f"pretrain_{name}"]
     return tree
 
