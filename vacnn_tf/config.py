@@ -288,7 +288,7 @@ class TrainConfig:
         """Epochs of one stage: a baseline's ``baseline_epochs`` where set, else (pre)training's own."""
         if baseline and self.baseline_epochs is not None:
             return self.baseline_epochs
-        return (self.pretrain_epochs or self.epochs) if pretraining else self.epochs
+        return (self.for_pretraining() if pretraining else self).epochs
 
     def for_pretraining(self) -> "TrainConfig":
         """This recipe as a pretraining runs it: each ``pretrain_*`` value that is set in place of its twin."""
