@@ -166,7 +166,8 @@ NEUTRAL = {"out": "runs", "data.cache_dir": "cache", "data.workers": 0, "train.v
            "train.steps_per_execution": 4, "train.intra_op_threads": 0, "train.inter_op_threads": 0, "train.jobs": 1}
 KEYED_ONLY_OFF_DEFAULT = {"train.strategy": "default", "train.batch_per": "replica", "protocol.first_fold": 0,
                           "train.baseline_epochs": None, "train.jobs": 1, "train.pretrain_patience": None,
-                          "train.pretrain_augment": None, "train.pretrain_mixup": None}
+                          "train.pretrain_augment": None, "train.pretrain_mixup": None,
+                          "model.baseline_image_size": None}
 
 
 def test_neutral_and_off_default_settings_are_the_pinned_ones():

@@ -462,6 +462,36 @@ def test_image_sizes_the_networks_cannot_take_are_refused():
         networks.build_model("inception", 4, image_size=64)
 
 
+def test_a_baseline_image_size_resizes_inside_the_model_and_survives_a_safe_reload(tmp_path):
+    """model.baseline_image_size=64 on 128x128 features: the input stays 128, the backbone sees 64."""
+    config = ModelConfig(baseline_image_size=64)
+    model = networks.build_model("mobilenet", 4, config, image_size=128)
+    assert networks.image_size_of(model) == 128
+    assert _shape(model, "stem_resize") == (64, 64, 1) and _shape(model, "conv1") == (32, 32, 32)
+    full = networks.build_model("mobilenet", 4, ModelConfig(), image_size=128)
+    assert _shape(full, "conv1") == (64, 64, 32) and "stem_resize" not in [layer.name for layer in full.layers]
+    assert networks.count_params(model) == networks.count_params(full)  # the same weights, a quarter of the pixels
+    x = np.random.default_rng(0).uniform(0, 255, (2, 128, 128, 1)).astype("float32")
+    model.save(tmp_path / "m.keras")
+    loaded = keras.models.load_model(tmp_path / "m.keras", safe_mode=True)
+    np.testing.assert_allclose(loaded(x), model(x), rtol=1e-5, atol=1e-6)
+    vacnn = networks.build_model("vacnn", 4, config, image_size=128)  # the VACNN rows keep the features' size
+    assert _shape(vacnn, "stem_pool") == (32, 32, 32)
+
+
+def test_baseline_image_sizes_that_cannot_work_are_refused_by_key():
+    from vacnn_tf.config import ConfigError, RunConfig
+
+    with pytest.raises(ValueError, match=r"'model.baseline_image_size' must be at least 75 for the 'inception' .*=64"):
+        networks.build_model("inception", 4, ModelConfig(baseline_image_size=64), image_size=128)
+    with pytest.raises(ConfigError, match=r"model.baseline_image_size' must be null or a multiple of 32 .*=100"):
+        ModelConfig(baseline_image_size=100)
+    with pytest.raises(ConfigError, match=r"must be at most features.image_size \(128\).*baseline_image_size=160"):
+        replace(RunConfig(), **{"features.image_size": 128, "model.baseline_image_size": 160})
+    with pytest.raises(ValueError, match=r"at most the input's 128"):
+        networks.build_model("resnet", 4, ModelConfig(baseline_image_size=160), image_size=128)
+
+
 def test_a_pretrained_model_of_another_size_is_refused_by_name(tmp_path):
     from vacnn_tf.config import RunConfig
 

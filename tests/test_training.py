@@ -211,6 +211,17 @@ def test_fine_tuning_settings_leave_the_pretraining_alone(cache, tmp_path):
     assert run_key(cfg) != run_key(replace(cfg, **{"train.pretrain_patience": 4}))
 
 
+def test_a_model_key_added_later_keys_a_pretraining_only_off_its_default():
+    """Pretrainings on disk are named by this key: a new model setting at its default must not rename them."""
+    from vacnn_tf.config import RunConfig
+    from vacnn_tf.training.run_dirs import pretrain_key
+
+    cfg = RunConfig()
+    assert pretrain_key(cfg) == "a29e3d03b4c5"  # the default config's key before model.baseline_image_size existed
+    resnet = replace(cfg, **{"model.architecture": "resnet"})
+    assert pretrain_key(resnet) != pretrain_key(replace(resnet, **{"model.baseline_image_size": 128}))
+
+
 def test_a_pretraining_stored_under_another_name_is_found_by_its_settings(cache, tmp_path):
     """Runs keyed by an older naming keep being reused: found by their stored config, exclusions included."""
     from vacnn_tf.config import to_yaml

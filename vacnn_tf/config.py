@@ -218,12 +218,22 @@ class ModelConfig:
     bn_momentum: float = setting(
         0.9, "silent: moving-average momentum of the baselines' BatchNormalization (Keras's applications use 0.99; "
              "0.9 is PyTorch's default, and tracks the weights at batch 8)")
+    baseline_image_size: Optional[int] = setting(
+        None, "ours, not the paper's: side to which a keras.applications baseline (architecture resnet, inception, "
+              "mobilenet) resizes its input inside the model (antialiased bilinear), a multiple of 32, at most "
+              "features.image_size; features, caches and serving keep features.image_size. None: no resizing. The "
+              "quick profile sets it so that the three large baselines fit a 2-core CPU",
+        keyed_at_default=False)
 
     def __post_init__(self) -> None:
         # checked when the config is built, so a bad value stops a run before any pretraining
         m = self.bn_momentum
         if isinstance(m, bool) or not isinstance(m, (int, float)) or not 0.0 <= m < 1.0:
             raise ConfigError(f"Config key 'model.bn_momentum' must be a number in [0, 1). Received: model.bn_momentum={m!r}")
+        size = self.baseline_image_size
+        if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < MIN_IMAGE_SIZE or size % 32):
+            raise ConfigError(f"Config key 'model.baseline_image_size' must be null or a multiple of 32 of at least "
+                              f"{MIN_IMAGE_SIZE}. Received: model.baseline_image_size={size!r}")
         _check_choices("model.", self)
 
 
@@ -384,6 +394,11 @@ class RunConfig:
 
     def __post_init__(self) -> None:
         _check_choices("", self)
+        size = self.model.baseline_image_size
+        if size is not None and size > self.features.image_size:
+            raise ConfigError(f"Config key 'model.baseline_image_size' must be at most features.image_size "
+                              f"({self.features.image_size}): a baseline resizes its input down, never up. "
+                              f"Received: model.baseline_image_size={size}")
 
 
 class ConfigError(ValueError):

@@ -306,6 +306,8 @@ def build_baseline(name: str, num_classes: int, config: ModelConfig = ModelConfi
         config: FC width and L2 factor (applied to every backbone kernel).
         image_size: Side of the input image; at least the application's minimum
             (:data:`MIN_BASELINE_SIZE`: InceptionV3 needs 75, so 96 with the VACNN's rule).
+            With ``config.baseline_image_size`` set, ``stem_resize`` first resizes it to that side,
+            to which the same minimum applies.
 
     Returns:
         A ``keras.Model`` named after ``name``, `(batch, image_size, image_size, 1)` -> `(batch, num_classes)`.
@@ -314,17 +316,26 @@ def build_baseline(name: str, num_classes: int, config: ModelConfig = ModelConfi
         raise ValueError(f"`name` must be one of {BASELINES}. Received: name={name!r}")
     check_num_classes(num_classes)
     shape = input_shape(image_size)
-    if image_size < MIN_BASELINE_SIZE[name]:
-        raise ValueError(f"Config key 'features.image_size' must be at least {MIN_BASELINE_SIZE[name]} for the "
-                         f"{name!r} baseline (keras.applications' minimum). Received: features.image_size={image_size}")
+    size = image_size if config.baseline_image_size is None else config.baseline_image_size
+    key = "features.image_size" if config.baseline_image_size is None else "model.baseline_image_size"
+    if size < MIN_BASELINE_SIZE[name]:
+        raise ValueError(f"Config key '{key}' must be at least {MIN_BASELINE_SIZE[name]} for the "
+                         f"{name!r} baseline (keras.applications' minimum). Received: {key}={size}")
+    if size > image_size:
+        raise ValueError(f"Config key 'model.baseline_image_size' must be at most the input's {image_size}. "
+                         f"Received: model.baseline_image_size={size}")
     inputs = keras.Input(shape, dtype="float32", name="logmel")
-    x = _input_stem(inputs, 1.0 / 127.5, -1.0, config)
+    x = inputs
+    if size != image_size:
+        # inside the model, so the feature cache, the export and serving keep one image size for every row
+        x = layers.Resizing(size, size, interpolation="bilinear", antialias=True, name="stem_resize")(x)
+    x = _input_stem(x, 1.0 / 127.5, -1.0, config)
     application = {
         "resnet": keras.applications.ResNet50V2,
         "inception": keras.applications.InceptionV3,
         "mobilenet": keras.applications.MobileNet,
     }[name]
-    backbone = application(include_top=False, weights=None, input_tensor=x, input_shape=shape)
+    backbone = application(include_top=False, weights=None, input_tensor=x, input_shape=input_shape(size))
     _set_bn_momentum(backbone, config.bn_momentum)
     x = layers.GlobalAveragePooling2D(name="head_gap")(backbone.output)
     outputs = classifier_head(x, num_classes, "head", config)

@@ -95,7 +95,8 @@ def pretrain_key(config: RunConfig, exclude: Optional[Mapping[str, Sequence[str]
         "data_root": neutral.data.data_root,
         "synth_per_class": config.data.synth_per_class if config.data.data_root is None else None,
         "features": asdict(config.features),
-        "model": {k: v for k, v in asdict(config.model).items() if k not in ("use_bovw", "freeze_through", "state_pooling", "head_dropout")},
+        # from the run key's tree, so a model key added later is left out at its default as there
+        "model": {k: v for k, v in key_tree(config)["model"].items() if k not in ("use_bovw", "freeze_through", "state_pooling", "head_dropout")},
         # verbosity and scheduling (how the same steps run) do not change what a pretraining learns
         "train": train,
         "folds": config.protocol.folds,
