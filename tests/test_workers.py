@@ -331,3 +331,54 @@ def test_what_a_run_reads_is_cached_once_before_workers_start(tmp_path: Path, mo
         assert len(load_corpus(config, name).images) >= 14  # 2 per class, read back
     emodb = load_corpus(config, "emodb")
     assert len(descriptors_for(emodb.images, config.bovw, cache_dir=bovw_cache_dir(config), progress=False)) == 14
+
+
+# --- the one pretraining of a fine-tuning run, before its workers ----------------------------------
+
+def test_jobs_train_the_one_shared_pretraining_on_every_core_before_the_workers(tmp_path: Path,
+                                                                                monkeypatch: pytest.MonkeyPatch):
+    """A lone pretraining left to the workers would run on one core while the other waits for it."""
+    import subprocess
+
+    from vacnn_tf.cli import main
+    from vacnn_tf.training import workers
+    from vacnn_tf.training.run_dirs import is_done, pretrain_dir
+
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    monkeypatch.setattr(workers, "usable_cores", lambda: [0, 1])
+    commands, pretrained_first = [], []
+
+    real_run = subprocess.run
+
+    def child(command: list[str], *args: object, **kwargs: object) -> subprocess.CompletedProcess:
+        if list(command[1:3]) != ["-m", "vacnn_tf"]:  # git and the like
+            return real_run(command, *args, **kwargs)
+        commands.append(command[3:])  # run in this process: the same command, without a second TensorFlow start
+        return subprocess.CompletedProcess(command, main(command[3:]))
+
+    def jobs(command: object, count: int) -> list[int]:  # the workers find nothing left to do before this
+        pretrained_first.append(is_done(pretrain_dir(config)))
+        return [0] * count
+
+    monkeypatch.setattr(subprocess, "run", child)
+    monkeypatch.setattr(workers, "run_jobs", jobs)
+    flags = ["--out", str(tmp_path / "run"), *TINY, "--set", f"out={tmp_path / 'runs'}", "--set", "model.use_bovw=false",
+             "--set", f"data.cache_dir={tmp_path / 'cache'}", "--set", "data.workers=1"]
+    config = replace(RunConfig(), **{"out": str(tmp_path / "runs"), "data.synth_per_class": 4, "protocol.folds": 2,
+                                     "protocol.max_folds": 1, "train.epochs": 1, "train.pretrain_epochs": 1,
+                                     "train.verbose": 0, "features.image_size": 64, "model.use_bovw": False,
+                                     "data.cache_dir": str(tmp_path / "cache"), "data.workers": 1})
+    assert main(["finetune", "--target", "emodb", "--jobs", "2", *flags]) == 0
+    assert [c[:2] for c in commands] == [["pretrain", "--config"]] and commands[0][-1] == "--resume"
+    assert pretrained_first == [True]
+    # found finished, it is not started again; a RAVDESS target under `speaker` leaves its pretrainings to the workers
+    from vacnn_tf.cli.train import _pretrain_on_every_core
+
+    _pretrain_on_every_core(config, "emodb")
+    monkeypatch.setattr(subprocess, "run", lambda command, *a, **k: commands.append(command[3:]) or
+                        subprocess.CompletedProcess(command, 0))
+    other = replace(config, **{"protocol.name": "speaker", "train.pretrain_epochs": 2})  # a pretraining not made yet
+    _pretrain_on_every_core(other, "ravdess")
+    assert len(commands) == 1
+    _pretrain_on_every_core(other, "emodb")
+    assert len(commands) == 2  # EmoDB is not pretrained on: under `speaker` too its folds share one pretraining

@@ -296,15 +296,21 @@ def pretrain_table(
     return out
 
 
+def shares_one_pretraining(target: str, protocol_name: str) -> bool:
+    """True when every fold of ``target`` under ``protocol_name`` starts from one pretraining, the
+    one that excludes nothing (see :func:`pretrain_exclusions`)."""
+    return not (protocol_name == "speaker" and target in PRETRAIN_CORPORA)
+
+
 def pretrain_exclusions(target: str, protocol_name: str, fold: Fold) -> dict[str, list[str]]:
     """Speakers a fold's pretraining must not see: the RAVDESS test actors under ``speaker``.
 
     Under ``paper`` nothing is excluded (the paper's sample leak, reported), and EmoDB / SAVEE are
     not part of the pretraining set, so one shared pretraining serves all of their folds.
     """
-    if protocol_name == "speaker" and target in PRETRAIN_CORPORA:
-        return {target: sorted(fold.test_speakers)}
-    return {}
+    if shares_one_pretraining(target, protocol_name):
+        return {}
+    return {target: sorted(fold.test_speakers)}
 
 
 def folds_to_json(folds: list[Fold], table: pd.DataFrame, protocol: str, seed: int) -> dict[str, Any]:
