@@ -202,7 +202,8 @@ def register(subparsers: Any) -> None:
         "first when none is given), pick the epoch on validation accuracy and score the test part. "
         "Writes RUN/fold_K/ (model, predictions, metrics, TensorBoard logs), folds.json and "
         "RUN/metrics/, and prints accuracy and UAR per fold with their mean and spread. --jobs N trains "
-        "the folds on N worker processes of this machine; --shard I/N makes this process one of N "
+        "the folds on N worker processes of this machine (a pretraining they all share first, on all the "
+        "cores); --shard I/N makes this process one of N "
         "workers sharing the run directory (a cluster's job array), each fold trained by one of them.",
     )
     _common(p)
