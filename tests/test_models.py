@@ -462,6 +462,26 @@ def test_image_sizes_the_networks_cannot_take_are_refused():
         networks.build_model("inception", 4, image_size=64)
 
 
+def test_residual_blocks_add_each_block_input_and_freeze_through_the_first_sum(tmp_path):
+    """model.residual: identity in VA block 1, 1x1/2 conv + GN in blocks 2 and 3; the rest unchanged."""
+    config = ModelConfig(residual=True)
+    model = networks.build_vacnn(7, config=config, image_size=64)
+    plain = networks.build_vacnn(7, image_size=64)
+    shortcuts = 32 * 96 + 2 * 96 + 96 * 288 + 2 * 288  # two projections and their GN; block 1 adds its input as is
+    assert networks.count_params(model)["total"] == networks.count_params(plain)["total"] + shortcuts
+    names = [layer.name for layer in model.layers]
+    assert "va_block1_shortcut_conv" not in names and {"va_block1_add", "va_block2_add", "va_block3_add"} <= set(names)
+    assert _shape(model, "va_block2_shortcut_gn") == (8, 8, 96) and _shape(model, "va_block3_add") == (4, 4, 288)
+    fused = build_finetuned(model, 5, config)
+    frozen = frozen_layer_names(fused)
+    assert "va_block1_attention" in frozen and "va_block2_conv1" not in frozen
+    assert "va_block2_shortcut_conv" not in frozen  # block 2's projection is retrained with the block
+    x = {"logmel": np.random.default_rng(1).uniform(0, 255, (2, 64, 64, 1)).astype("float32"), "bovw": _bovw()}
+    fused.save(tmp_path / "f.keras")
+    loaded = keras.models.load_model(tmp_path / "f.keras", safe_mode=True)
+    np.testing.assert_allclose(loaded(x), fused(x), rtol=1e-5, atol=1e-6)
+
+
 def test_a_baseline_image_size_resizes_inside_the_model_and_survives_a_safe_reload(tmp_path):
     """model.baseline_image_size=64 on 128x128 features: the input stays 128, the backbone sees 64."""
     config = ModelConfig(baseline_image_size=64)

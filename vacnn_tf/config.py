@@ -218,6 +218,11 @@ class ModelConfig:
     bn_momentum: float = setting(
         0.9, "silent: moving-average momentum of the baselines' BatchNormalization (Keras's applications use 0.99; "
              "0.9 is PyTorch's default, and tracks the weights at batch 8)")
+    residual: bool = setting(
+        False, "ours, not METHOD.md's: each VA block adds its input to its attended output (identity, or a 1x1 "
+               "strided conv + GN where the shape changes), the ResNet-style joining section 3.1's text describes "
+               "(\"concatenated the VA blocks by adding convolutional features\") and Figure 2 does not draw",
+        keyed_at_default=False)
     baseline_image_size: Optional[int] = setting(
         None, "ours, not the paper's: side to which a keras.applications baseline (architecture resnet, inception, "
               "mobilenet) resizes its input inside the model (antialiased bilinear), a multiple of 32, at most "

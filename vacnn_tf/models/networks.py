@@ -171,6 +171,20 @@ def _conv_block(x: Any, filters: int, strides: int, prefix: str, suffix: str, co
     return layers.ReLU(name=f"{prefix}_relu{suffix}")(x)
 
 
+def _residual(x: Any, block_input: Any, filters: int, stride: int, prefix: str, config: ModelConfig) -> Any:
+    """``model.residual``: ``x`` + the block's input, projected (1x1 conv, stride, GN) where its shape differs.
+
+    No activation after the sum: the next block's first conv block normalises it, and after the
+    last block ``head_gn`` + ``head_relu`` do, as in a pre-activation ResNet.
+    """
+    shortcut = block_input
+    if stride != 1 or block_input.shape[-1] != filters:
+        shortcut = layers.Conv2D(filters, 1, strides=stride, padding="same", use_bias=False,
+                                 kernel_regularizer=l2_regularizer(config), name=f"{prefix}_shortcut_conv")(block_input)
+        shortcut = layers.GroupNormalization(groups=config.groups, epsilon=1e-5, name=f"{prefix}_shortcut_gn")(shortcut)
+    return layers.Add(name=f"{prefix}_add")([x, shortcut])
+
+
 def classifier_head(x: Any, num_classes: int, prefix: str, config: ModelConfig, dropout: float = 0.0) -> Any:
     """FC ``dense_units`` + ReLU -> softmax classifier (section 3.1: "FC 256 -> softmax").
 
@@ -204,7 +218,8 @@ def build_vacnn(
     (28, 28, 96) -> ``va_block3_*`` (14, 14, 288) -> ``head_gn``, ``head_relu`` (14, 14, 288,
     the feature map fine-tuning uses) -> ``head_gap`` (288,) -> ``head_fc`` (256,) ->
     ``head_classifier`` (num_classes,). Each VA block is two conv blocks (the first strided in
-    blocks 2 and 3) followed by ``va_blockN_attention``.
+    blocks 2 and 3) followed by ``va_blockN_attention``; with ``config.residual`` the block's input
+    is added to that (``va_blockN_add``, through ``va_blockN_shortcut_conv`` / ``_gn`` in blocks 2 and 3).
 
     Args:
         num_classes: Number of output classes (pretraining: 7).
@@ -238,6 +253,7 @@ def build_vacnn(
     x = layers.MaxPooling2D(3, strides=2, padding="same", name="stem_pool")(x)
     for index, (filters, stride) in enumerate(VA_BLOCKS, start=1):
         prefix = f"va_block{index}"
+        block_input = x
         x = _conv_block(x, filters, stride, prefix, "1", config)
         x = _conv_block(x, filters, 1, prefix, "2", config)
         if attention != "none":
@@ -246,6 +262,8 @@ def build_vacnn(
                 reduction=config.reduction, kernel_size=config.spatial_kernel,
                 kernel_regularizer=l2_regularizer(config), name=f"{prefix}_attention",
             )(x)
+        if config.residual:
+            x = _residual(x, block_input, filters, stride, prefix, config)
     x = layers.GroupNormalization(groups=config.groups, epsilon=1e-5, name="head_gn")(x)
     x = layers.ReLU(name="head_relu")(x)
     x = layers.GlobalAveragePooling2D(name="head_gap")(x)
