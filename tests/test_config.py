@@ -167,7 +167,8 @@ NEUTRAL = {"out": "runs", "data.cache_dir": "cache", "data.workers": 0, "train.v
 KEYED_ONLY_OFF_DEFAULT = {"train.strategy": "default", "train.batch_per": "replica", "protocol.first_fold": 0,
                           "train.baseline_epochs": None, "train.jobs": 1, "train.pretrain_patience": None,
                           "train.pretrain_augment": None, "train.pretrain_mixup": None,
-                          "model.baseline_image_size": None, "model.residual": False}
+                          "model.baseline_image_size": None, "model.residual": False,
+                          "model.finetune_fc": True}
 
 
 def test_neutral_and_off_default_settings_are_the_pinned_ones():

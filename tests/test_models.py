@@ -462,6 +462,18 @@ def test_image_sizes_the_networks_cannot_take_are_refused():
         networks.build_model("inception", 4, image_size=64)
 
 
+def test_without_the_fine_tuning_fc_the_softmax_reads_the_states_themselves():
+    """model.finetune_fc=false: flattened attended states -> softmax (49 * 288 * 5 + 5 weights), no FC 256."""
+    base = networks.build_vacnn(7, image_size=64)
+    fused = build_finetuned(base, 5, ModelConfig(finetune_fc=False, head_dropout=0.3))
+    names = [layer.name for layer in fused.layers]
+    assert "finetune_fc" not in names and "finetune_dropout_fc" not in names and "finetune_dropout_classifier" in names
+    assert fused.get_layer("finetune_classifier").kernel.shape == (4 * 288, 5)  # 64 px: 2x2 states
+    plain = build_finetuned(base, 5, ModelConfig(use_bovw=False, finetune_fc=False))
+    assert plain.get_layer("finetune_classifier").kernel.shape == (288, 5)
+    assert build_finetuned(base, 5, ModelConfig()).get_layer("finetune_fc").kernel.shape == (4 * 288, 256)
+
+
 def test_residual_blocks_add_each_block_input_and_freeze_through_the_first_sum(tmp_path):
     """model.residual: identity in VA block 1, 1x1/2 conv + GN in blocks 2 and 3; the rest unchanged."""
     config = ModelConfig(residual=True)

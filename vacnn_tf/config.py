@@ -218,6 +218,10 @@ class ModelConfig:
     bn_momentum: float = setting(
         0.9, "silent: moving-average momentum of the baselines' BatchNormalization (Keras's applications use 0.99; "
              "0.9 is PyTorch's default, and tracks the weights at batch 8)")
+    finetune_fc: bool = setting(
+        True, "silent: the fine-tuned model's FC dense_units + ReLU before its softmax classifier (the pretraining "
+              "head's); false: the softmax classifier alone on the (attended) states, as METHOD.md's \"ReLU; "
+              "classifier with softmax\" reads", keyed_at_default=False)
     residual: bool = setting(
         False, "ours, not METHOD.md's: each VA block adds its input to its attended output (identity, or a 1x1 "
                "strided conv + GN where the shape changes), the ResNet-style joining section 3.1's text describes "

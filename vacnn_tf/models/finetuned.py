@@ -85,7 +85,8 @@ def build_finetuned(
     ``bovw`` (128,) -> ``bovw_squeeze`` Dense 49 -> ``bovw_expand`` (49, 1) -> ``bovw_hidden``
     Dense 288, h_s (49, 288) -> ``context_attention`` (eqs. 4-8) (49, 288) -> ``context_relu``.
     Then the classifier, "a fully connected layer and softmax" (section 3): ``finetune_flatten``
-    (49 * 288,) -> ``finetune_fc`` (dense_units,) -> ``finetune_classifier`` softmax. Flattening
+    (49 * 288,) -> ``finetune_fc`` (dense_units,) -> ``finetune_classifier`` softmax
+    (``config.finetune_fc=False``: no ``finetune_fc``, the softmax classifier alone). Flattening
     keeps where in time and frequency each state lies; ``config.state_pooling="gap"`` averages
     the 49 states instead (``finetune_gap``, 288), 74k FC weights instead of 3.6M, which on
     EmoDB learned more slowly and tested lower (docs/method.md); ``"time_gap"`` averages each
@@ -136,7 +137,7 @@ def build_finetuned(
         x = _pool_states(x, (height, width), config.state_pooling)
     else:
         x = layers.GlobalAveragePooling1D(name="finetune_gap")(x)
-    outputs = classifier_head(x, num_classes, "finetune", config, dropout=config.head_dropout)
+    outputs = classifier_head(x, num_classes, "finetune", config, dropout=config.head_dropout, fc=config.finetune_fc)
     suffix = "bovw" if use_bovw else "finetuned"
     return keras.Model(inputs, outputs, name=f"{pretrained.name}_{suffix}")
 

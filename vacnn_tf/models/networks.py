@@ -185,15 +185,19 @@ def _residual(x: Any, block_input: Any, filters: int, stride: int, prefix: str, 
     return layers.Add(name=f"{prefix}_add")([x, shortcut])
 
 
-def classifier_head(x: Any, num_classes: int, prefix: str, config: ModelConfig, dropout: float = 0.0) -> Any:
+def classifier_head(x: Any, num_classes: int, prefix: str, config: ModelConfig, dropout: float = 0.0,
+                    fc: bool = True) -> Any:
     """FC ``dense_units`` + ReLU -> softmax classifier (section 3.1: "FC 256 -> softmax").
 
     ``dropout`` > 0 puts a Dropout of that rate before each of the two dense layers
-    (``<prefix>_dropout_fc``, ``<prefix>_dropout_classifier``); 0 adds no layer.
+    (``<prefix>_dropout_fc``, ``<prefix>_dropout_classifier``); 0 adds no layer. ``fc=False``
+    leaves the FC layer (and its dropout) out: the softmax classifier reads ``x`` itself.
     """
-    if dropout:
+    if dropout and fc:
         x = layers.Dropout(dropout, name=f"{prefix}_dropout_fc")(x)
-    x = layers.Dense(config.dense_units, activation="relu", kernel_regularizer=l2_regularizer(config), name=f"{prefix}_fc")(x)
+    if fc:
+        x = layers.Dense(config.dense_units, activation="relu", kernel_regularizer=l2_regularizer(config),
+                         name=f"{prefix}_fc")(x)
     if dropout:
         x = layers.Dropout(dropout, name=f"{prefix}_dropout_classifier")(x)
     # dtype float32: under a mixed precision policy (TrainConfig.precision) the softmax and the

@@ -80,6 +80,10 @@ def run_key(config: RunConfig) -> str:
     return hashlib.sha1(json.dumps(key_tree(config), sort_keys=True).encode()).hexdigest()[:12]
 
 
+# model settings that only the fine-tuned model reads: runs that differ in them share a pretraining
+FINETUNE_ONLY_MODEL_KEYS = ("use_bovw", "freeze_through", "state_pooling", "head_dropout", "finetune_fc")
+
+
 def pretrain_key(config: RunConfig, exclude: Optional[Mapping[str, Sequence[str]]] = None) -> str:
     """Hash of what shapes a pretraining: data, features, architecture, recipe, seed, exclusions.
 
@@ -96,7 +100,7 @@ def pretrain_key(config: RunConfig, exclude: Optional[Mapping[str, Sequence[str]
         "synth_per_class": config.data.synth_per_class if config.data.data_root is None else None,
         "features": asdict(config.features),
         # from the run key's tree, so a model key added later is left out at its default as there
-        "model": {k: v for k, v in key_tree(config)["model"].items() if k not in ("use_bovw", "freeze_through", "state_pooling", "head_dropout")},
+        "model": {k: v for k, v in key_tree(config)["model"].items() if k not in FINETUNE_ONLY_MODEL_KEYS},
         # verbosity and scheduling (how the same steps run) do not change what a pretraining learns
         "train": train,
         "folds": config.protocol.folds,
