@@ -341,6 +341,7 @@ def test_jobs_train_the_one_shared_pretraining_on_every_core_before_the_workers(
     import subprocess
 
     from vacnn_tf.cli import main
+    from vacnn_tf.config import load_config
     from vacnn_tf.training import workers
     from vacnn_tf.training.run_dirs import is_done, pretrain_dir
 
@@ -364,10 +365,7 @@ def test_jobs_train_the_one_shared_pretraining_on_every_core_before_the_workers(
     monkeypatch.setattr(workers, "run_jobs", jobs)
     flags = ["--out", str(tmp_path / "run"), *TINY, "--set", f"out={tmp_path / 'runs'}", "--set", "model.use_bovw=false",
              "--set", f"data.cache_dir={tmp_path / 'cache'}", "--set", "data.workers=1"]
-    config = replace(RunConfig(), **{"out": str(tmp_path / "runs"), "data.synth_per_class": 4, "protocol.folds": 2,
-                                     "protocol.max_folds": 1, "train.epochs": 1, "train.pretrain_epochs": 1,
-                                     "train.verbose": 0, "features.image_size": 64, "model.use_bovw": False,
-                                     "data.cache_dir": str(tmp_path / "cache"), "data.workers": 1})
+    config = load_config(None, flags[3::2])  # what the command's --set flags make of it
     assert main(["finetune", "--target", "emodb", "--jobs", "2", *flags]) == 0
     assert [c[:2] for c in commands] == [["pretrain", "--config"]] and commands[0][-1] == "--resume"
     assert pretrained_first == [True]

@@ -230,8 +230,8 @@ class ModelConfig:
     baseline_image_size: Optional[int] = setting(
         None, "ours, not the paper's: side to which a keras.applications baseline (architecture resnet, inception, "
               "mobilenet) resizes its input inside the model (antialiased bilinear), a multiple of 32, at most "
-              "features.image_size; features, caches and serving keep features.image_size. None: no resizing. The "
-              "quick profile sets it so that the three large baselines fit a 2-core CPU",
+              "features.image_size; features, caches and serving keep features.image_size. None: no resizing. For CPU "
+              "budgets: the three backbones are Table 10's largest networks",
         keyed_at_default=False)
 
     def __post_init__(self) -> None:

@@ -193,9 +193,9 @@ def classifier_head(x: Any, num_classes: int, prefix: str, config: ModelConfig, 
     (``<prefix>_dropout_fc``, ``<prefix>_dropout_classifier``); 0 adds no layer. ``fc=False``
     leaves the FC layer (and its dropout) out: the softmax classifier reads ``x`` itself.
     """
-    if dropout and fc:
-        x = layers.Dropout(dropout, name=f"{prefix}_dropout_fc")(x)
     if fc:
+        if dropout:
+            x = layers.Dropout(dropout, name=f"{prefix}_dropout_fc")(x)
         x = layers.Dense(config.dense_units, activation="relu", kernel_regularizer=l2_regularizer(config),
                          name=f"{prefix}_fc")(x)
     if dropout:
@@ -338,8 +338,8 @@ def build_baseline(name: str, num_classes: int, config: ModelConfig = ModelConfi
         raise ValueError(f"`name` must be one of {BASELINES}. Received: name={name!r}")
     check_num_classes(num_classes)
     shape = input_shape(image_size)
-    size = image_size if config.baseline_image_size is None else config.baseline_image_size
-    key = "features.image_size" if config.baseline_image_size is None else "model.baseline_image_size"
+    size = config.baseline_image_size or image_size
+    key = "model.baseline_image_size" if config.baseline_image_size else "features.image_size"
     if size < MIN_BASELINE_SIZE[name]:
         raise ValueError(f"Config key '{key}' must be at least {MIN_BASELINE_SIZE[name]} for the "
                          f"{name!r} baseline (keras.applications' minimum). Received: {key}={size}")
