@@ -27,8 +27,8 @@ from vacnn_tf.training.workers import Shard, add_worker_options, check_worker_op
 
 # the table scripts take the grid's names from here
 from reproduce.grid import (  # noqa: E402,F401
-    PRETRAIN_CORPORA, Need, Outcome, available_corpora, clear_runs, grid_cache_needs, plan_needs, run_needs,
-    work_needs,
+    PRETRAIN_CORPORA, Need, Outcome, available_corpora, clear_runs, grid_cache_needs, plan_needs, planned_units,
+    run_needs, work_needs,
 )
 
 
@@ -358,16 +358,21 @@ def _device(name: Optional[str]) -> Any:
 
 def run_workers(module: str, argv: Sequence[str], args: argparse.Namespace,
                 grids: Sequence[tuple[RunConfig, Sequence[Need], Sequence[int]]]) -> None:
-    """``--jobs N``: ``--force`` applied once to the runs of ``grids``, then N pinned ``--shard``
-    copies of the command, waited for."""
+    """``--jobs N``: ``--force`` applied once to the runs of ``grids``, their caches filled, a
+    pretraining that fewer than N workers could share trained first on all the cores
+    (:func:`vacnn_tf.training.workers.pretrain_before_workers`), then N pinned ``--shard`` copies of the
+    command, waited for."""
     from vacnn_tf.training.caches import fill_caches
-    from vacnn_tf.training.workers import child_argv, python_command, run_jobs
+    from vacnn_tf.training.workers import child_argv, pretrain_before_workers, python_command, run_jobs
 
     if args.force:
         for config, needs, seeds in grids:
             clear_runs(config, needs, seeds)
     fill_caches([c for config, needs, seeds in grids for c in grid_cache_needs(config, needs, seeds)],
                 note=lambda line: print(f"[reproduce] {line}", flush=True))
+    pretrain_before_workers([pair for config, needs, seeds in grids
+                             for pair in planned_units(config, needs, seeds, force=False)],
+                            args.jobs, note=lambda line: print(f"[reproduce] {line}", flush=True))
     codes = run_jobs(lambda shard: python_command(module, child_argv(argv, shard)), args.jobs)
     failed = sum(1 for code in codes if code)
     if failed:

@@ -218,7 +218,13 @@ def _plans(config: RunConfig, needs: Sequence[tuple[int, Need]], seeds: Sequence
 
 def plan_needs(config: RunConfig, needs: Sequence[Need], seeds: Sequence[int], force: bool) -> list["Unit"]:
     """The trainings ``needs`` will run, in order, as :class:`vacnn_tf.training.progress.Unit`."""
-    return [u for *_, units in _plans(config, list(enumerate(needs)), seeds, force) for u in units]
+    return [u for _, u in planned_units(config, needs, seeds, force)]
+
+
+def planned_units(config: RunConfig, needs: Sequence[Need], seeds: Sequence[int],
+                  force: bool) -> list[tuple[RunConfig, "Unit"]]:
+    """:func:`plan_needs`, each unit with the configuration that trains it."""
+    return [(cfg, u) for _, _, cfg, units in _plans(config, list(enumerate(needs)), seeds, force) for u in units]
 
 
 def _run_need(config: RunConfig, need: Need, force: bool, progress: Optional["Progress"] = None,

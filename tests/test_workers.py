@@ -370,13 +370,66 @@ def test_jobs_train_the_one_shared_pretraining_on_every_core_before_the_workers(
     assert [c[:2] for c in commands] == [["pretrain", "--config"]] and commands[0][-1] == "--resume"
     assert pretrained_first == [True]
     # found finished, it is not started again; a RAVDESS target under `speaker` leaves its pretrainings to the workers
-    from vacnn_tf.cli.train import _pretrain_on_every_core
+    from vacnn_tf.training.progress import plan_finetune
+    from vacnn_tf.training.workers import pretrain_before_workers
 
-    _pretrain_on_every_core(config, "emodb")
+    def planned(cfg: RunConfig, target: str) -> list:
+        return [(cfg, unit) for unit in plan_finetune(cfg, target)]
+
     monkeypatch.setattr(subprocess, "run", lambda command, *a, **k: commands.append(command[3:]) or
                         subprocess.CompletedProcess(command, 0))
+    assert pretrain_before_workers(planned(config, "emodb"), 2) == []
     other = replace(config, **{"protocol.name": "speaker", "train.pretrain_epochs": 2})  # a pretraining not made yet
-    _pretrain_on_every_core(other, "ravdess")
+    assert pretrain_before_workers(planned(other, "ravdess"), 2) == []
     assert len(commands) == 1
-    _pretrain_on_every_core(other, "emodb")
-    assert len(commands) == 2  # EmoDB is not pretrained on: under `speaker` too its folds share one pretraining
+    # EmoDB is not pretrained on: under `speaker` too its folds share one pretraining
+    assert pretrain_before_workers(planned(other, "emodb"), 2) == [str(pretrain_dir(other))]
+    assert len(commands) == 2
+
+
+def test_only_pretrainings_fewer_than_the_workers_go_first(monkeypatch: pytest.MonkeyPatch):
+    """As many pending pretrainings as workers keep every worker busy; fewer would leave cores idle."""
+    import subprocess
+
+    from vacnn_tf.training.progress import Unit
+    from vacnn_tf.training.workers import pretrain_before_workers
+
+    config = RunConfig()
+    started: list[list[str]] = []
+    codes = iter([0, 1, 0])
+    monkeypatch.setattr(subprocess, "run", lambda command, *a, **k: started.append(command) or
+                        subprocess.CompletedProcess(command, next(codes)))
+
+    def pretraining(key: str, done: bool = False, exclude: tuple = ()) -> tuple[RunConfig, Unit]:
+        return config, Unit(key, f"pretraining {key}", done=done, pretraining=True, exclude=exclude)
+
+    fold = (config, Unit("run/fold_0", "fold 0"))
+    # one pending pretraining (twice in the grid: two runs share it), one finished: trained first
+    assert pretrain_before_workers([pretraining("a"), fold, pretraining("a"), pretraining("b", done=True)], 2) == ["a"]
+    assert len(started) == 1 and started[0][-4:-2] == ["pretrain", "--config"] and started[0][-1] == "--resume"
+    # as many as the workers: theirs
+    assert pretrain_before_workers([pretraining("a"), pretraining("c")], 2) == []
+    assert len(started) == 1
+    # one that failed (exit 1) is left to the workers, the next still runs; one holding speakers out is theirs
+    held_out = (("ravdess", ("01",)),)
+    assert pretrain_before_workers([pretraining("a"), pretraining("c"), pretraining("d", exclude=held_out)], 4) == ["c"]
+    assert len(started) == 3
+
+
+def test_a_table_with_one_pretraining_trains_it_before_its_workers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """Tables 4-9 start from one pretraining per seed: ``--jobs`` hands every seed's units to the rule above."""
+    from reproduce import common, table6
+    from vacnn_tf.training import caches, workers
+
+    handed: list[tuple[list, int]] = []
+    monkeypatch.setattr(caches, "fill_caches", lambda needs, note: 0)
+    monkeypatch.setattr(workers, "pretrain_before_workers", lambda planned, jobs, note: handed.append((planned, jobs)))
+    monkeypatch.setattr(workers, "run_jobs", lambda command, jobs: [0] * jobs)
+    config = replace(RunConfig(), **{"out": str(tmp_path / "runs"), "data.synth_per_class": 2, "protocol.folds": 2})
+    args = argparse.Namespace(force=False, jobs=2)
+    common.run_workers("reproduce.table6", [], args, [(config, table6.needs(config), (42, 43))])
+    [(planned, jobs)] = handed
+    assert jobs == 2
+    pretrainings = {unit.key for _, unit in planned if unit.pretraining}
+    assert len(pretrainings) == 2 and all(not unit.done for _, unit in planned)  # the seed is part of a pretraining's key
+    assert sorted({cfg.seed for cfg, unit in planned if not unit.pretraining}) == [42, 43]

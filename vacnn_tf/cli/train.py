@@ -122,7 +122,9 @@ def _finetune_on_workers(args: argparse.Namespace, config: Any) -> Any:
     """``--jobs N``: --resume / --force applied once, N pinned ``--shard`` workers, then the run's summary."""
     from vacnn_tf.training.caches import cache_needs, fill_caches
     from vacnn_tf.training.run_dirs import finetune_dir, prepare_run_dir
-    from vacnn_tf.training.workers import child_argv, python_command, run_jobs, worker_placements
+    from vacnn_tf.training.progress import plan_finetune
+    from vacnn_tf.training.workers import (child_argv, pretrain_before_workers, python_command, run_jobs,
+                                           worker_placements)
 
     worker_placements(args.jobs)  # more workers than cores (or GPUs): a usage error before anything starts
     run_dir = Path(args.out) if args.out else finetune_dir(config, args.target, args.variant)
@@ -131,42 +133,13 @@ def _finetune_on_workers(args: argparse.Namespace, config: Any) -> Any:
         fill_caches(cache_needs(config, args.target, args.variant, args.pretrained),
                     note=lambda line: print(line, flush=True))
         if args.variant == "finetuned" and args.pretrained is None:
-            _pretrain_on_every_core(config, args.target)
+            pretrain_before_workers([(config, unit) for unit in plan_finetune(config, args.target, args.variant)],
+                                    args.jobs, note=lambda line: print(line, flush=True))
         codes = run_jobs(lambda shard: python_command("vacnn_tf", child_argv(args.argv, shard, ["--resume"])), args.jobs)
         if any(codes):
             print(f"{sum(1 for c in codes if c)} of {len(codes)} workers ended with an error; what they left undone "
                   "is retried here", file=sys.stderr)
     return _finetune_here(args, config, resume=True, force=False)
-
-
-def _pretrain_on_every_core(config: Any, target: str) -> None:
-    """Train (or find) the one pretraining every fold of the run starts from, before the workers.
-
-    Left to the workers, it would run on one worker's share of the cores while the others wait
-    for it: on a 2-core machine a VACNN pretraining epoch on TESS + RAVDESS takes about 2.4 times
-    as long on one core (docs/reproducing.md). A run whose folds need pretrainings of their own
-    (a RAVDESS target under ``speaker``) keeps them on the workers, several at once. A child
-    process trains it, so that this one holds no TensorFlow state while the workers run; if it
-    fails, the workers meet the same pretraining and report what is wrong.
-    """
-    import subprocess
-    import tempfile
-
-    from vacnn_tf.config import to_yaml
-    from vacnn_tf.datasets.folds import shares_one_pretraining
-    from vacnn_tf.training.run_dirs import is_done, pretrain_dir
-    from vacnn_tf.training.workers import python_command
-
-    if not shares_one_pretraining(target, config.protocol.name) or is_done(pretrain_dir(config)):
-        return
-    print("[workers] the pretraining every fold starts from: in one process on all the cores, before the workers "
-          "start", flush=True)
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "config.yaml"
-        path.write_text(to_yaml(config))
-        done = subprocess.run(python_command("vacnn_tf", ["pretrain", "--config", str(path), "--resume"]))
-    if done.returncode:
-        print(f"[workers] the pretraining ended with exit code {done.returncode}; the workers take it up", file=sys.stderr)
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:

@@ -23,9 +23,13 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
-from typing import Callable, Optional, Sequence, TypeVar
+from typing import TYPE_CHECKING, Callable, Optional, Sequence, TypeVar
 
 from vacnn_tf.training.claims import UnitsHeld
+
+if TYPE_CHECKING:
+    from vacnn_tf.config import RunConfig
+    from vacnn_tf.training.progress import Unit
 
 log = logging.getLogger(__name__)
 
@@ -211,6 +215,52 @@ def run_jobs(command: Callable[[Shard], list[str]], jobs: int) -> list[int]:
         for child in children:
             child.wait()
         raise
+
+
+def pretrain_before_workers(planned: Sequence[tuple["RunConfig", "Unit"]], jobs: int,
+                            note: Callable[[str], None] = print) -> list[str]:
+    """Train the pretrainings a grid waits for before its workers start, when there are fewer of
+    them than workers; each in a child ``vacnn pretrain --resume`` on all the cores, in turn.
+
+    Left to the workers, a lone pretraining runs on one worker's share of the cores while the
+    others wait for it: on a 2-core machine a VACNN pretraining epoch on TESS + RAVDESS takes
+    about 2.4 times as long on one core (docs/reproducing.md). As many pretrainings as workers, or
+    more (a table's architectures, RAVDESS folds under ``speaker``), keep every worker busy and
+    stay with them. A pretraining that holds speakers out stays with the workers too: the
+    ``pretrain`` command has no way to name them. A child that fails leaves its pretraining to
+    the workers, which meet the same error and report it. Returns the run directories it trained.
+
+    Args:
+        planned: Each unit of the grid with the configuration that runs it
+            (:func:`vacnn_tf.training.progress.plan_finetune` and ``plan_pretrain``).
+        jobs: How many workers will start.
+        note: Where the progress lines go.
+    """
+    import tempfile
+    from pathlib import Path
+
+    from vacnn_tf.config import to_yaml
+
+    pending: dict[str, tuple["RunConfig", "Unit"]] = {}
+    for config, unit in planned:
+        if unit.pretraining and not unit.done:
+            pending.setdefault(unit.key, (config, unit))
+    if not pending or len(pending) >= jobs:
+        return []
+    trained = []
+    for key, (config, unit) in pending.items():
+        if unit.exclude:
+            continue
+        note(f"[workers] {unit.label}: in one process on all the cores, before the workers start")
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "config.yaml"
+            path.write_text(to_yaml(config))
+            done = subprocess.run(python_command("vacnn_tf", ["pretrain", "--config", str(path), "--resume"]))
+        if done.returncode:
+            note(f"[workers] {unit.label} ended with exit code {done.returncode}; the workers take it up")
+        else:
+            trained.append(key)
+    return trained
 
 
 def child_argv(argv: Sequence[str], shard: Shard, extra: Sequence[str] = ()) -> list[str]:
