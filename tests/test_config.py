@@ -27,7 +27,8 @@ def test_yaml_then_overrides(tmp_path: Path):
 @pytest.mark.parametrize(
     "override, message",
     [("train.epoch=3", "Unknown config key"), ("train.epochs=abc", "expects an integer"),
-     ("model.use_bovw=3", "expects true or false"), ("noequals", "section.key=value")],
+     ("model.use_bovw=3", "expects true or false"), ("noequals", "section.key=value"),
+     ("model.attention_gate_bias=abc", "expects a number")],
 )
 def test_bad_overrides_are_named(override, message):
     with pytest.raises(ConfigError, match=message):
@@ -168,7 +169,7 @@ KEYED_ONLY_OFF_DEFAULT = {"train.strategy": "default", "train.batch_per": "repli
                           "train.baseline_epochs": None, "train.jobs": 1, "train.pretrain_patience": None,
                           "train.pretrain_augment": None, "train.pretrain_mixup": None,
                           "model.baseline_image_size": None, "model.residual": False,
-                          "model.finetune_fc": True}
+                          "model.finetune_fc": True, "model.attention_gate_bias": None}
 
 
 def test_neutral_and_off_default_settings_are_the_pinned_ones():

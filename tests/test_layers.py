@@ -39,8 +39,9 @@ def np_spatial_weights(v: np.ndarray, kernel: np.ndarray) -> np.ndarray:
     return _sigmoid(out)
 
 
-def np_luong(o: np.ndarray, h_s: np.ndarray, w: np.ndarray, w_c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Eqs. (4)-(8), one sample and one state at a time; returns (avf, alpha)."""
+def np_luong(o: np.ndarray, h_s: np.ndarray, w: np.ndarray, w_c: np.ndarray,
+             gate_bias: np.ndarray | float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """Eqs. (4)-(8), one sample and one state at a time (``gate_bias`` added in eq. 7); returns (avf, alpha)."""
     batch, n, _ = h_s.shape
     avf = np.zeros_like(o, dtype=np.float64)
     alphas = np.zeros((batch, n))
@@ -49,7 +50,7 @@ def np_luong(o: np.ndarray, h_s: np.ndarray, w: np.ndarray, w_c: np.ndarray) -> 
         scores = np.array([h_t @ w @ h_s[b, s] for s in range(n)])  # (4)
         alpha = np.exp(scores - scores.max()) / np.exp(scores - scores.max()).sum()  # (5)
         context = sum(alpha[s] * h_s[b, s] for s in range(n))  # (6)
-        av_t = np.tanh(np.concatenate([context, h_t]) @ w_c)  # (7)
+        av_t = np.tanh(np.concatenate([context, h_t]) @ w_c + gate_bias)  # (7)
         for s in range(n):
             avf[b, s] = np.tanh(o[b, s] * av_t) + h_s[b, s]  # (8)
         alphas[b] = alpha
@@ -64,6 +65,7 @@ def np_luong(o: np.ndarray, h_s: np.ndarray, w: np.ndarray, w_c: np.ndarray) -> 
         (VisualAttention, {"reduction": 2, "kernel_size": 3, "kernel_regularizer": "l2"}, (2, 6, 5, 8), (2, 6, 5, 8), 5),
         (CBAM, {"reduction": 4, "kernel_size": 5}, (2, 6, 5, 8), (2, 6, 5, 8), 5),
         (LuongContextAttention, {"kernel_regularizer": "l2"}, [(2, 9, 6), (2, 9, 6)], (2, 9, 6), 2),
+        (LuongContextAttention, {"gate_bias": 1.0}, [(2, 9, 6), (2, 9, 6)], (2, 9, 6), 3),
         (ChannelStatsGroupNormalization, {"groups": 4, "epsilon": 1e-5}, (2, 6, 5, 8), (2, 6, 5, 8), 2),
         (BandStandardization, {"epsilon": 1e-2}, (2, 6, 5, 1), (2, 6, 5, 1), 2),
     ],
@@ -130,6 +132,22 @@ def test_luong_attention_matches_eqs_4_to_8():
     expected, alpha = np_luong(o, h_s, w, w_c)
     np.testing.assert_allclose(np.asarray(layer.scores(h_s)), alpha, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(np.asarray(layer([o, h_s])), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_luong_attention_gate_bias_opens_eq_8_to_the_vacnn_states():
+    """gate_bias b: av_t = tanh(W_c [C_t; h_t] + b), b trained and initialised at the value."""
+    o, h_s = random_inputs([(3, 6, 5), (3, 6, 5)], seed=4)
+    h_s = 0.01 * h_s  # the near-silent BOVW states of a fresh branch
+    unbiased, biased = LuongContextAttention(), LuongContextAttention(gate_bias=1.0)
+    out_unbiased, out_biased = np.asarray(unbiased([o, h_s])), np.asarray(biased([o, h_s]))
+    w, w_c, b = biased.get_weights()
+    np.testing.assert_allclose(b, np.ones(5))
+    np.testing.assert_allclose(np_luong(o, h_s, w, w_c, b)[0], out_biased, rtol=1e-5, atol=1e-5)
+    # how much of O reaches the output: about tanh(1) of it with the bias, almost none without
+    assert np.abs(out_biased - h_s).mean() > 10 * np.abs(out_unbiased - h_s).mean()
+    assert [v.name for v in biased.trainable_weights] == ["score_kernel", "combine_kernel", "combine_bias"]
+    with pytest.raises(ValueError, match="Received: gate_bias='1'"):
+        LuongContextAttention(gate_bias="1")
 
 
 def test_luong_attention_paper_shape():

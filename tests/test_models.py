@@ -10,7 +10,7 @@ import pytest
 
 from vacnn_tf.cli import main
 from vacnn_tf.cli.model import MODEL_CHOICES
-from vacnn_tf.config import ModelConfig, TrainConfig, replace
+from vacnn_tf.config import ConfigError, ModelConfig, TrainConfig, replace
 from vacnn_tf.models import networks, optimization
 from vacnn_tf.models.finetuned import bovw_statistics, build_finetuned, frozen_layer_names
 from vacnn_tf.models.layers import CBAM
@@ -472,6 +472,21 @@ def test_without_the_fine_tuning_fc_the_softmax_reads_the_states_themselves():
     plain = build_finetuned(base, 5, ModelConfig(use_bovw=False, finetune_fc=False))
     assert plain.get_layer("finetune_classifier").kernel.shape == (288, 5)
     assert build_finetuned(base, 5, ModelConfig()).get_layer("finetune_fc").kernel.shape == (4 * 288, 256)
+
+
+def test_the_attention_gate_bias_reaches_the_fused_model_and_its_saved_file(tmp_path):
+    """model.attention_gate_bias: a trained bias in eq. (7), kept by a .keras round trip."""
+    base = networks.build_vacnn(7, image_size=64)
+    fused = build_finetuned(base, 5, ModelConfig(attention_gate_bias=1.0))
+    attention = fused.get_layer("context_attention")
+    assert attention.gate_bias == 1.0 and attention.combine_bias.shape == (288,)
+    assert build_finetuned(base, 5, ModelConfig()).get_layer("context_attention").combine_bias is None
+    with pytest.raises(ConfigError, match="model.attention_gate_bias"):
+        ModelConfig(attention_gate_bias="1")
+    path = tmp_path / "fused.keras"
+    fused.save(path)
+    loaded = keras.saving.load_model(path, safe_mode=True)
+    np.testing.assert_array_equal(loaded.get_layer("context_attention").combine_bias.numpy(), np.ones(288, "float32"))
 
 
 def test_residual_blocks_add_each_block_input_and_freeze_through_the_first_sum(tmp_path):

@@ -222,6 +222,7 @@ def test_a_model_key_added_later_keys_a_pretraining_only_off_its_default():
     assert pretrain_key(resnet) != pretrain_key(replace(resnet, **{"model.baseline_image_size": 128}))
     assert pretrain_key(cfg) != pretrain_key(replace(cfg, **{"model.residual": True}))
     assert pretrain_key(cfg) == pretrain_key(replace(cfg, **{"model.finetune_fc": False}))  # read by fine-tuning only
+    assert pretrain_key(cfg) == pretrain_key(replace(cfg, **{"model.attention_gate_bias": 1.0}))
 
 
 def test_a_pretraining_stored_under_another_name_is_found_by_its_settings(cache, tmp_path):

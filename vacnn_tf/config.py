@@ -218,6 +218,11 @@ class ModelConfig:
     bn_momentum: float = setting(
         0.9, "silent: moving-average momentum of the baselines' BatchNormalization (Keras's applications use 0.99; "
              "0.9 is PyTorch's default, and tracks the weights at batch 8)")
+    attention_gate_bias: Optional[float] = setting(
+        None, "ours, not the paper's: None keeps eq. (7) unbiased (the paper); a number adds a trained bias to "
+              "W_c [C_t; h_t], initialised at that value, so that the attention vector av_t starts at tanh(value) "
+              "instead of near 0 and eq. (8) passes the VACNN states from the first step (docs/method.md)",
+        keyed_at_default=False)
     finetune_fc: bool = setting(
         True, "silent: the fine-tuned model's FC dense_units + ReLU before its softmax classifier (the pretraining "
               "head's); false: the softmax classifier alone on the (attended) states, as METHOD.md's \"ReLU; "
@@ -239,6 +244,10 @@ class ModelConfig:
         m = self.bn_momentum
         if isinstance(m, bool) or not isinstance(m, (int, float)) or not 0.0 <= m < 1.0:
             raise ConfigError(f"Config key 'model.bn_momentum' must be a number in [0, 1). Received: model.bn_momentum={m!r}")
+        bias = self.attention_gate_bias
+        if bias is not None and (isinstance(bias, bool) or not isinstance(bias, (int, float))):
+            raise ConfigError(f"Config key 'model.attention_gate_bias' must be null or a number. "
+                              f"Received: model.attention_gate_bias={bias!r}")
         size = self.baseline_image_size
         if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < MIN_IMAGE_SIZE or size % 32):
             raise ConfigError(f"Config key 'model.baseline_image_size' must be null or a multiple of 32 of at least "

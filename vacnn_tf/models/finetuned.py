@@ -185,7 +185,8 @@ def _bovw_fusion(states: Any, bovw_size: int, config: ModelConfig, bovw_train: O
     h = layers.Dense(
         depth, activation=BOVW_HIDDEN_ACTIVATION, kernel_regularizer=l2_regularizer(config), name="bovw_hidden"
     )(h)  # h_s: (batch, 49, 288)
-    x = vlayers.LuongContextAttention(kernel_regularizer=l2_regularizer(config), name="context_attention")([states, h])
+    x = vlayers.LuongContextAttention(kernel_regularizer=l2_regularizer(config), gate_bias=config.attention_gate_bias,
+                                      name="context_attention")([states, h])
     return bovw, layers.ReLU(name="context_relu")(x)
 
 

@@ -21,7 +21,7 @@ this module registers them all.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Optional
 
 import keras
 from keras import initializers, ops, regularizers
@@ -297,6 +297,11 @@ class LuongContextAttention(keras.layers.Layer):
     Args:
         kernel_initializer: Initializer of ``W`` and ``W_c``. Defaults to "glorot_uniform".
         kernel_regularizer: Optional regularizer of ``W`` and ``W_c`` (the paper's L2).
+        gate_bias: None (the paper's eq. 7, unbiased), or the initial value of a trained bias
+            ``b`` added in eq. (7), ``av_t = tanh(W_c [C_t; h_t] + b)`` (ours): with small
+            ``h_s`` the unbiased ``av_t`` starts near 0 and eq. (8) near ``h_s``, so the VACNN
+            features ``O`` pass from the first step only once ``W_c`` has grown; ``b`` = 1 lets
+            ``tanh(b)`` = 0.76 of them through from the start.
         **kwargs: Base layer arguments.
 
     Call arguments:
@@ -312,11 +317,15 @@ class LuongContextAttention(keras.layers.Layer):
         self,
         kernel_initializer: Any = "glorot_uniform",
         kernel_regularizer: Any = None,
+        gate_bias: Optional[float] = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.kernel_initializer = initializers.get(kernel_initializer)
         self.kernel_regularizer = regularizers.get(kernel_regularizer)
+        if gate_bias is not None and (isinstance(gate_bias, bool) or not isinstance(gate_bias, (int, float))):
+            raise ValueError(f"`gate_bias` must be None or a number. Received: gate_bias={gate_bias!r}")
+        self.gate_bias = None if gate_bias is None else float(gate_bias)
 
     def _check_shapes(self, input_shape: Any) -> tuple[tuple, tuple]:
         if not isinstance(input_shape, (list, tuple)) or len(input_shape) != 2 or not all(
@@ -350,6 +359,9 @@ class LuongContextAttention(keras.layers.Layer):
             name="combine_kernel", shape=(2 * depth, depth),
             initializer=self.kernel_initializer, regularizer=self.kernel_regularizer,
         )
+        self.combine_bias = None if self.gate_bias is None else self.add_weight(
+            name="combine_bias", shape=(depth,), initializer=initializers.Constant(self.gate_bias),
+        )
 
     def scores(self, hidden_states: Any) -> Any:
         """The attention weights ``alpha`` of eqs. (4)-(5), shape `(batch, n)`, rows sum to 1."""
@@ -363,7 +375,10 @@ class LuongContextAttention(keras.layers.Layer):
         alpha = self.scores(hidden_states)
         context = ops.einsum("bs,bsd->bd", alpha, hidden_states)  # eq. (6)
         combined = ops.concatenate([context, hidden_states[:, -1, :]], axis=-1)
-        attention_vector = ops.tanh(ops.matmul(combined, self.combine_kernel))  # eq. (7)
+        gate = ops.matmul(combined, self.combine_kernel)
+        if self.combine_bias is not None:
+            gate = gate + self.combine_bias
+        attention_vector = ops.tanh(gate)  # eq. (7)
         return ops.tanh(features * attention_vector[:, None, :]) + hidden_states  # eq. (8)
 
     def compute_output_shape(self, input_shape: Any) -> tuple:
@@ -375,4 +390,5 @@ class LuongContextAttention(keras.layers.Layer):
             **super().get_config(),
             "kernel_initializer": initializers.serialize(self.kernel_initializer),
             "kernel_regularizer": regularizers.serialize(self.kernel_regularizer),
+            "gate_bias": self.gate_bias,
         }

@@ -81,7 +81,8 @@ def run_key(config: RunConfig) -> str:
 
 
 # model settings that only the fine-tuned model reads: runs that differ in them share a pretraining
-FINETUNE_ONLY_MODEL_KEYS = ("use_bovw", "freeze_through", "state_pooling", "head_dropout", "finetune_fc")
+FINETUNE_ONLY_MODEL_KEYS = ("use_bovw", "freeze_through", "state_pooling", "head_dropout", "finetune_fc",
+                            "attention_gate_bias")
 
 
 def pretrain_key(config: RunConfig, exclude: Optional[Mapping[str, Sequence[str]]] = None) -> str:
