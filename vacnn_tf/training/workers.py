@@ -220,7 +220,8 @@ def run_jobs(command: Callable[[Shard], list[str]], jobs: int) -> list[int]:
 def pretrain_before_workers(planned: Sequence[tuple["RunConfig", "Unit"]], jobs: int,
                             note: Callable[[str], None] = print) -> list[str]:
     """Train the pretrainings a grid waits for before its workers start, when there are fewer of
-    them than workers; each in a child ``vacnn pretrain --resume`` on all the cores, in turn.
+    them than workers; each in a child ``vacnn pretrain --resume`` on all the cores, in turn (a
+    child, so that this process holds no TensorFlow state while the workers run).
 
     Left to the workers, a lone pretraining runs on one worker's share of the cores while the
     others wait for it: on a 2-core machine a VACNN pretraining epoch on TESS + RAVDESS takes
