@@ -122,7 +122,8 @@ def _finetune_on_workers(args: argparse.Namespace, config: Any) -> Any:
     """``--jobs N``: --resume / --force applied once, N pinned ``--shard`` workers, then the run's summary."""
     from vacnn_tf.training.caches import cache_needs, fill_caches
     from vacnn_tf.training.run_dirs import finetune_dir, prepare_run_dir
-    from vacnn_tf.training.progress import plan_finetune
+    from vacnn_tf.datasets.folds import shares_one_pretraining
+    from vacnn_tf.training.progress import plan_pretrain
     from vacnn_tf.training.workers import (child_argv, pretrain_before_workers, python_command, run_jobs,
                                            worker_placements)
 
@@ -133,8 +134,11 @@ def _finetune_on_workers(args: argparse.Namespace, config: Any) -> Any:
         fill_caches(cache_needs(config, args.target, args.variant, args.pretrained),
                     note=lambda line: print(line, flush=True))
         if args.variant == "finetuned" and args.pretrained is None:
-            pretrain_before_workers([(config, unit) for unit in plan_finetune(config, args.target, args.variant)],
-                                    args.jobs, note=lambda line: print(line, flush=True))
+            # the shared pretraining alone: a fold's own (RAVDESS under `speaker`) stays with the workers, and
+            # planning every fold would scan the corpus once more before the workers scan it again
+            shared = plan_pretrain(config) if shares_one_pretraining(args.target, config.protocol.name) else []
+            pretrain_before_workers([(config, unit) for unit in shared], args.jobs,
+                                    note=lambda line: print(line, flush=True))
         codes = run_jobs(lambda shard: python_command("vacnn_tf", child_argv(args.argv, shard, ["--resume"])), args.jobs)
         if any(codes):
             print(f"{sum(1 for c in codes if c)} of {len(codes)} workers ended with an error; what they left undone "
