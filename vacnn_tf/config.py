@@ -225,10 +225,10 @@ class ModelConfig:
         keyed_at_default=False)
     finetune_fc: bool = setting(
         True, "silent: the fine-tuned model's FC dense_units + ReLU before its softmax classifier (the pretraining "
-              "head's); false: the softmax classifier alone on the (attended) states, as METHOD.md's \"ReLU; "
-              "classifier with softmax\" reads", keyed_at_default=False)
+              "head's); false: the softmax classifier alone on the (attended) states, one reading of section 3's "
+              "\"a fully connected layer and softmax\" after eq. (8)", keyed_at_default=False)
     residual: bool = setting(
-        False, "ours, not METHOD.md's: each VA block adds its input to its attended output (identity, or a 1x1 "
+        False, "ours: each VA block adds its input to its attended output (identity, or a 1x1 "
                "strided conv + GN where the shape changes), the ResNet-style joining section 3.1's text describes "
                "(\"concatenated the VA blocks by adding convolutional features\") and Figure 2 does not draw",
         keyed_at_default=False)
@@ -361,7 +361,7 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class ProtocolConfig:
-    """How folds are made (section 4.2 and METHOD.md's leakage notes)."""
+    """How folds are made (section 4.2, and where its protocol leaks: docs/protocols.md)."""
 
     name: str = setting("paper", "paper: stratified random k-fold; speaker: speaker-independent folds",
                         choices=PROTOCOLS)
