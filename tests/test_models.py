@@ -1,4 +1,4 @@
-"""Model builders: stage shapes (METHOD.md), parameter counts, freezing, save/load, a train step."""
+"""Model builders: stage shapes (docs/method.md), parameter counts, freezing, save/load, a train step."""
 
 from __future__ import annotations
 

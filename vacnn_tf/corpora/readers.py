@@ -1,4 +1,4 @@
-"""Readers for the four corpora of the paper (section 4.1, Table 1; METHOD.md's file-name conventions).
+"""Readers for the four corpora of the paper (section 4.1, Table 1; the file-name conventions in docs/datasets.md).
 
 Each reader walks a root folder recursively, parses label, speaker and (where the name holds
 them) text and intensity from every audio file name, and returns a :class:`CorpusScan`: a

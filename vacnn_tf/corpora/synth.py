@@ -1,7 +1,7 @@
 """A small synthetic emotional-speech corpus in the four official layouts (tests, demo, labs).
 
 ``generate`` writes ``ravdess/``, ``emodb/``, ``tess/`` and ``savee/`` trees whose file names follow
-each corpus's convention (METHOD.md) at each corpus's native sample rate, so the real readers and
+each corpus's convention (docs/datasets.md) at each corpus's native sample rate, so the real readers and
 the whole pipeline run on them unchanged. Every utterance is a source-filter "voice": a harmonic
 source whose pitch follows a contour, shaped by vowel formants per syllable, with consonant noise
 bursts, breath noise and a quiet room-noise floor.

@@ -1,4 +1,4 @@
-"""Fold construction: pure, seeded functions over a corpus table (section 4.2, METHOD.md's leakage notes).
+"""Fold construction: pure, seeded functions over a corpus table (section 4.2, and the leaks docs/protocols.md names).
 
 Two protocols:
 

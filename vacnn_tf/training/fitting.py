@@ -148,7 +148,7 @@ def align_backup(fold_dir: str | Path, recorded: int) -> None:
 class TestAudit(_callback_base()):  # type: ignore[misc]
     """Score the test part after every epoch into ``logs["audit_test_accuracy"]`` (``train.audit_test``).
 
-    A measurement of the leak METHOD.md names (a checkpoint chosen on the test fold), never an
+    A measurement of the leak docs/protocols.md names (a checkpoint chosen on the test fold), never an
     input to selection: :class:`SelectBest` reads validation metrics only. It must run before
     SelectBest and CSVLogger so both record the column, and after an EMA swap so it scores the
     weights SelectBest would save.
