@@ -120,10 +120,10 @@ def _finetune_here(args: argparse.Namespace, config: Any, resume: bool, force: b
 
 def _finetune_on_workers(args: argparse.Namespace, config: Any) -> Any:
     """``--jobs N``: --resume / --force applied once, N pinned ``--shard`` workers, then the run's summary."""
-    from vacnn_tf.training.caches import cache_needs, fill_caches
-    from vacnn_tf.training.run_dirs import finetune_dir, prepare_run_dir
     from vacnn_tf.datasets.folds import shares_one_pretraining
+    from vacnn_tf.training.caches import cache_needs, fill_caches
     from vacnn_tf.training.progress import plan_pretrain
+    from vacnn_tf.training.run_dirs import finetune_dir, prepare_run_dir
     from vacnn_tf.training.workers import (child_argv, pretrain_before_workers, python_command, run_jobs,
                                            worker_placements)
 
