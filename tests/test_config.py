@@ -28,7 +28,10 @@ def test_yaml_then_overrides(tmp_path: Path):
     "override, message",
     [("train.epoch=3", "Unknown config key"), ("train.epochs=abc", "expects an integer"),
      ("model.use_bovw=3", "expects true or false"), ("noequals", "section.key=value"),
-     ("model.attention_gate_bias=abc", "expects a number")],
+     ("model.attention_gate_bias=abc", "expects a number"),
+     ("train.patience=0", r"train.patience must be 1 or more .*Received: patience=0"),
+     ("train.pretrain_patience=-1", "train.pretrain_patience must be 1 or more"),
+     ("protocol.max_folds=0", r"protocol.max_folds must be 1 or more, or null .*Received: max_folds=0")],
 )
 def test_bad_overrides_are_named(override, message):
     with pytest.raises(ConfigError, match=message):

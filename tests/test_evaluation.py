@@ -12,6 +12,7 @@ from vacnn_tf.evaluation.metrics import (
     confusion_counts,
     evaluate_predictions,
     fold_metrics,
+    mean_per_class,
     normalize_rows,
     per_class_table,
     predictions_frame,
@@ -50,6 +51,16 @@ def test_fold_summary_mean_and_std():
     assert df.loc["std", "accuracy"] == pytest.approx(np.std([0.75, 1.0], ddof=1))
     assert df.loc["fold_0", "uar"] == pytest.approx(0.75)  # classes absent from y_true do not count
     assert df.loc["mean", "n"] == 7
+
+
+def test_per_class_mean_leaves_out_folds_without_the_class():
+    # a perfect classifier over two folds, the second without any 'angry' test utterance
+    m1 = fold_metrics([0, 1, 2, 3], [0, 1, 2, 3], CLASSES)
+    m2 = fold_metrics([0, 1, 2], [0, 1, 2], CLASSES)
+    table = mean_per_class([m1, m2])
+    assert table.loc["angry", "recall_mean"] == pytest.approx(1.0)
+    assert table.loc["angry", "f1_std"] == pytest.approx(0.0)
+    assert table.loc["sad", "f1_mean"] == pytest.approx(1.0)
 
 
 def test_bad_ids_are_named():

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from vacnn_tf.config import load_config
+from vacnn_tf.config import load_config, replace
 
 ENV_QUIET = {"TF_CPP_MIN_LOG_LEVEL": "2"}
 
@@ -219,6 +219,9 @@ def test_model_card_of_a_real_corpus_run(tmp_path: Path):
     assert "Languages seen: English." in card and "Acted speech only: SAVEE, TESS and RAVDESS hold" in card
     assert "accuracy: 55.0% +- 7.1" in card and "range from 50.0% to 60.0%" in card
     assert "protocol `speaker`" in card and "chosen with `--fold`" in card and "macro-F1" not in card
+    assert "Test folds of the run (2 folds)" in card  # no total: the speaker protocol's depends on the corpus
+    partial = model_card(tmp_path, fold, replace(config, **{"protocol.max_folds": 2}), ["neutral", "happy"], "vacnn", 3)
+    assert "(2 folds, part of the protocol's folds" in partial
 
 
 # --- the waveform signatures: the log-mel image computed in the graph ---------------------------

@@ -155,6 +155,41 @@ def test_cache_is_keyed_by_content_and_settings(tmp_path: Path):
     assert extract_images([a], config, tmp_path / "c", workers=1, progress=False).cached == 0
 
 
+_CRASH: dict = {}  # what _crash_on_p1 does in a forked worker: set by the test before the pool starts
+
+
+def _crash_on_p1(name, *args):
+    """``logmel._compute`` that kills its worker on p1.wav (once, or every time)."""
+    import os
+
+    if name.endswith("p1.wav") and (_CRASH["always"] or _CRASH["marker"].exists()):
+        _CRASH["marker"].unlink(missing_ok=True)
+        os._exit(1)
+    return _CRASH["compute"](name, *args)
+
+
+@pytest.mark.parametrize("always", [False, True])
+def test_a_crashed_worker_loses_no_file(tmp_path: Path, monkeypatch, always):
+    """A worker killed mid-run breaks the pool and fails every queued file with it: those files are
+    computed again; only a file that kills its own worker, alone, is reported as failed."""
+    import multiprocessing
+
+    monkeypatch.setattr(logmel, "_pool_context", lambda: multiprocessing.get_context("fork"))
+    monkeypatch.setitem(_CRASH, "compute", logmel._compute)
+    monkeypatch.setitem(_CRASH, "always", always)
+    monkeypatch.setitem(_CRASH, "marker", tmp_path / "crash-once")
+    (tmp_path / "crash-once").touch()
+    monkeypatch.setattr(logmel, "_compute", _crash_on_p1)
+    paths = [write(tmp_path / f"p{i}.wav", tone(150.0 + 30 * i)) for i in range(5)]
+    extract_images(paths[:1], FeatureConfig(), None, workers=1, progress=False)  # JIT-compiled here, once, not per pool
+    batch = extract_images(paths, FeatureConfig(), None, workers=2, progress=False)
+    assert batch.ok.tolist() == [True, not always, True, True, True]
+    if always:
+        assert [(Path(p).name, "worker failed on this file alone" in r) for p, r in batch.failures] == [("p1.wav", True)]
+    else:
+        assert not (tmp_path / "crash-once").exists()  # the worker did crash once
+
+
 @pytest.mark.parametrize("start", ["fork", "spawn"])  # spawn is what runs once TensorFlow is loaded
 def test_parallel_matches_in_process(tmp_path: Path, bad_files, monkeypatch, start):
     import multiprocessing

@@ -111,3 +111,5 @@ def test_a_finetuned_run_plans_its_pretraining_first(fake_emodb, tmp_path: Path)
     speaker = plan_finetune(replace(config, **{"protocol.name": "speaker"}), "emodb", "pure")
     assert [u.label for u in speaker] == ["train pure vacnn + BOVW on emodb, fold 1/2",
                                           "train pure vacnn + BOVW on emodb, fold 2/2"]  # one fold per speaker
+    later = plan_finetune(replace(config, **{"protocol.first_fold": 1}), "emodb", "pure")
+    assert [u.label for u in later] == ["train pure vacnn + BOVW on emodb, fold 2/2"]  # counted to the last fold

@@ -31,6 +31,19 @@ def test_a_failed_write_keeps_the_old_file_and_leaves_no_temporary(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.keras"]
 
 
+def test_written_files_get_the_usual_permissions(tmp_path):
+    """As open() would make them (0666 less the umask), not mkstemp's owner-only 0600."""
+    import os
+    import stat
+
+    umask = os.umask(0)
+    os.umask(umask)
+    path = write_text(tmp_path / "summary.json", "{}")
+    plain = tmp_path / "plain.txt"
+    plain.write_text("{}")
+    assert stat.S_IMODE(path.stat().st_mode) == stat.S_IMODE(plain.stat().st_mode) == 0o666 & ~umask
+
+
 def test_a_full_disk_names_the_file_and_the_way_on(tmp_path):
     target = write_text(tmp_path / "fold_0" / "best.weights.h5", "old")
     with pytest.raises(DiskFullError) as info:

@@ -46,8 +46,9 @@ def tiny(cache: Path, out: Path, **changes) -> RunConfig:
 
 
 def test_resume_after_a_crash_redoes_no_finished_fold(cache, tmp_path):
-    # masks and mixup on: the resumed epoch must draw the order and seeds the unbroken one drew
-    cfg = tiny(cache, tmp_path, **{"protocol.max_folds": 2, "train.augment": True, "train.mixup": 0.2})
+    # masks, mixup and dropout on: the resumed epoch must draw the order, seeds and masks the unbroken one drew
+    cfg = tiny(cache, tmp_path, **{"protocol.max_folds": 2, "train.augment": True, "train.mixup": 0.2,
+                                   "model.head_dropout": 0.3})
     run = tmp_path / "run"
     from vacnn_tf.training.finetuning import finetune
 
@@ -323,6 +324,31 @@ def test_a_run_of_the_later_folds_alone_keeps_their_indices(cache, tmp_path):
     assert not (tmp_path / "later" / "fold_0").exists()
     table = (tmp_path / "later" / "metrics" / "summary.csv").read_text()
     assert "fold_1," in table and "fold_0," not in table
+
+
+def test_a_given_pretraining_that_saw_a_folds_test_actors_is_refused(cache, tmp_path):
+    """--pretrained under the speaker protocol on RAVDESS: the pretraining must have left out the
+    fold's test actors, as its manifest records; a bare .keras file records nothing."""
+    from vacnn_tf.storage import write_json
+    from vacnn_tf.training.finetuning import finetune
+    from vacnn_tf.training.pretraining import check_pretraining_excludes
+
+    run = tmp_path / "pre"
+    (run / "pretrain").mkdir(parents=True)
+    (run / "pretrain" / "model.keras").write_bytes(b"k")
+    write_json(run / "manifest.json", {"exclude_speakers": {"ravdess": ["03", "07"]}})
+    check_pretraining_excludes(run, "ravdess", ["07", "03"])
+    with pytest.raises(ValueError, match=r"pretrained on ravdess speakers \['11'\], which this fold tests"):
+        check_pretraining_excludes(run, "ravdess", ["03", "11"])
+    bare = tmp_path / "bare.keras"
+    bare.write_bytes(b"k")
+    with pytest.raises(ValueError, match="bare.keras is not a pretraining run directory"):
+        check_pretraining_excludes(bare, "ravdess", ["03"])
+    write_json(run / "manifest.json", {"exclude_speakers": {}})  # an ordinary, shared pretraining
+    cfg = tiny(cache, tmp_path, **{"protocol.name": "speaker"})
+    with pytest.raises(ValueError, match="which this fold tests"):
+        finetune(cfg, "ravdess", tmp_path / "ft", pretrained=run)
+    assert not list((tmp_path / "ft").glob("fold_*"))  # refused before any fold trained
 
 
 def test_a_run_refuses_folds_from_a_second_pretrained_model(tmp_path):

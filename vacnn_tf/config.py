@@ -357,6 +357,12 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         _check_choices("train.", self)
+        # patience 0 would stop after the first epoch even when it improved
+        for name in ("patience", "pretrain_patience"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ConfigError(f"train.{name} must be 1 or more (epochs without a better validation score). "
+                                  f"Received: {name}={value}")
 
 
 @dataclass(frozen=True)
@@ -378,6 +384,9 @@ class ProtocolConfig:
         _check_choices("protocol.", self)
         if self.first_fold < 0:
             raise ConfigError(f"protocol.first_fold must be 0 or more. Received: first_fold={self.first_fold}")
+        if self.max_folds is not None and self.max_folds < 1:
+            raise ConfigError(f"protocol.max_folds must be 1 or more, or null for every fold. Received: "
+                              f"max_folds={self.max_folds}")
 
 
 @dataclass(frozen=True)

@@ -40,6 +40,15 @@ def _disk_full(path: Path, err: OSError) -> DiskFullError:
     ), str(path))
 
 
+def _file_mode() -> int:
+    umask = os.umask(0)  # read once, at import, before any thread could create a file in between
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+_FILE_MODE = _file_mode()
+
+
 def atomic_write(path: str | Path, writer: Callable[[Path], None], suffix: str = "") -> Path:
     """Call ``writer(tmp_path)`` then rename onto ``path``, so a killed process leaves no torn file.
 
@@ -51,6 +60,7 @@ def atomic_write(path: str | Path, writer: Callable[[Path], None], suffix: str =
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp" + suffix, dir=path.parent)
     os.close(fd)
+    os.chmod(tmp, _FILE_MODE)  # mkstemp makes it owner-only; runs and caches shared with a group must stay readable
     tmp_path = Path(tmp)
     try:
         writer(tmp_path)

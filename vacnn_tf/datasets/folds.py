@@ -101,8 +101,8 @@ def ravdess_actor_groups(speakers: Iterable[str], groups: int, seed: int) -> lis
     """Split RAVDESS actors into ``groups`` held-out groups, balanced between odd and even actors.
 
     Odd actors are male and even actors female (RAVDESS convention). Each gender is shuffled by
-    ``seed`` and dealt round-robin; even actors are dealt in the reverse group order so that group
-    sizes differ by at most one (24 actors, 5 groups: 5, 5, 4, 5, 5).
+    ``seed`` and dealt round-robin, the even actors from the group after the last odd one, so that
+    group sizes differ by at most one (24 actors, 5 groups: 5, 5, 5, 5, 4).
 
     Args:
         speakers: Actor ids such as ``"01"`` .. ``"24"`` (duplicates are ignored).

@@ -115,9 +115,15 @@ def summarize_folds(per_fold: Sequence[Mapping[str, Any]], keys: Sequence[str] =
 
 
 def mean_per_class(per_fold: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
-    """Per-class precision/recall/F1 averaged over folds (columns ``*_mean`` and ``*_std``)."""
+    """Per-class precision/recall/F1 averaged over folds (columns ``*_mean`` and ``*_std``).
+
+    A fold whose test part has no utterance of a class (EmoDB's speaker 08 recorded no disgust)
+    says nothing about that class and is left out of its mean and std, not counted as a zero.
+    """
     frames = [pd.DataFrame(m["per_class"]).T for m in per_fold]
     stacked = pd.concat(frames, keys=range(len(frames)))
+    absent = stacked["support"] <= 0
+    stacked.loc[absent, ["precision", "recall", "f1"]] = np.nan
     grouped = stacked.groupby(level=1, sort=False)[["precision", "recall", "f1"]]
     out = grouped.mean().add_suffix("_mean").join(grouped.std(ddof=1).fillna(0.0).add_suffix("_std"))
     out = out[[c for k in ("precision", "recall", "f1") for c in (f"{k}_mean", f"{k}_std")]]

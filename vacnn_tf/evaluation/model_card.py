@@ -50,10 +50,14 @@ def _seen_corpora(target: str, variant: str) -> list[str]:
 
 
 def _metrics_section(summary: Mapping[str, Any], fold_metrics: Mapping[str, Any], macro_f1: Optional[tuple[float, float]],
-                     n_folds_planned: int) -> list[str]:
+                     partial: bool) -> list[str]:
     folds = summary.get("folds", [])
+    # how many folds the whole protocol has depends on the corpus (EmoDB's speaker protocol: 10), so
+    # a run of some of them says which it ran rather than a total
+    count = f"{len(folds)} fold{'s' if len(folds) != 1 else ''}" + (
+        ", part of the protocol's folds (protocol.first_fold / max_folds)" if partial else "")
     lines = ["## Metrics", "",
-             f"Test folds of the run ({len(folds)} of {n_folds_planned}), each scored once by the model "
+             f"Test folds of the run ({count}), each scored once by the model "
              "selected on its validation part; mean +- sample standard deviation over folds:", "",
              f"- accuracy: {_pm(summary['accuracy_mean'], summary['accuracy_std'])}",
              f"- UAR (unweighted average recall): {_pm(summary['uar_mean'], summary['uar_std'])}"]
@@ -121,7 +125,8 @@ def model_card(run_dir: str | Path, fold_dir: str | Path, config: RunConfig, cla
                   "speech and it is not meant to label any.", ""]
     lines += _model_section(summary, config)
     lines += _data_section(summary, config, manifest.get("data", {}), synthetic, chosen_by_user)
-    lines += _metrics_section(summary, fold_metrics, _macro_f1(run_dir), protocol.max_folds or protocol.folds)
+    lines += _metrics_section(summary, fold_metrics, _macro_f1(run_dir),
+                             partial=protocol.max_folds is not None or protocol.first_fold > 0)
     lines += _use_and_limits_section(summary, protocol.name, synthetic)
     lines += ["## Citation", "",
               f"The method is the paper's: {PAPER_CITATION}. The implementation is vacnn-tf (MIT licence; "

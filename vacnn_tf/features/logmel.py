@@ -404,12 +404,26 @@ def _compute_all(
             yield (index, *_compute(names[index], config, target))
         return
     context = _pool_context()
-    with ProcessPoolExecutor(max_workers=n_workers, mp_context=context) as pool:
-        futures = {pool.submit(_compute, names[i], config, t): i for i, t in todo}
-        for future in as_completed(futures):
-            index = futures[future]
-            try:
-                image, reason = future.result()
-            except Exception as err:  # a crashed worker (BrokenProcessPool, ...)
-                image, reason = None, f"worker failed: {type(err).__name__}: {err}"
-            yield index, image, reason
+    pending, alone = list(todo), False
+    while pending:
+        # a worker killed (out of memory, a crash inside a decoder) breaks the whole pool and fails
+        # every file still queued: those files are not bad, so they go to a fresh pool, round after
+        # round while each round finishes some; after a round that finishes none, each file gets a
+        # pool of its own, and only a file that takes its own worker down is reported
+        crashed: list[tuple[tuple[int, Optional[str]], BaseException]] = []
+        for group in ([item] for item in pending) if alone else [pending]:
+            with ProcessPoolExecutor(max_workers=min(n_workers, len(group)), mp_context=context) as pool:
+                futures = {pool.submit(_compute, names[i], config, t): (i, t) for i, t in group}
+                for future in as_completed(futures):
+                    try:
+                        image, reason = future.result()
+                    except Exception as err:  # BrokenProcessPool, ...
+                        crashed.append((futures[future], err))
+                        continue
+                    yield futures[future][0], image, reason
+        if alone:
+            for (index, _), err in crashed:
+                yield index, None, f"worker failed on this file alone: {type(err).__name__}: {err}"
+            return
+        alone = len(crashed) == len(pending)
+        pending = [item for item, _ in crashed]

@@ -24,7 +24,7 @@ from vacnn_tf.evaluation.metrics import sample_std
 from vacnn_tf.models.runtime import configure_runtime
 from vacnn_tf.storage import bovw_cache_dir, read_json, write_json
 from vacnn_tf.training.claims import Claims, UnitsHeld
-from vacnn_tf.training.pretraining import pretrain, pretrained_model_path
+from vacnn_tf.training.pretraining import check_pretraining_excludes, pretrain, pretrained_model_path
 from vacnn_tf.training.progress import Progress, fold_label, unit_key
 from vacnn_tf.training.run_dirs import Manifest, RunExistsError, finetune_dir, is_done, mark_done, prepare_run_dir
 from vacnn_tf.training.stage import claim_guard, claimed, evaluate, no_force_with_claims, train_and_test, write_common, write_fold
@@ -143,6 +143,10 @@ def finetune(
         return RunSummary.load(run_dir)
     run = _FinetuneRun.open(config, target, variant, run_dir, pretrained=pretrained, callbacks=list(callbacks or []),
                             progress=progress or Progress.quiet(), claims=claims)
+    if pretrained is not None:  # before any fold trains: a leak found at fold 3 would waste folds 0-2
+        for fold in run.folds:
+            for corpus, speakers in pretrain_exclusions(target, config.protocol.name, fold).items():
+                check_pretraining_excludes(pretrained, corpus, speakers)
     held = []
     for fold in run.folds:
         try:
@@ -236,7 +240,7 @@ class _FinetuneRun:
         if source is not None:
             self.manifest.data.setdefault("pretrained", {})[str(fold.index)] = str(Path(source).resolve())
         self.progress.start(unit_key(fold_dir),
-                            fold_label(self.config, self.target, self.variant, fold.index, len(self.folds)))
+                            fold_label(self.config, self.target, self.variant, fold.index, self.folds[-1].index + 1))
         with self.manifest.stage(f"fold_{fold.index}"):
             bovw = _fold_bovw(self.config, self.descriptors, fold, fold_dir) if self.descriptors is not None else None
             if self.stats is not None:

@@ -229,6 +229,49 @@ class EpochIndex(_callback_base()):  # type: ignore[misc]
         self.variable.assign(epoch)
 
 
+class ReseedRandomLayers(_callback_base()):  # type: ignore[misc]
+    """Start each epoch's random layers (Dropout) from a state set by the epoch index.
+
+    A layer's seed-generator state is not saved with the weights, so a fit resumed from its
+    backup would draw epoch e's dropout masks from the state a fresh model starts with. Set at
+    each epoch's start from (the model's initial state, e), epoch e draws the same masks
+    resumed or not.
+    """
+
+    STRIDE = 1 << 20  # draws one epoch may take before it would reach the next epoch's
+
+    def set_model(self, model: Any) -> None:
+        import keras
+        import numpy as np
+
+        super().set_model(model)
+        # read here, before BackupAndRestore's on_train_begin: the initial state, not a restored one
+        self.start = [(g, np.asarray(keras.ops.convert_to_numpy(g.state), dtype=np.uint64))
+                      for g in _seed_generators(model)]
+
+    def on_epoch_begin(self, epoch: int, logs: Optional[dict[str, Any]] = None) -> None:
+        import numpy as np
+
+        for generator, start in self.start:
+            state = (start + np.array([0, epoch * self.STRIDE], dtype=np.uint64)) % (1 << 32)
+            generator.state.assign(state.astype(generator.state.dtype))
+
+
+def _seed_generators(model: Any) -> list[Any]:
+    """Every seed generator of ``model``'s layers, nested models included, each once."""
+    found: dict[int, Any] = {}
+
+    def walk(layer: Any) -> None:
+        for generator in [getattr(layer, "seed_generator", None), *getattr(layer, "_seed_generators", [])]:
+            if generator is not None and hasattr(generator, "state"):
+                found.setdefault(id(generator), generator)
+        for sub in getattr(layer, "layers", []):
+            walk(sub)
+
+    walk(model)
+    return list(found.values())
+
+
 def audit_facts(state: dict[str, Any]) -> dict[str, Any]:
     """The leak audit's summary of a fit: the best per-epoch test accuracy and its epoch (empty without audit)."""
     scored = [(h["audit_test_accuracy"], -h["epoch"]) for h in state.get("history", []) if "audit_test_accuracy" in h]
@@ -337,6 +380,7 @@ def _fit_callbacks(model: Any, fold_dir: Path, select: SelectBest, audit: Option
         # BackupAndRestore first: its epoch-end backup (weights, optimizer, epoch) is written
         # before SelectBest's state, so a kill in between at worst forgets one epoch's record.
         keras.callbacks.BackupAndRestore(str(fold_dir / BACKUP_DIR), delete_checkpoint=False, double_checkpoint=True),
+        ReseedRandomLayers(),
         # With an EMA optimizer: validation runs on the averaged weights, and they sit in the
         # model during the epoch-end callbacks after this one, so SelectBest saves them. The
         # backup above keeps the raw weights (and the average in the optimizer state).

@@ -63,7 +63,8 @@ def model_label(config: RunConfig, variant: str = "finetuned") -> str:
 
 
 def fold_label(config: RunConfig, target: str, variant: str, index: int, n_folds: int) -> str:
-    """``fine-tune vacnn + BOVW on savee, fold 1/1`` (folds counted from 1)."""
+    """``fine-tune vacnn + BOVW on savee, fold 1/1`` (folds counted from 1; ``n_folds`` counts up to
+    the run's last fold, so a run of the later folds alone reads ``fold 4/5``, not ``fold 4/2``)."""
     return f"{VERBS.get(variant, variant)} {model_label(config, variant)} on {target}, fold {index + 1}/{n_folds}"
 
 
@@ -213,5 +214,5 @@ def plan_finetune(config: RunConfig, target: str, variant: str = "finetuned", *,
         done = not force and is_done(fold_dir)
         if variant == "finetuned" and not done:
             units += plan_pretrain(config, pretrain_exclusions(target, config.protocol.name, fold))
-        units.append(Unit(unit_key(fold_dir), fold_label(config, target, variant, fold.index, len(folds)), done))
+        units.append(Unit(unit_key(fold_dir), fold_label(config, target, variant, fold.index, folds[-1].index + 1), done))
     return units
