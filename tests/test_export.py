@@ -113,6 +113,17 @@ def test_export_refuses_a_folder_that_is_not_a_run(tmp_path: Path):
         export_savedmodel(tmp_path, tmp_path / "models")
 
 
+def test_only_fold_k_folders_are_folds(tmp_path: Path):
+    """A copy kept beside the folds (fold_0_old) is not a fold, and fold_1_2 is not fold 12."""
+    from vacnn_tf.serving.export import choose_fold, fold_dirs
+
+    for name in ("fold_0", "fold_2", "fold_10", "fold_0_old", "fold_1_2"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "model.keras").write_bytes(b"k")
+    assert [p.name for p in fold_dirs(tmp_path)] == ["fold_0", "fold_2", "fold_10"]
+    assert choose_fold(tmp_path, 10).name == "fold_10"
+
+
 class _FakeServing(BaseHTTPRequestHandler):
     """Answers like TF Serving's REST API, from a fixed rule, for the client test."""
 

@@ -163,6 +163,13 @@ BAD_REQUESTS = {
     "unknown signature": (":predict", b'{"signature_name": "nope", "instances": [1]}', 400, "not found"),
     "too many rows": (":predict", json.dumps({"instances": [{"logmel": 0, "bovw": 0}] * 9}).encode(), 413, "at most 8"),
     "unnamed input": (":predict", json.dumps({"instances": [[0.0]]}).encode(), 400, "name each one"),
+    "signature name not a string": (":predict", b'{"signature_name": [], "instances": []}', 400,
+                                    "signature_name must be a string"),
+    "nested too deeply": (":predict", b"[" * 5000, 400, "nested too deeply"),
+    "beyond float32": (":predict", json.dumps({"inputs": {"logmel": [[[[1e39]] * 224] * 224],
+                                                          "bovw": [[0.0] * 128]}}).encode(), 400, "too large for DT_FLOAT"),
+    "waveform too long": (":predict", json.dumps({"signature_name": "waveform", "inputs": {
+        "waveform": [[0.1] * 80000], "length": [80000], "bovw": [[0.0] * 128]}}).encode(), 413, "waveform too long"),
 }
 
 
@@ -172,6 +179,21 @@ def test_bad_requests_get_a_4xx_and_a_reason(client, case: str):
     response = client.post(f"/v1/models/vacnn{path}", content=body)
     assert response.status_code == status, response.text
     assert words in response.json()["error"]
+
+
+def test_outputs_that_are_not_finite_get_a_4xx_not_a_crash(client, monkeypatch):
+    """JSON has no NaN: a model answering NaN for extreme inputs must not turn into a 500."""
+    classifier = client.server.classifier
+    real = classifier.run
+
+    def nan_run(inputs, signature="serving_default"):
+        outputs = real(inputs, signature)
+        return {**outputs, "probabilities": np.full_like(outputs["probabilities"], np.nan)}
+
+    monkeypatch.setattr(classifier, "run", nan_run)
+    body = json.dumps({"inputs": {"logmel": np.zeros((1, 224, 224, 1)).tolist(), "bovw": [[0.0] * 128]}}).encode()
+    answer = client.post("/v1/models/vacnn:predict", content=body)
+    assert answer.status_code == 400 and "not finite" in answer.json()["error"]
 
 
 def test_wrong_paths_and_methods_answer_json(client, wavs: list[str]):
@@ -214,6 +236,82 @@ def test_batcher_groups_concurrent_calls_and_isolates_a_bad_one():
     assert [float(r["y"][0, 0]) for r in results[:10]] == [2.0 * i for i in range(10)]
     assert isinstance(results[10], RequestError)
     assert max(sizes) == 8  # batched, and never above max_batch
+
+
+def test_batcher_survives_any_failure_of_one_call():
+    """Not only a RequestError: an error of any kind (out of memory in the model, inputs that cannot
+    be stacked) fails only the calls that caused it, and the loop goes on answering."""
+    from vacnn_tf.serving.server import Batcher
+
+    def run(signature: str, inputs: dict) -> dict:
+        if (inputs["x"] > 100).any():
+            raise MemoryError("too big")
+        return {"y": inputs["x"].sum(axis=tuple(range(1, inputs["x"].ndim)))}
+
+    async def scenario() -> list:
+        batcher = Batcher(run, max_batch=8, timeout=0.05, max_queue=12)
+        await batcher.start()
+        try:
+            calls = [batcher.submit("s", {"x": np.full((1, 2), 1.0)}),
+                     batcher.submit("s", {"x": np.full((1, 2), 500.0)}),   # the model fails on it
+                     batcher.submit("s", {"x": np.full((1, 2, 2), 1.0)}),  # cannot be stacked with the others
+                     batcher.submit("s", {"x": np.full((1, 2), 2.0)})]
+            first = await asyncio.gather(*calls, return_exceptions=True)
+            later = await batcher.submit("s", {"x": np.full((1, 2), 3.0)})
+            return [*first, later]
+        finally:
+            await batcher.stop()
+
+    ok, big, odd, ok2, later = asyncio.run(scenario())
+    assert float(ok["y"][0]) == 2.0 and float(ok2["y"][0]) == 4.0 and float(later["y"][0]) == 6.0
+    assert isinstance(big, MemoryError)
+    assert float(odd["y"][0]) == 4.0  # alone, it runs
+
+
+def test_a_body_that_trickles_in_gets_408():
+    """Clients sending a byte now and then must not hold the server's request slots for ever."""
+    from types import SimpleNamespace
+
+    from vacnn_tf.serving.rest import RequestError
+    from vacnn_tf.serving.server import ServerLimits, _Endpoints
+
+    class Trickle:
+        headers: dict = {}
+
+        async def stream(self):
+            yield b'{"instances": '
+            await asyncio.sleep(2)
+            yield b"[]}"
+
+    async def handler(body: bytes) -> bytes:
+        return body
+
+    endpoints = _Endpoints(SimpleNamespace(limits=ServerLimits(read_timeout_s=0.2)))
+    with pytest.raises(RequestError, match="--read-timeout") as raised:
+        asyncio.run(endpoints._body_then(Trickle(), handler))
+    assert raised.value.status == 408
+    fast = _Endpoints(SimpleNamespace(limits=ServerLimits(read_timeout_s=5)))
+    trickle = Trickle()
+    assert asyncio.run(fast._body_then(trickle, handler)) == b'{"instances": []}'
+
+
+def test_a_broken_saved_model_is_named(tmp_path: Path):
+    from vacnn_tf.serving.rest import read_signature_defs
+
+    (tmp_path / "saved_model.pb").write_bytes(b"\x0a\xff")  # a field promising more bytes than follow
+    with pytest.raises(ValueError, match=r"saved_model.pb: not a readable SavedModel"):
+        read_signature_defs(tmp_path)
+    (tmp_path / "saved_model.pb").write_bytes(b"")  # valid, and holds no graph
+    with pytest.raises(ValueError, match=r"saved_model.pb: no meta graph tagged 'serve'"):
+        read_signature_defs(tmp_path)
+
+
+def test_server_limits_must_be_finite():
+    from vacnn_tf.serving.server import ServerLimits
+
+    for name in ("max_seconds", "batch_timeout_ms", "read_timeout_s"):
+        with pytest.raises(ValueError, match=f"{name} must be a positive finite number"):
+            ServerLimits(**{name: float("nan")})
 
 
 # --- vacnn serve as a process, and vacnn predict --url ------------------------------------------
@@ -272,6 +370,27 @@ def test_predict_url_sends_features_waveforms_or_audio(client, exported: Path, c
         results = predict_remote(model, [*wavs[:2], "missing.wav"], remote, send=send)
         assert [r.label for r in results[:2]] == expected, send
         assert results[2].error and "missing.wav" in results[2].error
+
+
+
+def test_a_failing_server_costs_no_answer_already_received(classifier, wavs: list[str]):
+    """A 5xx is that file's error and the next file is sent; a server that does not answer at all
+    gets no more files, each left says so, and the answers received before are kept."""
+    from vacnn_tf.serving.classifier import ServingError, _predict_each
+
+    outcomes = iter([("happy", [1 / 7] * 7), ServingError("HTTP 500: boom", 500), ("sad", [1 / 7] * 7),
+                     ServingError("connection refused", None)])
+
+    def run(inputs: dict) -> tuple:
+        outcome = next(outcomes)
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+    results = _predict_each(classifier.preprocessor, wavs[:6], run)
+    assert [r.label for r in results] == ["happy", None, "sad", None, None, None]
+    assert "HTTP 500" in results[1].error and "connection refused" in results[3].error
+    assert all("not sent, the server did not answer" in r.error for r in results[4:])
 
 
 def serving_modes() -> tuple[str, ...]:

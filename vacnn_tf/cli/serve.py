@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 
 from vacnn_tf.cli.errors import CommandFailed
@@ -74,7 +75,8 @@ def _register_serve(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-body-mb", type=float, default=limits.max_body_bytes / 2**20,
                    help=f"largest request body in MiB (default {limits.max_body_bytes / 2**20:g}); larger: 413")
     p.add_argument("--max-seconds", type=float, default=limits.max_seconds,
-                   help=f"longest audio :classify accepts (default {limits.max_seconds:g} s)")
+                   help=f"longest audio :classify accepts, and the waveform signature through :predict "
+                        f"(default {limits.max_seconds:g} s); longer: 400 for a file, 413 for samples")
     p.add_argument("--max-rows", type=int, default=limits.max_rows,
                    help=f"most rows in one :predict request (default {limits.max_rows})")
     p.add_argument("--max-batch", type=int, default=limits.max_batch,
@@ -85,6 +87,9 @@ def _register_serve(sub: argparse._SubParsersAction) -> None:
                    help=f"most requests in the server at once; more get 503 (default {limits.max_queue})")
     p.add_argument("--workers", type=int, default=limits.workers,
                    help="threads for audio decoding, features and JSON (default 0: one per core)")
+    p.add_argument("--read-timeout", type=float, default=limits.read_timeout_s,
+                   help=f"longest a client may take to send its body (default {limits.read_timeout_s:g} s); "
+                        "slower: 408")
     p.set_defaults(func=_serve, uses_tensorflow=True)
 
 
@@ -131,10 +136,12 @@ def _predict(args: argparse.Namespace) -> int:
 def _serve(args: argparse.Namespace) -> int:
     from vacnn_tf.serving.server import serve
 
+    if not math.isfinite(args.max_body_mb) or args.max_body_mb <= 0:
+        raise ValueError(f"--max-body-mb must be a positive finite number. Received: {args.max_body_mb!r}")
     limits = ServerLimits(
         max_body_bytes=int(args.max_body_mb * 2**20), max_seconds=args.max_seconds, max_rows=args.max_rows,
         max_batch=args.max_batch, batch_timeout_ms=args.batch_timeout_ms, max_queue=args.max_queue,
-        workers=args.workers,
+        workers=args.workers, read_timeout_s=args.read_timeout,
     )
     serve(args.model, host=args.host, port=args.port, name=args.name, limits=limits, verbose=args.verbose)
     return 0

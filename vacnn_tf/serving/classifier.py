@@ -115,16 +115,20 @@ def _predict_each(pre: Preprocessor, paths: Sequence[str | Path],
                   run: Callable[[dict[str, np.ndarray]], tuple[str, Sequence[float]]],
                   features: Callable[[str | Path], dict[str, np.ndarray]] | None = None) -> list[Prediction]:
     """Features per file (``pre.from_file`` by default), then ``run`` on them; a bad file, or one a
-    server refuses with a 4xx, gets an error and the rest go on."""
+    server refuses or fails (4xx, 5xx), gets an error and the rest go on. A server that does not
+    answer at all gets no more files: each left gets an error saying so, and the answers already
+    received are kept."""
     results: list[Prediction] = []
-    for path in paths:
+    for i, path in enumerate(paths):
         try:
             inputs = (features or pre.from_file)(path)
             label, probs = run(inputs)
         except ServingError as err:
-            if err.status is None or not 400 <= err.status < 500:
-                raise
             results.append(Prediction(str(path), error=f"{path}: {err}"))
+            if err.status is None:
+                results += [Prediction(str(p), error=f"{p}: not sent, the server did not answer for {path}")
+                            for p in paths[i + 1:]]
+                break
             continue
         except (ValueError, OSError) as err:
             results.append(Prediction(str(path), error=str(err)))

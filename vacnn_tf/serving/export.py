@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -50,10 +51,18 @@ class ExportError(ValueError):
     """A run directory that cannot be exported, with the reason."""
 
 
+_FOLD_DIR = re.compile(r"^fold_(\d+)$")
+
+
+def _fold_index(path: Path) -> int:
+    return int(_FOLD_DIR.match(path.name).group(1))  # type: ignore[union-attr]
+
+
 def fold_dirs(run_dir: Path) -> list[Path]:
-    """Finished fold directories of a run, in fold order."""
-    folds = [p for p in run_dir.glob("fold_*") if p.is_dir() and (p / "model.keras").is_file()]
-    return sorted(folds, key=lambda p: int(p.name.split("_", 1)[1]))
+    """Finished fold directories of a run (``fold_K`` only: a copy such as ``fold_0_old`` is not one), in fold order."""
+    folds = [p for p in run_dir.glob("fold_*")
+             if _FOLD_DIR.match(p.name) and p.is_dir() and (p / "model.keras").is_file()]
+    return sorted(folds, key=_fold_index)
 
 
 def choose_fold(run_dir: Path, fold: int | None) -> Path:
@@ -66,11 +75,11 @@ def choose_fold(run_dir: Path, fold: int | None) -> Path:
         raise ExportError(f"{run_dir}: no fold_K/model.keras found; is this a finished fine-tuning run?")
     if fold is not None:
         for path in folds:
-            if int(path.name.split("_", 1)[1]) == fold:
+            if _fold_index(path) == fold:
                 return path
         raise ExportError(
             f"{run_dir}: fold {fold} has no model. Available folds: "
-            f"{[int(p.name.split('_', 1)[1]) for p in folds]}. Received: fold={fold}"
+            f"{[_fold_index(p) for p in folds]}. Received: fold={fold}"
         )
 
     def val_score(path: Path) -> float:

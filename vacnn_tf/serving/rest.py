@@ -77,9 +77,17 @@ def read_signature_defs(model_dir: str | Path) -> tuple[dict[str, Signature], di
     from google.protobuf import json_format
     from tensorflow.core.protobuf import saved_model_pb2
 
+    from google.protobuf.message import DecodeError
+
+    path = Path(model_dir) / "saved_model.pb"
     proto = saved_model_pb2.SavedModel()
-    proto.ParseFromString((Path(model_dir) / "saved_model.pb").read_bytes())
-    graph = next(g for g in proto.meta_graphs if "serve" in g.meta_info_def.tags)
+    try:
+        proto.ParseFromString(path.read_bytes())
+    except DecodeError as err:
+        raise ValueError(f"{path}: not a readable SavedModel ({err}); export the model again") from None
+    graph = next((g for g in proto.meta_graphs if "serve" in g.meta_info_def.tags), None)
+    if graph is None:
+        raise ValueError(f"{path}: no meta graph tagged 'serve', the tag TF Serving and `vacnn serve` load")
 
     def info(name: str, tensor: Any) -> TensorInfo:
         dims = tuple(None if d.size < 0 else int(d.size) for d in tensor.tensor_shape.dim)
@@ -137,9 +145,13 @@ def parse_predict(body: bytes, signatures: dict[str, Signature], max_rows: int) 
         request = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
         raise RequestError(f"malformed JSON: {err}") from None
+    except RecursionError:
+        raise RequestError("malformed JSON: nested too deeply") from None
     if not isinstance(request, dict):
         raise RequestError(f"the body must be a JSON object with 'instances' or 'inputs'. Received: {type(request).__name__}")
     name = request.get("signature_name", "serving_default")
+    if not isinstance(name, str):
+        raise RequestError(f"signature_name must be a string. Received: {type(name).__name__}")
     if name not in signatures:
         raise RequestError(f"signature_name {name!r} not found; this model has {sorted(signatures)}")
     signature = signatures[name]
@@ -197,6 +209,8 @@ def _array(key: str, values: Any, spec: TensorInfo, row_format: bool) -> np.ndar
         if numbers.dtype.kind not in "iuf":  # strings, null, booleans, objects
             raise ValueError("booleans" if numbers.dtype.kind == "b" else "values that are not numbers")
         numbers = numbers.astype(np.float64)
+    except RecursionError:
+        raise RequestError(f"input {key!r}: nested too deeply; expected {want}") from None
     except (ValueError, TypeError) as err:
         hint = "; rows of one batch must have the same shape" + (
             " (pad each waveform to one width and give its length)" if None in spec.shape[1:] else "")
@@ -212,7 +226,11 @@ def _array(key: str, values: Any, spec: TensorInfo, row_format: bool) -> np.ndar
         limit = np.iinfo(spec.numpy_dtype)
         if numbers.size and (numbers.min() < limit.min or numbers.max() > limit.max):
             raise RequestError(f"input {key!r}: values outside {spec.dtype}'s range")
-    return numbers.astype(spec.numpy_dtype)
+    with np.errstate(over="ignore"):
+        typed = numbers.astype(spec.numpy_dtype)
+    if typed.dtype.kind == "f" and not np.isfinite(typed).all():  # finite in float64, not in float32
+        raise RequestError(f"input {key!r}: values too large for {spec.dtype}")
+    return typed
 
 
 def encode_outputs(outputs: dict[str, np.ndarray], row_format: bool) -> dict[str, Any]:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import os
 import re
 from concurrent.futures import ThreadPoolExecutor
@@ -56,6 +57,8 @@ class ServerLimits:
         batch_timeout_ms: Longest a call waits for others to join its batch.
         max_queue: Most requests in the server at once; more get 503.
         workers: Threads decoding audio, computing features and parsing JSON; 0: one per core.
+        read_timeout_s: Longest a client may take to send its body; slower ones get 408, so
+            that clients trickling bytes cannot hold every slot of ``max_queue``.
     """
 
     max_body_bytes: int = 16 * 2**20
@@ -65,12 +68,13 @@ class ServerLimits:
     batch_timeout_ms: float = 5.0
     max_queue: int = 128
     workers: int = 0
+    read_timeout_s: float = 30.0
 
     def __post_init__(self) -> None:
         for f in fields(self):
             value = getattr(self, f.name)
-            if value < 0 or (value == 0 and f.name not in ("workers", "batch_timeout_ms")):
-                raise ValueError(f"server limit {f.name} must be positive. Received: {f.name}={value!r}")
+            if not math.isfinite(value) or value < 0 or (value == 0 and f.name not in ("workers", "batch_timeout_ms")):
+                raise ValueError(f"server limit {f.name} must be a positive finite number. Received: {f.name}={value!r}")
 
 
 class ServerBusy(Exception):
@@ -120,7 +124,18 @@ class Batcher:
 
     async def start(self) -> None:
         self._queue = asyncio.Queue(self.max_queue)
+        self._start_loop()
+
+    def _start_loop(self) -> None:
         self._task = asyncio.create_task(self._loop())
+        self._task.add_done_callback(self._loop_ended)
+
+    def _loop_ended(self, task: asyncio.Task) -> None:
+        # the loop handles every error of a batch itself; should it still die, the calls already
+        # queued would wait forever, so it is logged and started again
+        if not task.cancelled() and task.exception() is not None:
+            log.error("the batching loop failed; starting it again", exc_info=task.exception())
+            self._start_loop()
 
     async def stop(self) -> None:
         if self._task is not None:
@@ -171,13 +186,13 @@ class Batcher:
 
     async def _run(self, batch: list[_Call]) -> None:
         loop = asyncio.get_running_loop()
-        inputs = _concatenate([c.inputs for c in batch]) if len(batch) > 1 else batch[0].inputs
         try:
+            inputs = _concatenate([c.inputs for c in batch]) if len(batch) > 1 else batch[0].inputs
             outputs = await loop.run_in_executor(self._thread, self.run, batch[0].signature, inputs)
             self.batches += 1
         except Exception as err:  # noqa: BLE001 - handed to the request that caused it
-            if len(batch) > 1 and isinstance(err, RequestError):
-                for call in batch:  # one bad row must not fail the other requests of its batch
+            if len(batch) > 1:  # one bad or huge request must not fail the others of its batch
+                for call in batch:
                     await self._run([call])
                 return
             for call in batch:
@@ -265,8 +280,25 @@ class ModelServer:
 
     async def predict(self, body: bytes) -> dict[str, Any]:
         request = await self.in_thread(parse_predict, body, self.signatures, self.limits.max_rows)
+        self._check_waveform_width(request.inputs)
         outputs = await self.batcher.submit(request.signature.name, request.inputs)
+        for key, value in outputs.items():
+            if value.dtype.kind == "f" and not np.isfinite(value).all():
+                raise RequestError(f"output {key!r} is not finite for these inputs: values far outside what the "
+                                   "model was trained on (log-mel images hold 0-255)")
         return encode_outputs(outputs, request.row_format)
+
+    def _check_waveform_width(self, inputs: dict[str, np.ndarray]) -> None:
+        """``--max-seconds`` for samples sent to a waveform signature, as for ``:classify``'s files:
+        a batch pads every row to its widest, so one long row would cost every row its width."""
+        waveform = inputs.get("waveform")
+        if waveform is None or waveform.ndim < 2:
+            return
+        rate = self.classifier.preprocessor.features.sample_rate
+        seconds = waveform.shape[1] / rate
+        if seconds > self.limits.max_seconds:
+            raise RequestError(f"waveform too long: {waveform.shape[1]} samples ({seconds:.1f} s at {rate} Hz); this "
+                               f"server takes at most {self.limits.max_seconds:g} s (--max-seconds)", 413)
 
     async def classify(self, body: bytes) -> dict[str, Any]:
         inputs, duration = await self.in_thread(self._features, body)
@@ -427,7 +459,13 @@ class _Endpoints:
             server.in_flight -= 1
 
     async def _body_then(self, request: Request, handler: Callable[[bytes], Any]) -> Any:
-        return await handler(await _read_body(request, self.server.limits.max_body_bytes))
+        limits = self.server.limits
+        try:
+            body = await asyncio.wait_for(_read_body(request, limits.max_body_bytes), limits.read_timeout_s)
+        except asyncio.TimeoutError:
+            raise RequestError(f"the body took longer than {limits.read_timeout_s:g} s to arrive "
+                               "(--read-timeout)", 408) from None
+        return await handler(body)
 
 
 def serve(model_dir: str | Path, host: str = "127.0.0.1", port: int = 8501, name: str | None = None,
