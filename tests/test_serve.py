@@ -278,9 +278,12 @@ def test_a_body_that_trickles_in_gets_408():
     class Trickle:
         headers: dict = {}
 
+        def __init__(self, pause: float) -> None:
+            self.pause = pause
+
         async def stream(self):
             yield b'{"instances": '
-            await asyncio.sleep(2)
+            await asyncio.sleep(self.pause)
             yield b"[]}"
 
     async def handler(body: bytes) -> bytes:
@@ -288,11 +291,10 @@ def test_a_body_that_trickles_in_gets_408():
 
     endpoints = _Endpoints(SimpleNamespace(limits=ServerLimits(read_timeout_s=0.2)))
     with pytest.raises(RequestError, match="--read-timeout") as raised:
-        asyncio.run(endpoints._body_then(Trickle(), handler))
+        asyncio.run(endpoints._body_then(Trickle(pause=2), handler))
     assert raised.value.status == 408
-    fast = _Endpoints(SimpleNamespace(limits=ServerLimits(read_timeout_s=5)))
-    trickle = Trickle()
-    assert asyncio.run(fast._body_then(trickle, handler)) == b'{"instances": []}'
+    patient = _Endpoints(SimpleNamespace(limits=ServerLimits(read_timeout_s=30)))
+    assert asyncio.run(patient._body_then(Trickle(pause=0.05), handler)) == b'{"instances": []}'
 
 
 def test_a_broken_saved_model_is_named(tmp_path: Path):
