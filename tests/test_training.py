@@ -337,13 +337,13 @@ def test_a_given_pretraining_that_saw_a_folds_test_actors_is_refused(cache, tmp_
     (run / "pretrain").mkdir(parents=True)
     (run / "pretrain" / "model.keras").write_bytes(b"k")
     write_json(run / "manifest.json", {"exclude_speakers": {"ravdess": ["03", "07"]}})
-    check_pretraining_excludes(run, "ravdess", ["07", "03"])
+    check_pretraining_excludes(run, {"ravdess": ["07", "03"]})
     with pytest.raises(ValueError, match=r"pretrained on ravdess speakers \['11'\], which this fold tests"):
-        check_pretraining_excludes(run, "ravdess", ["03", "11"])
+        check_pretraining_excludes(run, {"ravdess": ["03", "11"]})
     bare = tmp_path / "bare.keras"
     bare.write_bytes(b"k")
     with pytest.raises(ValueError, match="bare.keras is not a pretraining run directory"):
-        check_pretraining_excludes(bare, "ravdess", ["03"])
+        check_pretraining_excludes(bare, {"ravdess": ["03"]})
     write_json(run / "manifest.json", {"exclude_speakers": {}})  # an ordinary, shared pretraining
     cfg = tiny(cache, tmp_path, **{"protocol.name": "speaker"})
     with pytest.raises(ValueError, match="which this fold tests"):

@@ -144,9 +144,11 @@ def finetune(
     run = _FinetuneRun.open(config, target, variant, run_dir, pretrained=pretrained, callbacks=list(callbacks or []),
                             progress=progress or Progress.quiet(), claims=claims)
     if pretrained is not None:  # before any fold trains: a leak found at fold 3 would waste folds 0-2
+        required: dict[str, list[str]] = {}
         for fold in run.folds:
             for corpus, speakers in pretrain_exclusions(target, config.protocol.name, fold).items():
-                check_pretraining_excludes(pretrained, corpus, speakers)
+                required.setdefault(corpus, []).extend(speakers)
+        check_pretraining_excludes(pretrained, required)
     held = []
     for fold in run.folds:
         try:

@@ -121,28 +121,31 @@ def pretrained_model_path(pretrained: str | Path) -> Path:
     return path
 
 
-def check_pretraining_excludes(pretrained: str | Path, corpus: str, speakers: Sequence[str]) -> None:
-    """Refuse a given pretraining (``--pretrained``) that may have seen ``speakers`` of ``corpus``.
+def check_pretraining_excludes(pretrained: str | Path, required: Mapping[str, Sequence[str]]) -> None:
+    """Refuse a given pretraining (``--pretrained``) that may have seen a speaker of ``required``
+    (per corpus, the speakers it must have left out: every test speaker of the folds it is to serve).
 
-    Under the speaker protocol a RAVDESS fold's pretraining must leave out that fold's test actors.
     Which speakers a pretraining left out is recorded only in its run's ``manifest.json``, so a bare
     ``.keras`` file cannot show it and is refused too.
 
     Raises:
-        ValueError: the pretraining saw one of ``speakers``, or does not record what it left out.
+        ValueError: the pretraining saw one of the speakers, or does not record what it left out.
     """
+    required = {corpus: sorted(set(map(str, speakers))) for corpus, speakers in required.items() if speakers}
+    if not required:
+        return
     model = pretrained_model_path(pretrained)
-    run_dir = model.parent.parent if model.parent.name == PRETRAIN_STAGE else None
-    manifest = run_dir / "manifest.json" if run_dir is not None else None
-    if manifest is None or not manifest.is_file():
+    manifest = model.parent.parent / "manifest.json"
+    if model.parent.name != PRETRAIN_STAGE or not manifest.is_file():
         raise ValueError(
-            f"{pretrained} is not a pretraining run directory, so nothing records which {corpus} speakers it left out; "
-            f"this fold tests speakers {sorted(speakers)}, which its pretraining must not have seen. Pass the run "
-            "directory of a pretraining that excluded them, or leave out --pretrained to pretrain per fold.")
-    excluded = set((read_json(manifest).get("exclude_speakers") or {}).get(corpus, []))
-    seen = sorted(set(map(str, speakers)) - excluded)
-    if seen:
-        raise ValueError(
-            f"{run_dir} was pretrained on {corpus} speakers {seen}, which this fold tests: under the speaker protocol "
-            f"each {corpus} fold starts from a pretraining without its test speakers. Leave out --pretrained to "
-            "pretrain per fold, or run one fold at a time with the matching pretraining.")
+            f"{pretrained} is not a pretraining run directory, so nothing records which speakers it left out; "
+            f"the folds test {required}, which their pretraining must not have seen. Pass the run directory of a "
+            "pretraining that excluded them, or leave out --pretrained to pretrain per fold.")
+    excluded = read_json(manifest).get("exclude_speakers") or {}
+    for corpus, speakers in required.items():
+        seen = sorted(set(speakers) - set(excluded.get(corpus, [])))
+        if seen:
+            raise ValueError(
+                f"{manifest.parent} was pretrained on {corpus} speakers {seen}, which this fold tests: under the "
+                f"speaker protocol each {corpus} fold starts from a pretraining without its test speakers. Leave out "
+                "--pretrained to pretrain per fold, or run one fold at a time with the matching pretraining.")
