@@ -70,6 +70,32 @@ def test_load_audio_mixes_and_resamples(tmp_path: Path):
     assert 0.1 < np.abs(wave).max() < 0.3  # the silent channel halves the level
 
 
+def _flac_without_length(wave: np.ndarray, rate: int = RATE) -> bytes:
+    """A FLAC whose STREAMINFO says "total samples unknown", as an encoder writing to a pipe leaves it."""
+    import io
+
+    out = io.BytesIO()
+    sf.write(out, wave, rate, format="FLAC")
+    data = bytearray(out.getvalue())
+    streaminfo = 8  # after "fLaC" and the block header
+    data[streaminfo + 13] &= 0xF0  # the 36-bit sample count is the last 4 bits of byte 13 and bytes 14-17
+    data[streaminfo + 14:streaminfo + 18] = bytes(4)
+    return bytes(data)
+
+
+def test_audio_whose_header_declares_no_length_is_read_and_capped(tmp_path: Path):
+    wave = tone(seconds=2.5)
+    path = tmp_path / "piped.flac"
+    path.write_bytes(_flac_without_length(wave))
+    assert sf.info(path).frames == 2**63 - 1  # what libsndfile reports: the reader must not trust it
+    read = load_audio(path, RATE)
+    assert read.shape == wave.shape and np.abs(read - wave).max() < 1e-4
+    decoded, duration = logmel.decode_audio(path.read_bytes(), RATE, max_duration=3.0)
+    assert duration == pytest.approx(2.5) and np.array_equal(decoded, read)
+    with pytest.raises(AudioError, match="too long: more than 2.0 s"):
+        logmel.decode_audio(path.read_bytes(), RATE, max_duration=2.0)
+
+
 def test_logmel_image_shape_range_and_orientation():
     config = FeatureConfig()
     image = logmel_image(tone(150.0), RATE, config)

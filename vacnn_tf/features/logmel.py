@@ -29,6 +29,8 @@ from vacnn_tf.storage import load_npz, save_npz, write_json
 
 # A file whose loudest sample is below this (-80 dBFS, under 4 LSB of 16-bit audio) holds no signal.
 SILENCE_PEAK = 1e-4
+# libsndfile's frame count for a stream whose header declares no length (SF_COUNT_MAX)
+_UNDECLARED_FRAMES = 2**63 - 1
 
 
 class AudioError(ValueError):
@@ -134,10 +136,15 @@ def _read_audio(fh: BinaryIO, name: str | Path, size: int, sample_rate: int, min
     fh.seek(0)
     try:
         with sf.SoundFile(fh) as audio:
-            if max_duration is not None and audio.samplerate > 0 and audio.frames / audio.samplerate > max_duration:
-                raise AudioError(name, f"too long: {audio.frames / audio.samplerate:.3f} s > {max_duration} s")
             rate = audio.samplerate
-            data = audio.read(dtype="float32", always_2d=True)
+            declared = audio.frames < _UNDECLARED_FRAMES
+            if max_duration is not None and rate > 0 and declared and audio.frames / rate > max_duration:
+                raise AudioError(name, f"too long: {audio.frames / rate:.3f} s > {max_duration} s")
+            if declared:
+                data = audio.read(dtype="float32", always_2d=True)
+        if not declared:
+            fh.seek(0)
+            data = _read_undeclared_length(fh, name, rate, max_duration)
     except AudioError:
         raise
     except Exception as err:  # libsndfile's errors differ by format and version
@@ -159,6 +166,33 @@ def _read_audio(fh: BinaryIO, name: str | Path, size: int, sample_rate: int, min
 
         mono = librosa.resample(mono, orig_sr=rate, target_sr=sample_rate, res_type="soxr_hq")
     return np.ascontiguousarray(mono, dtype=np.float32), duration
+
+
+def _read_undeclared_length(fh: BinaryIO, name: str | Path, rate: int, max_duration: Optional[float]) -> np.ndarray:
+    """Reads audio whose header declares no length (a FLAC encoded to a pipe) a second at a time.
+
+    soundfile seeks after every read to keep its position, which libsndfile cannot do in such a
+    stream, so the reader declares itself unseekable; the duration limit is enforced as it reads.
+    """
+    import soundfile as sf
+
+    class _Unseekable(sf.SoundFile):
+        def seekable(self) -> bool:
+            return False
+
+    chunk = max(rate, 1024)
+    limit = None if max_duration is None else max_duration * rate
+    parts: list[np.ndarray] = []
+    frames = 0
+    with _Unseekable(fh) as audio:
+        while True:
+            part = audio.read(chunk, dtype="float32", always_2d=True)
+            parts.append(part)
+            frames += part.shape[0]
+            if limit is not None and frames > limit:
+                raise AudioError(name, f"too long: more than {max_duration} s (its header declares no length)")
+            if part.shape[0] < chunk:
+                return np.concatenate(parts)
 
 
 def _interpolation(name: str) -> int:
