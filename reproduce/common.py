@@ -160,8 +160,14 @@ def _as_tree(config: RunConfig) -> dict[str, Any]:
 def summary_of(run_dir: Path) -> dict[str, Any]:
     """Mean/std of accuracy and UAR from a run's metrics/summary.csv (percent)."""
     table = pd.read_csv(run_dir / "metrics" / "summary.csv", index_col=0)
+    # one fold has no spread: blank, not the 0 summary.csv holds
+    folds = sum(1 for row in table.index if row not in ("mean", "std"))
+
     def get(row: str, col: str) -> float:
-        return float(table.loc[row, col]) if row in table.index else float("nan")
+        if row not in table.index or (row == "std" and folds < 2):
+            return float("nan")
+        return float(table.loc[row, col])
+
     return {
         "accuracy": 100 * get("mean", "accuracy"),
         "accuracy_std": 100 * get("std", "accuracy"),
@@ -181,8 +187,8 @@ def write_outputs(out_dir: Path, name: str, frame: pd.DataFrame, title: str, not
     return csv_path, md_path
 
 
-def notes_for(config: RunConfig, outcomes: Sequence[Outcome]) -> list[str]:
-    notes = [PROFILE_NOTES[config.profile], f"protocol: {config.protocol.name}"]
+def notes_for(config: RunConfig, outcomes: Sequence[Outcome], protocol: Optional[str] = None) -> list[str]:
+    notes = [PROFILE_NOTES[config.profile], f"protocol: {protocol or config.protocol.name}"]
     seeds = seeds_in(outcomes)
     if len(seeds) > 1:
         notes.append(f"seeds: {', '.join(map(str, seeds))}")

@@ -22,8 +22,9 @@ def per_class(run_dir: Path) -> pd.DataFrame:
 
 
 def prf_rows(dataset: str, outcome: Outcome, paper_prf: Mapping[str, tuple[float, float, float]],
-             config: RunConfig) -> list[dict[str, object]]:
-    """One row per class (+ average) with ours, the paper's and the difference, in percent."""
+             config: RunConfig, protocol: Optional[str] = None) -> list[dict[str, object]]:
+    """One row per class (+ average) with ours, the paper's and the difference, in percent;
+    ``protocol`` names the split when it is not ``config.protocol``'s."""
     ours = per_class(outcome.run_dir) if outcome.ok else None
     rows = []
     for cls, theirs in paper_prf.items():
@@ -33,7 +34,7 @@ def prf_rows(dataset: str, outcome: Outcome, paper_prf: Mapping[str, tuple[float
             row[metric] = mine
             row[f"paper_{metric}"] = paper_percent(value)
             row[f"delta_{metric}"] = mine - paper_percent(value) if np.isfinite(mine) else np.nan
-        row.update(protocol=config.protocol.name, profile=config.profile, status=outcome.status)
+        row.update(protocol=protocol or config.protocol.name, profile=config.profile, status=outcome.status)
         rows.append(row)
     return rows
 

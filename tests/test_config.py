@@ -31,7 +31,8 @@ def test_yaml_then_overrides(tmp_path: Path):
      ("model.attention_gate_bias=abc", "expects a number"),
      ("train.patience=0", r"train.patience must be 1 or more .*Received: patience=0"),
      ("train.pretrain_patience=-1", "train.pretrain_patience must be 1 or more"),
-     ("protocol.max_folds=0", r"protocol.max_folds must be 1 or more, or null .*Received: max_folds=0")],
+     ("protocol.max_folds=0", r"protocol.max_folds must be 1 or more, or null .*Received: max_folds=0"),
+     ("seed=-1", r"Config key .seed. must be a whole number, 0 or more. Received: seed=-1")],
 )
 def test_bad_overrides_are_named(override, message):
     with pytest.raises(ConfigError, match=message):
@@ -170,7 +171,7 @@ NEUTRAL = {"out": "runs", "data.cache_dir": "cache", "data.workers": 0, "train.v
            "train.steps_per_execution": 4, "train.intra_op_threads": 0, "train.inter_op_threads": 0, "train.jobs": 1}
 KEYED_ONLY_OFF_DEFAULT = {"train.strategy": "default", "train.batch_per": "replica", "protocol.first_fold": 0,
                           "train.baseline_epochs": None, "train.jobs": 1, "train.pretrain_patience": None,
-                          "train.pretrain_augment": None, "train.pretrain_mixup": None,
+                          "train.pretrain_augment": None, "train.pretrain_mixup": None, "train.pretrain_decay_every": None,
                           "model.baseline_image_size": None, "model.residual": False,
                           "model.finetune_fc": True, "model.attention_gate_bias": None}
 

@@ -212,3 +212,24 @@ def test_roots_and_names(tmp_path: Path):
         read_corpus("emodb", tmp_path / "missing")
     empty = read_corpus("emodb", tmp_path / "emodb")
     assert len(empty) == 0 and list(empty.table.columns) == list(COLUMNS)
+
+
+def test_a_folder_reached_twice_is_read_once_and_by_its_real_path(tmp_path: Path):
+    """A link to a corpus folder named before the folder itself ("0_link" < "Actor_01") must not win."""
+    from vacnn_tf.corpora.readers import audio_files
+
+    real = touch_wav(tmp_path / "Actor_01" / "03-01-01-01-01-01-01.wav")
+    (tmp_path / "0_link").symlink_to(tmp_path / "Actor_01", target_is_directory=True)
+    assert audio_files(tmp_path) == [real]
+
+
+def test_the_synthetic_corpus_of_another_generator_version_is_another_folder(tmp_path: Path, monkeypatch):
+    from vacnn_tf.config import RunConfig, replace
+    from vacnn_tf.corpora import synth
+    from vacnn_tf.datasets.loading import synthetic_root
+
+    config = replace(RunConfig(), **{"data.cache_dir": str(tmp_path), "data.synth_per_class": 1})
+    old = synthetic_root(config)
+    monkeypatch.setattr(synth, "SYNTH_VERSION", synth.SYNTH_VERSION + 1)
+    new = synthetic_root(config)
+    assert new != old and (new / "DONE").is_file() and (old / "DONE").is_file()

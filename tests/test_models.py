@@ -143,6 +143,16 @@ def test_band_input_norm_adds_a_standardization_that_adapts_to_training_images(f
         networks.build_model("vacnn", 7, ModelConfig(input_norm="minmax"))
 
 
+def test_band_input_norm_of_a_resized_baseline_adapts_to_the_resized_images():
+    config = ModelConfig(input_norm="band", baseline_image_size=96)
+    model = networks.build_model("mobilenet", 7, config, image_size=128)
+    images = np.zeros((3, 128, 128), np.uint8)
+    images[:, :64] = 255  # the lower half of the mel bands loud, the upper half silent
+    assert networks.adapt_input_norm(model, images)
+    mean = model.get_layer("stem_band_norm").mean.numpy()
+    assert mean.shape == (96,) and mean[:40].min() > 0.99 and mean[56:].max() < -0.99
+
+
 def test_bovw_input_standardize_zscores_words_with_training_statistics(vacnn, tmp_path):
     rng = np.random.default_rng(5)
     train = rng.dirichlet(np.full(128, 0.3), 40).astype(np.float32)
@@ -310,6 +320,9 @@ def test_baseline_freeze_points():
     assert inception.get_layer("mixed2").weights == [] and "mixed2" in names
     assert not frozen & set(names[names.index("mixed2") + 1 :])  # nothing after the first module group
     assert len(frozen) > 20
+    # InceptionV3 has no "stem" freeze point: the prefix rule would have matched stem_rescale and frozen nothing
+    with pytest.raises(ValueError, match=r"a stage 'inception' does not have.*'va_block1'"):
+        build_finetuned(_built("inception"), 4, ModelConfig(freeze_through="stem"), use_bovw=False)
 
 
 @pytest.mark.parametrize("key", [*networks.MODELS, "finetuned", "finetuned-nobovw"])

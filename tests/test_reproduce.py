@@ -45,6 +45,23 @@ def full_results(module_tmp) -> Path:
     return _build(module_tmp / "full_results", tuple(t for t in reproduce_all.TABLES if t != "table10"))
 
 
+def test_all_with_force_clears_the_shared_runs_once_and_no_table_forces_them_again(tmp_path: Path, monkeypatch):
+    from reproduce import all as reproduce_all
+    from reproduce import common
+
+    cleared, forced = [], []
+    monkeypatch.setattr(common, "clear_runs", lambda config, needs, seeds: cleared.append([n.key for n in needs]))
+
+    def fake_run_needs(config, needs, force=False, seeds=()):
+        forced.append(force)
+        return [common.Outcome(n, missing=("not run in this test",), seeds=tuple(seeds)) for n in needs]
+
+    monkeypatch.setattr(common, "run_needs", fake_run_needs)
+    reproduce_all.main(["--out", str(tmp_path / "res"), "--force", *TINY], tables=("table3", "table10"))
+    assert len(cleared) == 2 and "finetuned" in cleared[0] and "vacnn_bovw" in cleared[1]
+    assert forced == [False, False]  # cleared above; a table forcing again would retrain the shared runs
+
+
 def _built(request: pytest.FixtureRequest, name: str) -> Path:
     return request.getfixturevalue("results" if name in CI_TABLES else "full_results")
 
@@ -122,6 +139,31 @@ def test_per_class_figures_are_percent_like_the_papers(tmp_path: Path):
     assert (angry["precision"], angry["recall"], angry["f1"]) == (50.0, 25.0, 12.5)
     assert (angry["paper_precision"], angry["delta_precision"]) == (77.0, -27.0)
     assert spec.units == PERCENT and SPECS["table7"].units == PROPORTION
+
+
+def test_table2_names_its_random_hold_out_under_the_speaker_protocol(tmp_path: Path):
+    """The pretraining is scored on a random hold-out whatever --protocol says: not "speaker"."""
+    from reproduce.common import Need, Outcome
+    from vacnn_tf.config import ProtocolConfig, replace
+
+    config = replace(_tiny_config(tmp_path), protocol=ProtocolConfig(name="speaker"))
+    SPECS["table2"].render(config, [Outcome(Need("vacnn", "pretrain", "pretrain"), missing=("not run",))],
+                           tmp_path / "res")
+    assert set(_csv(tmp_path / "res" / "table2.csv")["protocol"]) == {"random hold-out"}
+    notes = (tmp_path / "res" / "table2.md").read_text()
+    assert "protocol: random hold-out" in notes and "not a speaker-independent figure" in notes
+
+
+def test_a_single_fold_has_no_spread_in_the_tables(tmp_path: Path):
+    from reproduce.common import summary_of
+
+    (tmp_path / "metrics").mkdir()
+    (tmp_path / "metrics" / "summary.csv").write_text("fold,accuracy,uar\nfold_0,0.5,0.4\nmean,0.5,0.4\nstd,0.0,0.0\n")
+    one = summary_of(tmp_path)
+    assert one["accuracy"] == 50.0 and np.isnan(one["accuracy_std"]) and np.isnan(one["uar_std"])
+    (tmp_path / "metrics" / "summary.csv").write_text(
+        "fold,accuracy,uar\nfold_0,0.5,0.4\nfold_1,0.7,0.6\nmean,0.6,0.5\nstd,0.1414,0.1414\n")
+    assert summary_of(tmp_path)["accuracy_std"] == pytest.approx(14.14)
 
 
 def test_table2_pretraining(results: Path):
@@ -252,6 +294,23 @@ def _tiny_config(out: Path, *flags: str):
     from reproduce.common import make_config, parser
 
     return make_config(parser("").parse_args(["--out", str(out), *TINY, *flags]))
+
+
+def test_a_set_for_the_whole_table_cannot_relabel_a_row(tmp_path: Path):
+    """``--set model.use_bovw=false`` must not turn the row labelled VACNN + BOVW into a model without BOVW."""
+    from reproduce import table3, table10
+    from vacnn_tf.config import replace
+    from vacnn_tf.training.run_dirs import finetune_dir
+
+    default = _tiny_config(tmp_path)
+    changed = _tiny_config(tmp_path, "--set", "model.use_bovw=false", "--set", "model.architecture=resnet")
+    for module in (table3, table10):
+        for a, b in zip(module.needs(default), module.needs(changed)):
+            if a.variant == "finetuned" and a.key in ("vacnn_bovw", "finetuned", "cbam", "vacnn"):
+                pinned = replace(changed, **dict(b.overrides))
+                assert pinned.model.use_bovw == (a.key != "vacnn") and pinned.model.architecture.startswith("vacnn")
+                assert finetune_dir(pinned, b.target, b.variant) == \
+                    finetune_dir(replace(default, **dict(a.overrides)), a.target, a.variant)
 
 
 def test_table10_grid_counts_22_trainings_and_a_finished_one_as_done(tmp_path: Path):

@@ -190,16 +190,17 @@ def test_fine_tuning_settings_leave_the_pretraining_alone(cache, tmp_path):
     from vacnn_tf.training.run_dirs import pretrain_key, run_key
 
     own = {"train.pretrain_epochs": 3, "train.pretrain_patience": 2, "train.pretrain_augment": False,
-           "train.pretrain_mixup": 0.0}
+           "train.pretrain_mixup": 0.0, "train.pretrain_decay_every": 20}
     cfg = tiny(cache, tmp_path, **own)
-    fine_tuning = {"train.epochs": 9, "train.patience": 7, "train.augment": True, "train.mixup": 0.2}
+    fine_tuning = {"train.epochs": 9, "train.patience": 7, "train.augment": True, "train.mixup": 0.2,
+                   "train.decay_every": 5}
     assert pretrain_key(cfg) == pretrain_key(replace(cfg, **fine_tuning))
     for key, other in (("train.pretrain_epochs", 4), ("train.pretrain_patience", 3), ("train.pretrain_augment", True),
-                       ("train.pretrain_mixup", 0.4)):
+                       ("train.pretrain_mixup", 0.4), ("train.pretrain_decay_every", 30)):
         assert pretrain_key(cfg) != pretrain_key(replace(cfg, **{key: other})), key
     # a pretraining runs with its own values, 0.0 and False included
     staged = replace(cfg, **fine_tuning).train.for_pretraining()
-    assert (staged.epochs, staged.patience, staged.augment, staged.mixup) == (3, 2, False, 0.0)
+    assert (staged.epochs, staged.patience, staged.augment, staged.mixup, staged.decay_every) == (3, 2, False, 0.0, 20)
     # unset, a pretraining follows the fine-tuning's value, which then keys it
     shared = replace(cfg, **{name: None for name in own})
     assert shared.train.for_pretraining() == shared.train
@@ -207,7 +208,8 @@ def test_fine_tuning_settings_leave_the_pretraining_alone(cache, tmp_path):
         assert pretrain_key(shared) != pretrain_key(replace(shared, **{key: other})), key
     # the same recipe spelled either way is one pretraining, and one fine-tuning run
     spelled = replace(shared, **{"train.pretrain_patience": shared.train.patience,
-                                 "train.pretrain_augment": shared.train.augment, "train.pretrain_mixup": shared.train.mixup})
+                                 "train.pretrain_augment": shared.train.augment, "train.pretrain_mixup": shared.train.mixup,
+                                 "train.pretrain_decay_every": shared.train.decay_every})
     assert pretrain_key(spelled) == pretrain_key(shared) and run_key(spelled) == run_key(shared)
     assert run_key(cfg) != run_key(replace(cfg, **{"train.pretrain_patience": 4}))
 
@@ -223,6 +225,8 @@ def test_a_model_key_added_later_keys_a_pretraining_only_off_its_default():
     assert pretrain_key(resnet) != pretrain_key(replace(resnet, **{"model.baseline_image_size": 128}))
     assert pretrain_key(cfg) != pretrain_key(replace(cfg, **{"model.residual": True}))
     assert pretrain_key(cfg) == pretrain_key(replace(cfg, **{"model.finetune_fc": False}))  # read by fine-tuning only
+    for key, other in (("model.bovw_input", "standardize"), ("model.linear_c", 1.0)):  # fine-tuning only, keyed as ever
+        assert pretrain_key(cfg) == pretrain_key(replace(cfg, **{key: other})), key
     assert pretrain_key(cfg) == pretrain_key(replace(cfg, **{"model.attention_gate_bias": 1.0}))
 
 

@@ -257,7 +257,7 @@ class ModelConfig:
 
 # TrainConfig fields that a pretraining may set apart (train.pretrain_<name>), so that the
 # fine-tuning runs sharing one pretraining can differ in them without retraining it
-PRETRAIN_TWINS = ("epochs", "patience", "augment", "mixup")
+PRETRAIN_TWINS = ("epochs", "patience", "augment", "mixup", "decay_every")
 
 
 @dataclass(frozen=True)
@@ -306,6 +306,8 @@ class TrainConfig:
         None, "masking (augment and its widths) in a pretraining; None: same as augment", keyed_at_default=False)
     pretrain_mixup: Optional[float] = setting(
         None, "mixup alpha in a pretraining; None: same as mixup", keyed_at_default=False)
+    pretrain_decay_every: Optional[int] = setting(
+        None, "step-decay interval of a pretraining, in epochs; None: same as decay_every", keyed_at_default=False)
     baseline_epochs: Optional[int] = setting(
         None, "ours, not the paper's: epochs of a keras.applications baseline (model.architecture resnet, "
               "inception, mobilenet) in pretraining and fine-tuning alike; None: the VACNN's epochs and "
@@ -408,7 +410,7 @@ class DataConfig:
 class RunConfig:
     """Everything one run needs. The seed comes first: it drives folds, weights and shuffling."""
 
-    seed: int = setting(42, "drives the folds, the initial weights and the shuffling")
+    seed: int = setting(42, "drives the folds, the initial weights and the shuffling (a whole number, 0 or more)")
     profile: str = setting("paper", "paper|quick|demo", choices=PROFILES)
     out: str = setting("runs", "folder the runs are written under: pretrain/ and one folder per target corpus",
                        neutral=True)
@@ -421,6 +423,9 @@ class RunConfig:
 
     def __post_init__(self) -> None:
         _check_choices("", self)
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            # numpy's generators and scikit-learn's random_state refuse negative seeds, deep inside a run
+            raise ConfigError(f"Config key 'seed' must be a whole number, 0 or more. Received: seed={self.seed!r}")
         size = self.model.baseline_image_size
         if size is not None and size > self.features.image_size:
             raise ConfigError(f"Config key 'model.baseline_image_size' must be at most features.image_size "

@@ -117,6 +117,11 @@ def bovw_cache_dir(config: RunConfig) -> Path:
     return Path(config.data.cache_dir) / "bovw"
 
 
-def synthetic_cache_dir(config: RunConfig) -> Path:
-    """Where the synthetic corpus of this seed and size is generated: ``{data.cache_dir}/synthetic-{seed}-{per_class}``."""
-    return Path(config.data.cache_dir) / f"synthetic-{config.seed}-{config.data.synth_per_class}"
+def synthetic_cache_dir(config: RunConfig, version: int) -> Path:
+    """Where the synthetic corpus of this seed and size is generated:
+    ``{data.cache_dir}/synthetic-v{version}-{seed}-{per_class}``.
+
+    The generator's ``version`` is in the name because a finished folder is used as it is: a newer
+    signal model must not read the corpus an older one wrote.
+    """
+    return Path(config.data.cache_dir) / f"synthetic-v{version}-{config.seed}-{config.data.synth_per_class}"

@@ -225,6 +225,8 @@ def audio_files(root: str | Path) -> list[Path]:
             dirnames[:] = []
             continue
         seen_dirs.add(real)
+        # a fixed walk order, real folders before links to them: which alias is kept must not depend on the filesystem
+        dirnames.sort(key=lambda d: (os.path.islink(os.path.join(dirpath, d)), d))
         for name in filenames:
             if os.path.splitext(name)[1].lower() in AUDIO_SUFFIXES:
                 found.append(Path(os.path.abspath(os.path.join(dirpath, name))))

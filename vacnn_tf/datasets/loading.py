@@ -50,9 +50,9 @@ class CorpusData:
 
 def synthetic_root(config: RunConfig) -> Path:
     """Generate the synthetic corpus once (atomically) and return its root folder."""
-    from vacnn_tf.corpora.synth import generate
+    from vacnn_tf.corpora.synth import SYNTH_VERSION, generate
 
-    root = synthetic_cache_dir(config)
+    root = synthetic_cache_dir(config, SYNTH_VERSION)
     if (root / "DONE").is_file():
         return root
     # Build aside and rename, so concurrent or killed runs never see a half-written corpus.

@@ -32,12 +32,21 @@ BOVW_SQUEEZE_ACTIVATION = "relu"
 BOVW_HIDDEN_ACTIVATION = "tanh"
 
 
+# the VACNN's stages, which ``model.freeze_through`` names; a baseline maps them in its ModelSpec
+FREEZE_STAGES = ("stem", "va_block1", "va_block2", "va_block3", "head")
+
+
 def _freeze_boundary(model: keras.Model, spec: ModelSpec, freeze_through: str) -> Optional[str]:
     """The last layer to freeze: a spec alias, an exact layer name, or the last ``PREFIX_*`` layer."""
     if freeze_through == "none":
         return None
     if freeze_through in spec.freeze_points:
         return spec.freeze_points[freeze_through]
+    if spec.freeze_points and freeze_through in FREEZE_STAGES:
+        # a baseline without this stage: its prefix would match a layer of another stage ("stem_rescale")
+        raise ValueError(
+            f"Config key 'model.freeze_through' names a stage {model.name!r} does not have: use 'none', one of "
+            f"{sorted(spec.freeze_points)} or a layer name. Received: model.freeze_through={freeze_through!r}")
     names = [layer.name for layer in model.layers]
     if freeze_through in names:
         return freeze_through
@@ -46,7 +55,7 @@ def _freeze_boundary(model: keras.Model, spec: ModelSpec, freeze_through: str) -
         return prefixed[-1]
     raise ValueError(
         f"Config key 'model.freeze_through' names no layer or stage of {model.name!r}: use 'none', "
-        f"one of {sorted(spec.freeze_points) or ['stem', 'va_block1', 'va_block2', 'va_block3', 'head']}, "
+        f"one of {sorted(spec.freeze_points) or list(FREEZE_STAGES)}, "
         f"a layer name or a layer-name prefix. Received: model.freeze_through={freeze_through!r}"
     )
 

@@ -156,8 +156,23 @@ def adapt_input_norm(model: keras.Model, images: Any) -> bool:
     except ValueError:
         return False
     rescale = model.get_layer("stem_rescale")
-    norm.adapt(images, scale=float(rescale.scale), offset=float(rescale.offset))
+    norm.adapt(_through_stem_resize(model, images), scale=float(rescale.scale), offset=float(rescale.offset))
     return True
+
+
+def _through_stem_resize(model: keras.Model, images: Any) -> Any:
+    """``images`` as ``stem_band_norm`` receives them: a baseline at ``baseline_image_size`` resizes first."""
+    import numpy as np
+
+    try:
+        resize = model.get_layer("stem_resize")
+    except ValueError:
+        return images
+    chunks = []
+    for start in range(0, len(images), 256):
+        chunk = np.asarray(images[start:start + 256], dtype=np.float32)
+        chunks.append(keras.ops.convert_to_numpy(resize(chunk.reshape(chunk.shape[:3] + (1,))))[..., 0])
+    return np.concatenate(chunks)
 
 
 def _conv_block(x: Any, filters: int, strides: int, prefix: str, suffix: str, config: ModelConfig) -> Any:

@@ -33,7 +33,7 @@ from typing import Any, Callable, Iterator, Mapping, Optional, Sequence
 
 import yaml
 
-from vacnn_tf.config import PRETRAIN_TWINS, RunConfig, keyed_only_off_default, neutral_settings, replace, to_dict, to_yaml
+from vacnn_tf.config import ModelConfig, PRETRAIN_TWINS, RunConfig, keyed_only_off_default, neutral_settings, replace, to_dict, to_yaml
 from vacnn_tf.storage import read_json, write_json, write_text
 
 DONE = "DONE"
@@ -83,6 +83,9 @@ def run_key(config: RunConfig) -> str:
 # model settings that only the fine-tuned model reads: runs that differ in them share a pretraining
 FINETUNE_ONLY_MODEL_KEYS = ("use_bovw", "freeze_through", "state_pooling", "head_dropout", "finetune_fc",
                             "attention_gate_bias")
+# read by fine-tuning only too, but in every pretraining key since the first runs: hashed at their
+# defaults, so that runs differing in them share a pretraining and the pretrainings on disk keep their names
+FINETUNE_ONLY_MODEL_KEYS_HASHED_AT_DEFAULT = ("bovw_input", "linear_c")
 
 
 def pretrain_key(config: RunConfig, exclude: Optional[Mapping[str, Sequence[str]]] = None) -> str:
@@ -101,7 +104,8 @@ def pretrain_key(config: RunConfig, exclude: Optional[Mapping[str, Sequence[str]
         "synth_per_class": config.data.synth_per_class if config.data.data_root is None else None,
         "features": asdict(config.features),
         # from the run key's tree, so a model key added later is left out at its default as there
-        "model": {k: v for k, v in tree["model"].items() if k not in FINETUNE_ONLY_MODEL_KEYS},
+        "model": {k: getattr(ModelConfig(), k) if k in FINETUNE_ONLY_MODEL_KEYS_HASHED_AT_DEFAULT else v
+                  for k, v in tree["model"].items() if k not in FINETUNE_ONLY_MODEL_KEYS},
         # verbosity and scheduling (how the same steps run) do not change what a pretraining learns
         "train": tree["train"],
         "folds": config.protocol.folds,
