@@ -19,21 +19,21 @@ TABLES = tuple(SPECS)
 
 def main(argv: list[str] | None = None, tables: tuple[str, ...] = TABLES) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    from reproduce.common import checked_config, clear_runs, parser, run_workers, seeds_of
+    from reproduce.common import checked_config, clear_grids, parser, run_workers, seeds_of
     from vacnn_tf.storage import read_json
 
     cli = parser("", prog="python -m reproduce.all")
     args = cli.parse_args(argv)
     config = checked_config(cli, args)  # a bad flag or config stops here, once, not in every table
     specs = {name: SPECS[name] for name in tables}
+    grids = [(config, s.needs(config), seeds_of(args, config)) for s in specs.values()]
     if args.jobs > 1:
         # the workers run every table's needs; then each table, alone, finds its runs and renders
-        run_workers("reproduce.all", argv, args, [(config, s.needs(config), seeds_of(args, config)) for s in specs.values()])
+        run_workers("reproduce.all", argv, args, grids)
         argv = [a for a in argv if a != "--force"] + ["--jobs", "1"]
     elif args.force:
         # once for every table: the tables share runs, which each table's own --force would train again
-        for spec in specs.values():
-            clear_runs(config, spec.needs(config), seeds_of(args, config))
+        clear_grids(grids)
         argv = [a for a in argv if a != "--force"]
     out = Path(args.out)
     codes = {name: spec.main(argv) for name, spec in specs.items()}

@@ -362,6 +362,12 @@ def _device(name: Optional[str]) -> Any:
     return tf.device(name)
 
 
+def clear_grids(grids: Sequence[tuple[RunConfig, Sequence[Need], Sequence[int]]]) -> None:
+    """``--force`` for a whole grid, once: the runs tables share are deleted once, not per table."""
+    for config, needs, seeds in grids:
+        clear_runs(config, needs, seeds)
+
+
 def run_workers(module: str, argv: Sequence[str], args: argparse.Namespace,
                 grids: Sequence[tuple[RunConfig, Sequence[Need], Sequence[int]]]) -> None:
     """``--jobs N``: ``--force`` applied once to the runs of ``grids``, their caches filled, a
@@ -372,8 +378,7 @@ def run_workers(module: str, argv: Sequence[str], args: argparse.Namespace,
     from vacnn_tf.training.workers import child_argv, pretrain_before_workers, python_command, run_jobs
 
     if args.force:
-        for config, needs, seeds in grids:
-            clear_runs(config, needs, seeds)
+        clear_grids(grids)
     fill_caches([c for config, needs, seeds in grids for c in grid_cache_needs(config, needs, seeds)],
                 note=lambda line: print(f"[reproduce] {line}", flush=True))
     pretrain_before_workers([pair for config, needs, seeds in grids

@@ -97,15 +97,16 @@ def pretrain_key(config: RunConfig, exclude: Optional[Mapping[str, Sequence[str]
     neutral = neutral_config(config)
     # the recipe as the pretraining stage runs it: the fine-tuning values that runs sharing this
     # pretraining may set differently (epochs, patience, masking, mixup) do not change what it learns
-    tree = key_tree(replace(config, train=config.train.for_pretraining()))
+    defaults = ModelConfig()
+    tree = key_tree(replace(config, train=config.train.for_pretraining(),
+                            **{f"model.{k}": getattr(defaults, k) for k in FINETUNE_ONLY_MODEL_KEYS_HASHED_AT_DEFAULT}))
     parts = {
         "seed": config.seed,
         "data_root": neutral.data.data_root,
         "synth_per_class": config.data.synth_per_class if config.data.data_root is None else None,
         "features": asdict(config.features),
         # from the run key's tree, so a model key added later is left out at its default as there
-        "model": {k: getattr(ModelConfig(), k) if k in FINETUNE_ONLY_MODEL_KEYS_HASHED_AT_DEFAULT else v
-                  for k, v in tree["model"].items() if k not in FINETUNE_ONLY_MODEL_KEYS},
+        "model": {k: v for k, v in tree["model"].items() if k not in FINETUNE_ONLY_MODEL_KEYS},
         # verbosity and scheduling (how the same steps run) do not change what a pretraining learns
         "train": tree["train"],
         "folds": config.protocol.folds,
