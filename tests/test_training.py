@@ -356,7 +356,7 @@ def test_a_given_pretraining_that_saw_a_folds_test_actors_is_refused(cache, tmp_
 
 
 def test_a_run_refuses_folds_from_a_second_pretrained_model(tmp_path):
-    """--pretrained is not part of the run key: resuming a run with another model must stop, not mix."""
+    """A resumed run's stored config cannot name its pretrained model: resuming with another model must stop, not mix."""
     from vacnn_tf.training.finetuning import check_one_pretraining
     from vacnn_tf.training.run_dirs import RunExistsError
 
@@ -367,3 +367,29 @@ def test_a_run_refuses_folds_from_a_second_pretrained_model(tmp_path):
     check_one_pretraining({"0": str(first), "1": str(tmp_path / "." / "a.keras")}, first, tmp_path)  # one file, two spellings
     with pytest.raises(RunExistsError, match=r"holds folds fine-tuned from .*a\.keras; this command names .*b\.keras"):
         check_one_pretraining({"0": str(first)}, second, tmp_path)
+
+
+def test_a_given_pretraining_keys_a_run_by_its_model_not_the_profiles_pretraining_recipe(cache, tmp_path):
+    """With --pretrained the profile's ``train.pretrain_*`` trains nothing: changing it neither renames the
+    run nor stops its resume, while another pretrained model (not another path to the same one) renames it."""
+    from vacnn_tf.training.run_dirs import finetune_dir, finetune_key, prepare_run_dir, run_key
+
+    cfg = tiny(cache, tmp_path)
+    first, copy_of_first, second = tmp_path / "a.keras", tmp_path / "copy.keras", tmp_path / "b.keras"
+    first.write_bytes(b"weights a")
+    copy_of_first.write_bytes(b"weights a")
+    second.write_bytes(b"weights b")
+    longer = replace(cfg, **{"train.pretrain_epochs": 60, "train.pretrain_decay_every": 20})
+    assert run_key(longer) != run_key(cfg)  # pretraining here: the recipe is the run's
+    assert run_key(longer, first) == run_key(cfg, first) == run_key(cfg, copy_of_first)
+    assert len({run_key(cfg), run_key(cfg, first), run_key(cfg, second)}) == 3
+    assert run_key(replace(cfg, **{"train.epochs": 3}), first) != run_key(cfg, first)  # fine-tuning's own recipe is keyed
+    assert finetune_dir(longer, "emodb", "finetuned", first) == finetune_dir(cfg, "emodb", "finetuned", first)
+    assert finetune_dir(cfg, "emodb", "finetuned", first) != finetune_dir(cfg, "emodb", "finetuned")
+    path, _ = prepare_run_dir(tmp_path / "run", cfg, key=finetune_key(first))
+    (path / "fold_0").mkdir()
+    assert prepare_run_dir(path, longer, resume=True, key=finetune_key(first)) == (path, False)
+    with pytest.raises(RunExistsError, match="another configuration"):
+        prepare_run_dir(path, longer, resume=True)
+    with pytest.raises(FileNotFoundError, match="No pretrained model"):
+        run_key(cfg, tmp_path / "missing")

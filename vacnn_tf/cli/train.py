@@ -123,13 +123,14 @@ def _finetune_on_workers(args: argparse.Namespace, config: Any) -> Any:
     from vacnn_tf.datasets.folds import shares_one_pretraining
     from vacnn_tf.training.caches import cache_needs, fill_caches
     from vacnn_tf.training.progress import plan_pretrain
-    from vacnn_tf.training.run_dirs import finetune_dir, prepare_run_dir
+    from vacnn_tf.training.run_dirs import finetune_dir, finetune_key, prepare_run_dir
     from vacnn_tf.training.workers import (child_argv, pretrain_before_workers, python_command, run_jobs,
                                            worker_placements)
 
     worker_placements(args.jobs)  # more workers than cores (or GPUs): a usage error before anything starts
-    run_dir = Path(args.out) if args.out else finetune_dir(config, args.target, args.variant)
-    _, finished = prepare_run_dir(run_dir, config, resume=args.resume, force=args.force)
+    run_dir = Path(args.out) if args.out else finetune_dir(config, args.target, args.variant, args.pretrained)
+    _, finished = prepare_run_dir(run_dir, config, resume=args.resume, force=args.force,
+                                  key=finetune_key(args.pretrained))
     if not finished:
         fill_caches(cache_needs(config, args.target, args.variant, args.pretrained),
                     note=lambda line: print(line, flush=True))

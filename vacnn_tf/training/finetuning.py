@@ -26,7 +26,8 @@ from vacnn_tf.storage import bovw_cache_dir, read_json, write_json
 from vacnn_tf.training.claims import Claims, UnitsHeld
 from vacnn_tf.training.pretraining import check_pretraining_excludes, pretrain, pretrained_model_path
 from vacnn_tf.training.progress import Progress, fold_label, unit_key
-from vacnn_tf.training.run_dirs import Manifest, RunExistsError, finetune_dir, is_done, mark_done, prepare_run_dir
+from vacnn_tf.training.run_dirs import (Manifest, RunExistsError, finetune_dir, finetune_key, is_done, mark_done,
+                                       prepare_run_dir, run_key)
 from vacnn_tf.training.stage import claim_guard, claimed, evaluate, no_force_with_claims, train_and_test, write_common, write_fold
 
 log = logging.getLogger(__name__)
@@ -137,8 +138,8 @@ def finetune(
     if variant != "finetuned" and pretrained is not None:
         raise ValueError(f"The '{variant}' variant uses no pretrained model. Received: pretrained={pretrained!r}")
     no_force_with_claims(force, claims)
-    run_dir = Path(out_dir) if out_dir is not None else finetune_dir(config, target, variant)
-    run_dir, finished = prepare_run_dir(run_dir, config, resume=resume, force=force)
+    run_dir = Path(out_dir) if out_dir is not None else finetune_dir(config, target, variant, pretrained)
+    run_dir, finished = prepare_run_dir(run_dir, config, resume=resume, force=force, key=finetune_key(pretrained))
     if finished:
         return RunSummary.load(run_dir)
     run = _FinetuneRun.open(config, target, variant, run_dir, pretrained=pretrained, callbacks=list(callbacks or []),
@@ -185,7 +186,10 @@ class _FinetuneRun:
         from vacnn_tf.features.bovw import descriptors_for
         from vacnn_tf.models.linear import band_statistics
 
-        manifest = Manifest.open(run_dir, config, "finetune", {"target": target, "variant": variant})
+        extra = {"target": target, "variant": variant}
+        if rest.get("pretrained") is not None:
+            extra["config_key"] = run_key(config, rest["pretrained"])
+        manifest = Manifest.open(run_dir, config, "finetune", extra)
         with manifest.stage("load"):
             data = load_corpus(config, target)
         manifest.data["data"] = describe(data)
@@ -330,8 +334,8 @@ def _audit_summary(per_fold: list[dict[str, Any]]) -> Optional[dict[str, Any]]:
 
 def check_one_pretraining(recorded: dict[str, str], source: Optional[Path], run_dir: Path) -> None:
     """Refuse to add a fold fine-tuned from ``source`` (``--pretrained``) to a run whose folds started
-    from another model: the run key does not name the pretrained model, so a resumed run would
-    otherwise mix two pretrainings in one table."""
+    from another model. A resumed run's stored config cannot name the model it started from, so its key
+    check cannot tell two pretrainings apart; without this a run would mix two of them in one table."""
     def same(a: str | Path, b: str | Path) -> bool:
         try:
             return Path(a).samefile(b)

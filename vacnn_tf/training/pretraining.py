@@ -18,7 +18,8 @@ from vacnn_tf.models.runtime import configure_runtime
 from vacnn_tf.storage import read_json
 from vacnn_tf.training.claims import Claims
 from vacnn_tf.training.progress import Progress, pretrain_label, unit_key
-from vacnn_tf.training.run_dirs import PRETRAIN_STAGE, Manifest, is_done, mark_done, prepare_run_dir, pretrain_dir, pretrain_key
+from vacnn_tf.training.run_dirs import (PRETRAIN_STAGE, Manifest, is_done, mark_done, prepare_run_dir, pretrain_dir,
+                                       pretrain_key, pretrained_model_path)
 from vacnn_tf.training.stage import claim_guard, claimed, evaluate, no_force_with_claims, train_and_test, write_common
 
 
@@ -109,16 +110,6 @@ def _pretrain(config: RunConfig, run_dir: Path, exclude_speakers: Optional[Mappi
         evaluate(run_dir)
     mark_done(run_dir)
     return run_dir
-
-
-def pretrained_model_path(pretrained: str | Path) -> Path:
-    """The model a pretraining run dir holds (``pretrain/model.keras``), or ``pretrained`` itself, a ``.keras`` file."""
-    path = Path(pretrained)
-    if path.is_dir():
-        path = path / PRETRAIN_STAGE / "model.keras"
-    if not path.is_file():
-        raise FileNotFoundError(f"No pretrained model at {path}; pass a pretraining run dir or a .keras file.")
-    return path
 
 
 def check_pretraining_excludes(pretrained: str | Path, required: Mapping[str, Sequence[str]]) -> None:

@@ -75,9 +75,56 @@ def key_tree(config: RunConfig) -> dict[str, Any]:
     return tree
 
 
-def run_key(config: RunConfig) -> str:
-    """Hash of everything in ``config`` that changes results (verbosity, workers, paths excluded)."""
-    return hashlib.sha1(json.dumps(key_tree(config), sort_keys=True).encode()).hexdigest()[:12]
+def run_key(config: RunConfig, pretrained: str | Path | None = None) -> str:
+    """Hash of everything in ``config`` that changes results (verbosity, workers, paths excluded).
+
+    With ``pretrained`` (a fine-tuning from a given pretraining, ``--pretrained``) the pretraining
+    recipe in ``config`` (``train.pretrain_*``) trains nothing: the given model's content is hashed
+    in its place, so that the same pretraining keys the same runs under any profile, and another
+    one keys other runs.
+    """
+    if pretrained is None:
+        return _run_key_of_tree(key_tree(config))
+    return _run_key_of_tree(_given_pretraining_tree(config, pretrained_model_digest(pretrained)))
+
+
+def _given_pretraining_tree(config: RunConfig, digest: str) -> dict[str, Any]:
+    tree = key_tree(config)
+    tree["train"] = {k: v for k, v in tree["train"].items() if not k.startswith("pretrain_")}
+    tree["pretrained"] = digest
+    return tree
+
+
+def _run_key_of_tree(tree: Mapping[str, Any]) -> str:
+    return hashlib.sha1(json.dumps(tree, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def finetune_key(pretrained: str | Path | None = None) -> Callable[[RunConfig], str]:
+    """What a fine-tuning run's stored config must match to be resumed (:func:`prepare_run_dir`):
+    :func:`run_key`, with the given pretraining, where there is one, in place of the pretraining recipe."""
+    if pretrained is None:
+        return run_key
+    digest = pretrained_model_digest(pretrained)  # once, not once per comparison
+    return lambda config: _run_key_of_tree(_given_pretraining_tree(config, digest))
+
+
+def pretrained_model_path(pretrained: str | Path) -> Path:
+    """The model a pretraining run dir holds (``pretrain/model.keras``), or ``pretrained`` itself, a ``.keras`` file."""
+    path = Path(pretrained)
+    if path.is_dir():
+        path = path / PRETRAIN_STAGE / "model.keras"
+    if not path.is_file():
+        raise FileNotFoundError(f"No pretrained model at {path}; pass a pretraining run dir or a .keras file.")
+    return path
+
+
+def pretrained_model_digest(pretrained: str | Path) -> str:
+    """SHA-1 of the model a pretraining run dir (or ``.keras`` file) holds: what it is, wherever it lies."""
+    digest = hashlib.sha1()
+    with open(pretrained_model_path(pretrained), "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 # model settings that only the fine-tuned model reads: runs that differ in them share a pretraining
@@ -146,10 +193,11 @@ def _stored_pretrain_key(run_dir: Path) -> Optional[str]:
     return pretrain_key(stored, exclude)
 
 
-def finetune_dir(config: RunConfig, target: str, variant: str) -> Path:
-    """Default run directory: ``{out}/{target}/{protocol}/{variant}-{architecture}-{bovw}-s{seed}-{key}``."""
+def finetune_dir(config: RunConfig, target: str, variant: str, pretrained: str | Path | None = None) -> Path:
+    """Default run directory: ``{out}/{target}/{protocol}/{variant}-{architecture}-{bovw}-s{seed}-{key}``
+    (``key`` from :func:`run_key`, naming the given pretraining where there is one)."""
     bovw = "bovw" if config.model.use_bovw else "nobovw"
-    name = f"{variant}-{config.model.architecture}-{bovw}-s{config.seed}-{run_key(config)[:8]}"
+    name = f"{variant}-{config.model.architecture}-{bovw}-s{config.seed}-{run_key(config, pretrained)[:8]}"
     return Path(config.out) / target / config.protocol.name / name
 
 
