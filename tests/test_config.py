@@ -78,7 +78,7 @@ ENUMERATED = {
     "profile": "paper", "features.resize": "linear", "bovw.normalization": "l1", "bovw.kmeans": "minibatch",
     "model.architecture": "vacnn", "model.state_pooling": "flatten", "model.input_norm": "scale",
     "model.bovw_input": "raw", "train.select_on": "accuracy", "train.precision": "float32",
-    "train.strategy": "default", "train.batch_per": "replica", "protocol.name": "paper",
+    "train.strategy": "default", "train.batch_per": "replica", "train.class_weight": "none", "protocol.name": "paper",
 }
 
 
@@ -173,7 +173,7 @@ KEYED_ONLY_OFF_DEFAULT = {"train.strategy": "default", "train.batch_per": "repli
                           "train.baseline_epochs": None, "train.jobs": 1, "train.pretrain_patience": None,
                           "train.pretrain_augment": None, "train.pretrain_mixup": None, "train.pretrain_decay_every": None,
                           "model.baseline_image_size": None, "model.residual": False,
-                          "model.finetune_fc": True, "model.attention_gate_bias": None}
+                          "model.finetune_fc": True, "model.attention_gate_bias": None, "train.class_weight": "none"}
 
 
 def test_neutral_and_off_default_settings_are_the_pinned_ones():

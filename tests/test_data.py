@@ -33,6 +33,30 @@ def test_elements_with_and_without_bovw(make):
 
 
 @PIPELINES
+def test_class_weights_weigh_each_sample_by_its_class_and_a_mixed_one_by_the_blend(make):
+    from vacnn_tf.datasets.pipeline import balanced_class_weights
+
+    labels = np.array([0, 0, 0, 0, 0, 0, 1, 1, 2, 2])
+    weights = balanced_class_weights(labels, 4)  # class 3 absent: weight 1, nothing to weigh
+    np.testing.assert_allclose(weights, [10 / 18, 10 / 6, 10 / 6, 1.0], rtol=1e-6)
+    images = np.zeros((10, 6, 5), np.uint8)
+    for feats, y, w in make(images, labels, batch_size=4, shuffle=True, seed=1, class_weights=weights):
+        np.testing.assert_allclose(np.asarray(w), weights[np.asarray(y)], rtol=1e-6)
+    seen = 0
+    for feats, rows, w in make(images, labels, batch_size=4, shuffle=True, seed=1, mixup=0.4, num_classes=4,
+                               class_weights=weights):
+        rows = np.asarray(rows)
+        np.testing.assert_allclose(np.asarray(w), rows @ weights, rtol=1e-5)
+        seen += int(((rows > 1e-3) & (rows < 1 - 1e-3)).any(axis=1).sum())
+    assert seen  # some samples were blended across two classes of different weight
+    assert len(next(iter(make(images, labels, batch_size=4)))) == 2  # no weights: (features, label) as ever
+    with pytest.raises(ValueError, match="one entry per class"):
+        make(images, labels, batch_size=4, class_weights=np.ones(2))
+    with pytest.raises(ValueError, match="non-negative"):
+        make(images, labels, batch_size=4, class_weights=np.array([1.0, -1.0, 1.0]))
+
+
+@PIPELINES
 def test_shuffle_is_seeded_and_complete(make):
     images, labels, bovw = _arrays()
 

@@ -46,9 +46,10 @@ def tiny(cache: Path, out: Path, **changes) -> RunConfig:
 
 
 def test_resume_after_a_crash_redoes_no_finished_fold(cache, tmp_path):
-    # masks, mixup and dropout on: the resumed epoch must draw the order, seeds and masks the unbroken one drew
+    # masks, mixup, class weights and dropout on: the resumed epoch must draw the order, seeds and masks the
+    # unbroken one drew
     cfg = tiny(cache, tmp_path, **{"protocol.max_folds": 2, "train.augment": True, "train.mixup": 0.2,
-                                   "model.head_dropout": 0.3})
+                                   "model.head_dropout": 0.3, "train.class_weight": "balanced"})
     run = tmp_path / "run"
     from vacnn_tf.training.finetuning import finetune
 
@@ -212,6 +213,10 @@ def test_fine_tuning_settings_leave_the_pretraining_alone(cache, tmp_path):
                                  "train.pretrain_decay_every": shared.train.decay_every})
     assert pretrain_key(spelled) == pretrain_key(shared) and run_key(spelled) == run_key(shared)
     assert run_key(cfg) != run_key(replace(cfg, **{"train.pretrain_patience": 4}))
+    # class weights are a fine-tuning's alone: they key its run, never the pretraining it shares
+    weighted = replace(cfg, **{"train.class_weight": "balanced"})
+    assert weighted.train.for_pretraining().class_weight == "none"
+    assert pretrain_key(weighted) == pretrain_key(cfg) and run_key(weighted) != run_key(cfg)
 
 
 def test_a_model_key_added_later_keys_a_pretraining_only_off_its_default():
@@ -393,3 +398,28 @@ def test_a_given_pretraining_keys_a_run_by_its_model_not_the_profiles_pretrainin
         prepare_run_dir(path, longer, resume=True)
     with pytest.raises(FileNotFoundError, match="No pretrained model"):
         run_key(cfg, tmp_path / "missing")
+
+
+def test_class_weights_reach_a_fine_tunings_training_batches_only(cache, tmp_path):
+    """``train.class_weight=balanced``: the training part's batches carry each sample's weight from the fold's
+    own class counts; validation and test are scored unweighted, and a pretraining's recipe drops it."""
+    import dataclasses
+
+    from vacnn_tf.datasets.folds import make_folds
+    from vacnn_tf.datasets.loading import load_corpus
+    from vacnn_tf.datasets.pipeline import balanced_class_weights
+    from vacnn_tf.training.stage import _datasets
+
+    cfg = tiny(cache, tmp_path, **{"train.class_weight": "balanced"})
+    data = load_corpus(cfg, "emodb")
+    keep = np.concatenate([np.flatnonzero(data.y == 0), np.flatnonzero(data.y != 0)[::2]])  # class 0 whole, the rest halved
+    fold = make_folds(data.table, cfg.protocol, cfg.seed, cfg.train.val_fraction, corpus="emodb")[0]
+    fold = dataclasses.replace(fold, train=np.intersect1d(fold.train, keep))
+    expected = balanced_class_weights(data.y[fold.train], len(data.classes))
+    assert len(set(np.round(expected, 4))) > 1
+    train, val, test = _datasets(cfg, data, fold, None, seed=1, bs=4)
+    for _, y, w in train(0):
+        np.testing.assert_allclose(np.asarray(w), expected[np.asarray(y)], rtol=1e-6)
+    assert len(next(iter(val))) == 2 and len(next(iter(test))) == 2
+    train, _, _ = _datasets(tiny(cache, tmp_path), data, fold, None, seed=1, bs=4)
+    assert len(next(iter(train(0)))) == 2

@@ -40,6 +40,7 @@ STATE_POOLINGS: tuple[str, ...] = ("flatten", "gap", "time_gap")  # ModelConfig.
 INPUT_NORMS: tuple[str, ...] = ("scale", "band")  # ModelConfig.input_norm
 BOVW_INPUTS: tuple[str, ...] = ("raw", "standardize")  # ModelConfig.bovw_input
 SELECT_ON: tuple[str, ...] = ("accuracy", "loss")  # TrainConfig.select_on
+CLASS_WEIGHTS: tuple[str, ...] = ("none", "balanced")  # TrainConfig.class_weight
 # TrainConfig.precision: Keras dtype policies worth having on a CPU. "mixed_float16" is left
 # out: CPUs have no fast float16 arithmetic and it needs loss scaling.
 PRECISIONS: tuple[str, ...] = ("float32", "mixed_bfloat16")
@@ -321,10 +322,17 @@ class TrainConfig:
         return (self.for_pretraining() if pretraining else self).epochs
 
     def for_pretraining(self) -> "TrainConfig":
-        """This recipe as a pretraining runs it: each ``pretrain_*`` value that is set in place of its twin."""
+        """This recipe as a pretraining runs it: each ``pretrain_*`` value that is set in place of its twin, and
+        no class weights (a fine-tuning's alone)."""
         own = {name: getattr(self, f"pretrain_{name}") for name in PRETRAIN_TWINS}
         return dataclasses.replace(self, **{name: value for name, value in own.items() if value is not None},
-                                   **{f"pretrain_{name}": None for name in PRETRAIN_TWINS})
+                                   **{f"pretrain_{name}": None for name in PRETRAIN_TWINS}, class_weight="none")
+    class_weight: str = setting(
+        "none", "ours, not the paper's: \"balanced\" weights each fine-tuning sample's loss by n / (classes x "
+                "n_class) of its fold's training part, so that a small class (EmoDB's 46 disgust against 127 anger "
+                "utterances) counts as much as a large one; mixed samples take the blend of their two weights. "
+                "Pretrainings never use it (their corpora are nearly balanced), so fine-tunings that differ in it "
+                "share one", choices=CLASS_WEIGHTS, keyed_at_default=False)
     augment: bool = setting(
         False, "ours, not the paper's: SpecAugment-style masking of training images (docs/method.md)")
     augment_masks: int = setting(

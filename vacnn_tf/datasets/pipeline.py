@@ -175,6 +175,7 @@ def make_dataset(
     masking: Optional[Masking] = None,
     mixup: float = 0.0,
     num_classes: Optional[int] = None,
+    class_weights: Optional[np.ndarray] = None,
 ) -> Any:
     """Build a batched, prefetched ``tf.data.Dataset`` (under another Keras backend, the same batches as a
     ``keras.utils.PyDataset``: :class:`vacnn_tf.datasets.pydataset.ArrayBatches`).
@@ -203,10 +204,15 @@ def make_dataset(
             num_classes)``; :func:`vacnn_tf.models.optimization.compile_model` with ``train.mixup`` takes
             both label forms). 0: off, integer labels.
         num_classes: Length of the one-hot labels; required with ``mixup``.
+        class_weights: Optional float32 ``(num_classes,)`` loss weight of each class
+            (:func:`balanced_class_weights`; training sets only): each element then carries a
+            third part, its sample weight, which for a mixed sample is the same blend of its two
+            classes' weights. None: ``(features, label)`` only.
 
     Returns:
-        ``tf.data.Dataset`` of ``(features, label)`` with features a dict as described above, or
-        under a Keras backend other than TensorFlow a ``keras.utils.PyDataset`` of the same batches.
+        ``tf.data.Dataset`` of ``(features, label)`` (or ``(features, label, weight)``) with features a
+        dict as described above, or under a Keras backend other than TensorFlow a
+        ``keras.utils.PyDataset`` of the same batches.
     """
     from vacnn_tf.config import keras_backend
 
@@ -214,15 +220,44 @@ def make_dataset(
         from vacnn_tf.datasets.pydataset import ArrayBatches
 
         return ArrayBatches(images, labels, bovw, batch_size=batch_size, shuffle=shuffle, seed=seed, repeat=repeat,
-                            epoch=epoch, masking=masking, mixup=mixup, num_classes=num_classes)
+                            epoch=epoch, masking=masking, mixup=mixup, num_classes=num_classes,
+                            class_weights=class_weights)
     images, labels, bovw = checked_inputs(images, labels, bovw, batch_size, mixup, num_classes, repeat, epoch)
+    weights = checked_class_weights(class_weights, labels, num_classes)
     per_batch_seeds = masking is not None or bool(mixup)
     ds = _index_batches(len(images), batch_size, shuffle, seed, repeat, epoch, per_batch_seeds)
-    return _map_batches(ds, _batch_gather(images, labels, bovw, masking, mixup, num_classes), stateful=epoch is not None)
+    return _map_batches(ds, _batch_gather(images, labels, bovw, masking, mixup, num_classes, weights),
+                        stateful=epoch is not None)
+
+
+def balanced_class_weights(labels: np.ndarray, num_classes: int) -> np.ndarray:
+    """scikit-learn's "balanced" weights, ``n / (classes x n_class)``, of the classes ``labels`` holds
+    (1.0 for a class they lack: it has no sample to weight), as float32 ``(num_classes,)``."""
+    from sklearn.utils.class_weight import compute_class_weight
+
+    labels = np.asarray(labels)
+    present = np.unique(labels)
+    weights = np.ones(num_classes, dtype=np.float32)
+    weights[present] = compute_class_weight("balanced", classes=present, y=labels)
+    return weights
+
+
+def checked_class_weights(class_weights: Any, labels: np.ndarray, num_classes: Optional[int]) -> Optional[np.ndarray]:
+    """``class_weights`` as float32, checked to be finite, non-negative and one per class (None stays None)."""
+    if class_weights is None:
+        return None
+    weights = np.asarray(class_weights, dtype=np.float32)
+    if (weights.ndim != 1 or (len(labels) and labels.max() >= len(weights))
+            or (num_classes is not None and len(weights) != num_classes)):
+        raise ValueError(f"class_weights must have one entry per class (num_classes={num_classes!r}, above every "
+                         f"label). Received: shape={weights.shape}")
+    if not np.all(np.isfinite(weights)) or np.any(weights < 0):
+        raise ValueError(f"class_weights must be finite and non-negative. Received: {weights.tolist()}")
+    return weights
 
 
 def _batch_gather(images: np.ndarray, labels: np.ndarray, bovw: Optional[np.ndarray], masking: Optional[Masking],
-                  mixup: float, num_classes: Optional[int]) -> Any:
+                  mixup: float, num_classes: Optional[int], class_weights: Optional[np.ndarray] = None) -> Any:
     """The map from a batch of indices (and its seed) to ``(features, label)``, as :func:`make_dataset` describes."""
     import tensorflow as tf
 
@@ -231,6 +266,7 @@ def _batch_gather(images: np.ndarray, labels: np.ndarray, bovw: Optional[np.ndar
     image_t = tf.constant(images)
     label_t = tf.constant(labels)
     bovw_t = tf.constant(bovw) if bovw is not None else None
+    weight_t = tf.constant(class_weights) if class_weights is not None else None
 
     def gather(idx: Any, batch_seed: Any = None) -> Any:
         x = tf.cast(tf.gather(image_t, idx), tf.float32)[..., None]
@@ -241,8 +277,14 @@ def _batch_gather(images: np.ndarray, labels: np.ndarray, bovw: Optional[np.ndar
             feats["bovw"] = tf.gather(bovw_t, idx)
         label = tf.gather(label_t, idx)
         if mixup:
-            return _mix_batch(feats, label, batch_seed, float(mixup), int(num_classes))
-        return feats, label
+            feats, label = _mix_batch(feats, label, batch_seed, float(mixup), int(num_classes))
+            if weight_t is None:
+                return feats, label
+            # a blended label's weight: the same blend of its two classes' weights
+            return feats, label, tf.linalg.matvec(label, weight_t)
+        if weight_t is None:
+            return feats, label
+        return feats, label, tf.gather(weight_t, label)
 
     return gather
 

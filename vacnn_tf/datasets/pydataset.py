@@ -17,7 +17,7 @@ from typing import Any, Iterator, Optional
 import keras
 import numpy as np
 
-from vacnn_tf.datasets.pipeline import Masking, batch_count, checked_inputs
+from vacnn_tf.datasets.pipeline import Masking, batch_count, checked_class_weights, checked_inputs
 
 __all__ = ["ArrayBatches"]
 
@@ -102,10 +102,12 @@ class ArrayBatches(keras.utils.PyDataset):
 
     def __init__(self, images: np.ndarray, labels: np.ndarray, bovw: Optional[np.ndarray] = None, *,
                  batch_size: int = 8, shuffle: bool = False, seed: int = 0, repeat: bool = False, epoch: Any = None,
-                 masking: Optional[Masking] = None, mixup: float = 0.0, num_classes: Optional[int] = None) -> None:
+                 masking: Optional[Masking] = None, mixup: float = 0.0, num_classes: Optional[int] = None,
+                 class_weights: Optional[np.ndarray] = None) -> None:
         super().__init__()
         self.images, self.labels, self.bovw = checked_inputs(images, labels, bovw, batch_size, mixup, num_classes,
                                                              repeat, epoch)
+        self.class_weights = checked_class_weights(class_weights, self.labels, num_classes)
         self.batch_size, self.shuffle, self.seed, self.repeat, self.epoch = batch_size, shuffle, seed, repeat, epoch
         self.masking, self.mixup, self.num_classes = masking, float(mixup), num_classes
         self._per_pass = batch_count(len(self.images), batch_size)
@@ -122,7 +124,7 @@ class ArrayBatches(keras.utils.PyDataset):
     def on_epoch_begin(self) -> None:
         self._passes_begun += 1
 
-    def __iter__(self) -> Iterator[tuple[dict[str, np.ndarray], np.ndarray]]:
+    def __iter__(self) -> Iterator[tuple[Any, ...]]:
         self.on_epoch_begin()
         for index in itertools.count() if self.repeat else range(self._per_pass):
             yield self[index]
@@ -134,7 +136,7 @@ class ArrayBatches(keras.utils.PyDataset):
             self._order = (epoch, order)
         return self._order[1]
 
-    def __getitem__(self, index: int) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    def __getitem__(self, index: int) -> tuple[Any, ...]:
         if index < 0 or (not self.repeat and index >= self._per_pass):
             raise IndexError(f"batch {index} of a set of {self._per_pass} batches")
         epoch = int(self.epoch) if self.epoch is not None else max(self._passes_begun - 1, 0)
@@ -146,5 +148,11 @@ class ArrayBatches(keras.utils.PyDataset):
         if self.bovw is not None:
             features["bovw"] = self.bovw[rows]
         if self.mixup:
-            return mixed(features, self.labels[rows], rng, self.mixup, int(self.num_classes))
-        return features, self.labels[rows]
+            features, labels = mixed(features, self.labels[rows], rng, self.mixup, int(self.num_classes))
+        else:
+            labels = self.labels[rows]
+        if self.class_weights is None:
+            return features, labels
+        # a blended label's weight: the same blend of its two classes' weights
+        weights = labels @ self.class_weights if self.mixup else self.class_weights[labels]
+        return features, labels, weights.astype(np.float32)

@@ -32,17 +32,19 @@ def _datasets(
 ) -> tuple[Callable[[Any], Any], Optional[Any], Any]:
     """Train (a function of the epoch-index variable: its draws follow the epoch, for resume), validation,
     test, in batches of ``bs`` rows (over all ``replicas``, none of which gets an empty batch)."""
-    from vacnn_tf.datasets.pipeline import Masking, make_dataset
+    from vacnn_tf.datasets.pipeline import Masking, balanced_class_weights, make_dataset
     from vacnn_tf.training.distribute import eval_batch_size, without_short_batch
 
     masking = Masking.from_train_config(config.train, config.features.low_freq_at_bottom)
+    weights = (balanced_class_weights(data.y[fold.train], len(data.classes))
+               if config.train.class_weight == "balanced" else None)
 
     def part(idx: np.ndarray, train: bool, epoch: Any = None, batch: int = bs) -> Any:
         return make_dataset(
             data.images[idx], data.y[idx], bovw[idx] if bovw is not None else None,
             batch_size=batch, shuffle=train, seed=seed, epoch=epoch,
             masking=masking if train else None, mixup=config.train.mixup if train else 0.0,
-            num_classes=len(data.classes),
+            num_classes=len(data.classes), class_weights=weights if train else None,
         )
 
     def train(epoch: Any) -> Any:
