@@ -83,9 +83,7 @@ def run_key(config: RunConfig, pretrained: str | Path | None = None) -> str:
     in its place, so that the same pretraining keys the same runs under any profile, and another
     one keys other runs.
     """
-    if pretrained is None:
-        return _run_key_of_tree(key_tree(config))
-    return _run_key_of_tree(_given_pretraining_tree(config, pretrained_model_digest(pretrained)))
+    return finetune_key(pretrained)(config)
 
 
 def _given_pretraining_tree(config: RunConfig, digest: str) -> dict[str, Any]:
@@ -103,7 +101,7 @@ def finetune_key(pretrained: str | Path | None = None) -> Callable[[RunConfig], 
     """What a fine-tuning run's stored config must match to be resumed (:func:`prepare_run_dir`):
     :func:`run_key`, with the given pretraining, where there is one, in place of the pretraining recipe."""
     if pretrained is None:
-        return run_key
+        return lambda config: _run_key_of_tree(key_tree(config))
     digest = pretrained_model_digest(pretrained)  # once, not once per comparison
     return lambda config: _run_key_of_tree(_given_pretraining_tree(config, digest))
 
