@@ -327,6 +327,7 @@ class TrainConfig:
         own = {name: getattr(self, f"pretrain_{name}") for name in PRETRAIN_TWINS}
         return dataclasses.replace(self, **{name: value for name, value in own.items() if value is not None},
                                    **{f"pretrain_{name}": None for name in PRETRAIN_TWINS}, class_weight="none")
+
     class_weight: str = setting(
         "none", "ours, not the paper's: \"balanced\" weights each fine-tuning sample's loss by n / (classes x "
                 "n_class) of its fold's training part, so that a small class (EmoDB's 46 disgust against 127 anger "

@@ -278,13 +278,10 @@ def _batch_gather(images: np.ndarray, labels: np.ndarray, bovw: Optional[np.ndar
         label = tf.gather(label_t, idx)
         if mixup:
             feats, label = _mix_batch(feats, label, batch_seed, float(mixup), int(num_classes))
-            if weight_t is None:
-                return feats, label
-            # a blended label's weight: the same blend of its two classes' weights
-            return feats, label, tf.linalg.matvec(label, weight_t)
         if weight_t is None:
             return feats, label
-        return feats, label, tf.gather(weight_t, label)
+        # a blended label's weight: the same blend of its two classes' weights
+        return feats, label, tf.linalg.matvec(label, weight_t) if mixup else tf.gather(weight_t, label)
 
     return gather
 

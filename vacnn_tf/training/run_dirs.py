@@ -18,6 +18,7 @@ Run directory layout (export and reproduce rely on it)::
 from __future__ import annotations
 
 import copy
+import functools
 import hashlib
 import json
 import os
@@ -118,8 +119,17 @@ def pretrained_model_path(pretrained: str | Path) -> Path:
 
 def pretrained_model_digest(pretrained: str | Path) -> str:
     """SHA-1 of the model a pretraining run dir (or ``.keras`` file) holds: what it is, wherever it lies."""
+    path = pretrained_model_path(pretrained).resolve()
+    stat = path.stat()
+    return _file_sha1(str(path), stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=16)
+def _file_sha1(path: str, size: int, mtime_ns: int) -> str:
+    # size and mtime in the cache key: a model rewritten in place is hashed again; one run's
+    # directory name, resume check and manifest otherwise read the same file three times
     digest = hashlib.sha1()
-    with open(pretrained_model_path(pretrained), "rb") as f:
+    with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
